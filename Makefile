@@ -1,0 +1,44 @@
+# The two commands a new user runs: `make demo` and `make test`. Both build .venv from this repo's files.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SEED   ?= 0
+RUN    ?= runs/demo
+PYTEST_ARGS ?=
+
+# Offline by design: a hub id would otherwise stall ~20 s before failing.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRL_EXPERIMENTAL_SILENCE := 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test test-slow lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 is pinned in pyproject.toml and constraints.txt, so pip picks the CPU wheel here.
+# GPU users create .venv and install the CUDA torch 2.13.0 first; pip then keeps it (see README).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,dev,real]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/rlhf pipeline --config configs/demo/pipeline.yaml --out $(RUN) --seed $(SEED)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check rlhf sft reward ppo tests bench
+	$(VENV)/bin/ruff format --check rlhf sft reward ppo tests bench
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

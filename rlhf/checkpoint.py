@@ -1,0 +1,252 @@
+"""The stage manifest (`rlhf_stage.json`): the contract that chains SFT -> reward -> PPO.
+
+A stage dir is finished only once its manifest exists; the manifest is written last, atomically.
+Parents are recorded relative to the manifest so a run dir can be moved or shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlhf.errors import UserError
+from rlhf.io import atomic_write_json, atomic_write_text, sha256_file, sha256_text
+
+MANIFEST = "rlhf_stage.json"
+SCHEMA_VERSION = 1
+KINDS = ("sft", "reward", "ppo")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+
+
+@dataclass
+class Stage:
+    """A finished stage dir and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any] = field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["stage"]
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def sha256(self) -> str:
+        return sha256_file(self.manifest_path)
+
+    @property
+    def tokenizer_fingerprint(self) -> str:
+        return self.manifest.get("tokenizer_fingerprint", "")
+
+    @property
+    def template(self) -> str:
+        return self.manifest.get("template", "alpaca")
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.manifest.get("metrics", {})
+
+    def parents(self) -> list[Stage]:
+        return [require(p, kind=None, _role=f"parent of {self.path}") for p in self.parent_paths()]
+
+    def parent_paths(self) -> list[Path]:
+        out = []
+        for ref in self.manifest.get("parents", []):
+            rel = self.path / ref["path"]
+            out.append(rel if rel.exists() or not ref.get("abs_path") else Path(ref["abs_path"]))
+        return out
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    mpath = path / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"manifest is not valid JSON ({e})", mpath) from None
+    if not isinstance(manifest, dict):
+        raise UserError("manifest is not a JSON object", mpath)
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UserError(
+            f"unknown manifest schema version {version!r} (this kit reads version {SCHEMA_VERSION})", mpath
+        )
+    if manifest.get("stage") not in KINDS:
+        raise UserError(f"unknown stage kind {manifest.get('stage')!r}; expected one of {KINDS}", mpath)
+    return manifest
+
+
+def is_finished(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def require(path: str | Path, kind: str | tuple[str, ...] | None, _role: str = "checkpoint") -> Stage:
+    """Return the finished stage at `path`, or raise one clear error: missing, unfinished, wrong kind, no weights."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{_role} does not exist", path)
+    if not path.is_dir():
+        raise UserError(f"{_role} is not a directory", path)
+    if not is_finished(path):
+        raise UserError(f"unfinished run: no {MANIFEST} (the stage did not finish; rerun it or use --resume)", path)
+    manifest = read_manifest(path)
+    stage = Stage(path, manifest)
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds and stage.kind not in kinds:
+        raise UserError(f"expected a finished {' or '.join(kinds)} stage, found a {stage.kind} stage", path)
+    if not any((path / w).is_file() for w in WEIGHT_FILES):
+        raise UserError(f"missing weight file (expected one of {', '.join(WEIGHT_FILES)})", path)
+    return stage
+
+
+def require_same_tokenizer(a: Stage, b: Stage) -> None:
+    """Policy and reward model must share a tokenizer, or token ids mean different things."""
+    if a.tokenizer_fingerprint != b.tokenizer_fingerprint:
+        raise UserError(
+            f"tokenizer fingerprint differs from {a.manifest_path} ({a.tokenizer_fingerprint[:12]} vs "
+            f"{b.tokenizer_fingerprint[:12]}): the two stages were trained with different tokenizers",
+            b.manifest_path,
+        )
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of what makes token ids mean something: the vocab, added tokens and special tokens."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    special = {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())}
+    return sha256_text(json.dumps({"vocab": vocab, "special": special}, ensure_ascii=False))
+
+
+def begin(output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Prepare a stage output dir. Refuses to clobber a finished stage unless `overwrite`; checks it is writable."""
+    out = Path(output_dir)
+    if is_finished(out):
+        if not overwrite:
+            raise UserError("holds a finished stage; pass --overwrite true to replace it", out)
+        # Mark the dir unfinished before anything else is touched, so a crash never leaves a stale manifest
+        # next to new weights.
+        (out / MANIFEST).unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"output dir is not writable ({e.strerror})", out) from None
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_commit() -> str | None:
+    src = Path(__file__).resolve().parents[1]
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def _model_card(out: Path, kind: str, parents: list[Stage], metrics: dict, base: str | None) -> str:
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [rlhf, " + kind + "]",
+        "---",
+        f"# {kind.upper()} checkpoint",
+        "",
+        f"Written by the rlhf kit's `{kind}` stage. Lineage and the full resolved config are in `{MANIFEST}`.",
+        "",
+    ]
+    if base:
+        lines.append(f"- base model: `{base}`")
+    for p in parents:
+        lines.append(f"- parent ({p.kind}): `{os.path.relpath(p.path, out)}`")
+    if metrics:
+        lines += ["", "| metric | value |", "|---|---|"]
+        for k, v in metrics.items():
+            lines.append(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
+    lines += ["", "Load with `AutoModelForCausalLM.from_pretrained(dir)` (policy) or", ""]
+    lines.append("`AutoModelForSequenceClassification.from_pretrained(dir)` (reward model).")
+    return "\n".join(lines) + "\n"
+
+
+def finish(
+    out: str | Path,
+    kind: str,
+    *,
+    config: dict[str, Any],
+    tokenizer,
+    parents: list[Stage] = (),
+    metrics: dict[str, Any] | None = None,
+    data_fingerprint: str | None = None,
+    started_at: float | None = None,
+    template: str = "alpaca",
+    base_model: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Stage:
+    """Write the model card and then, last, the manifest. Returns the finished Stage."""
+    out = Path(out)
+    assert kind in KINDS
+    metrics = dict(metrics or {})
+    atomic_write_text(out / "README.md", _model_card(out, kind, list(parents), metrics, base_model))
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "stage": kind,
+        "parents": [
+            {
+                "kind": p.kind,
+                "path": os.path.relpath(p.path.resolve(), out.resolve()),
+                "abs_path": str(p.path.resolve()),
+                "manifest_sha256": p.sha256,
+            }
+            for p in parents
+        ],
+        "base_model": base_model,
+        "template": template,
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "config": config,
+        "data_fingerprint": data_fingerprint,
+        "metrics": metrics,
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "started_at": started_at,
+        "finished_at": time.time(),
+        **(extra or {}),
+    }
+    atomic_write_json(out / MANIFEST, manifest)
+    return Stage(out, manifest)
+
+
+def lineage(path: str | Path) -> list[Stage]:
+    """The stage at `path` followed by its ancestors, depth first (for `rlhf inspect`)."""
+    seen, order, todo = set(), [], [Path(path)]
+    while todo:
+        p = todo.pop(0)
+        key = str(p.resolve())
+        if key in seen:
+            continue
+        seen.add(key)
+        st = require(p, kind=None)
+        order.append(st)
+        todo.extend(st.parent_paths())
+    return order

@@ -1,0 +1,51 @@
+"""The `rlhf` command: one subcommand per job, each implemented by a `cli(argv)` in its own module.
+
+Modules are imported only when their command runs, so `rlhf --help` is instant and a stage's heavy imports
+never slow down another command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tasks": ("rlhf.demo:tasks_cli", "write demo instruction tasks as Alpaca json"),
+    "demo-model": ("rlhf.demo:model_cli", "build the tiny demo tokenizer + model as an HF dir"),
+    "sft": ("sft.train:cli", "stage 1: Alpaca-style supervised fine-tuning"),
+    "pairs": ("rlhf.pairs:cli", "sample candidate responses from a checkpoint"),
+    "annotate": ("rlhf.annotators:cli", "label pairs with simulated annotators"),
+    "reward": ("reward.train:cli", "stage 2: train a reward model on preference pairs"),
+    "score": ("reward.score:cli", "score pairs (accuracy) or one response with a reward model"),
+    "ppo": ("ppo.train:cli", "stage 3: PPO against the reward model (TRL)"),
+    "generate": ("rlhf.generate_cli:cli", "generate responses from a checkpoint"),
+    "compare": ("rlhf.compare:cli", "compare checkpoints: win-rates, reward, KL, diversity, report"),
+    "pipeline": ("rlhf.pipeline:cli", "run the configured chain of steps"),
+    "label": ("rlhf.label.cli:cli", "preference labeling web app: serve, export, stats"),
+    "inspect": ("rlhf.inspect:cli", "print a checkpoint's lineage"),
+    "convert": ("rlhf.convert:cli", "convert a GGUF model file to a safetensors HF dir"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: rlhf <command> [options]   (rlhf <command> --help for its options)", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: command line: unknown command {name!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module, func = COMMANDS[name][0].split(":")
+    return getattr(importlib.import_module(module), func)(rest, prog=f"rlhf {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

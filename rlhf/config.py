@@ -1,0 +1,149 @@
+"""Stage configs: a dataclass per stage, loaded from YAML with command-line overrides.
+
+Parsing is TRL's `TrlParser` (YAML via `--config`, then CLI flags win). What we add is the error contract:
+an unknown key, a value of the wrong type or a missing file gives one line naming the file and the key.
+
+    cfg, = parse_config([SFTStageConfig], ["--config", "configs/demo/sft.yaml", "--learning_rate", "1e-4"])
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlhf.errors import UserError
+
+
+class _Parser:
+    """TrlParser whose argparse errors become UserError instead of usage text + SystemExit."""
+
+    def __new__(cls, dataclass_types, prog: str | None):
+        from trl import TrlParser
+
+        class Parser(TrlParser):
+            def error(self, message):  # argparse calls this for unknown / malformed CLI args
+                raise UserError(f"{message} (see `{self.prog} --help`)", "command line")
+
+        return Parser(dataclass_types, prog=prog)
+
+
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("config file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError("config is not valid UTF-8", path) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise UserError(f"malformed YAML ({getattr(e, 'problem', None) or e})", path, where) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"expected a YAML mapping of config keys, got {type(data).__name__}", path)
+    return data
+
+
+def _check_value(action: argparse.Action, key: str, value: Any, path: Path) -> None:
+    """Check a YAML value the way argparse would check the same value given as a flag."""
+    if value is None:
+        return
+    if action.choices is not None and not isinstance(value, list) and str(value) not in map(str, action.choices):
+        raise UserError(f"expected one of {list(action.choices)}, got {value!r}", path, f"key '{key}'")
+    conv = action.type
+    if conv is None or isinstance(value, (list, dict)):
+        return
+    if getattr(conv, "__name__", "") == "string_to_bool":
+        if not isinstance(value, bool):
+            raise UserError(f"expected true or false, got {value!r}", path, f"key '{key}'")
+        return
+    if conv in (int, float) and isinstance(value, bool):
+        raise UserError(f"expected a number, got {value!r}", path, f"key '{key}'")
+    try:
+        conv(value if isinstance(value, str) else str(value))
+    except (TypeError, ValueError):
+        expected = getattr(conv, "__name__", "a valid value")
+        raise UserError(f"expected {expected}, got {value!r}", path, f"key '{key}'") from None
+
+
+def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str | None = None) -> tuple:
+    """Parse `--config FILE` (YAML) plus CLI overrides into instances of `dataclass_types`."""
+    argv = list(argv or [])
+    parser = _Parser(dataclass_types, prog)
+    config_path = None
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise UserError("--config needs a YAML file path", "command line")
+        config_path = Path(argv[i + 1])
+        del argv[i : i + 2]
+        config = load_yaml_mapping(config_path)
+        env = config.pop("env", {})
+        if not isinstance(env, dict):
+            raise UserError("expected a mapping of environment variables", config_path, "key 'env'")
+        for k, v in env.items():
+            os.environ[str(k)] = str(v)
+        actions = {a.dest: a for a in parser._actions}
+        unknown = [k for k in config if k not in actions]
+        if unknown:
+            raise UserError(
+                f"unknown config key (expected a field of {', '.join(t.__name__ for t in dataclass_types)})",
+                config_path,
+                f"key '{unknown[0]}'",
+            )
+        for k, v in config.items():
+            _check_value(actions[k], k, v, config_path)
+        parser.set_defaults_with_config(**config)
+    try:
+        out = parser.parse_args_into_dataclasses(args=argv)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as e:
+        # Dataclass __post_init__ validation (e.g. TrainingArguments) lands here.
+        raise UserError(f"invalid config: {str(e).splitlines()[0]}", config_path or "command line") from None
+    for obj in out:
+        if config_path is not None and hasattr(obj, "config_path"):
+            obj.config_path = str(config_path)
+    return tuple(out)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-able dict of a config (TrainingArguments has its own to_dict that handles enums)."""
+    if hasattr(cfg, "to_dict"):
+        d = cfg.to_dict()
+    else:
+        d = dataclasses.asdict(cfg)
+    return {k: v for k, v in d.items() if not k.startswith("_") and k not in ("hub_token", "push_to_hub_token")}
+
+
+@dataclasses.dataclass
+class StageOptions:
+    """Options every stage shares (mixed into each stage's config dataclass)."""
+
+    overwrite: bool = dataclasses.field(
+        default=False, metadata={"help": "Replace a finished stage in output_dir (refused otherwise)."}
+    )
+    resume: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "auto: continue from the newest complete checkpoint in output_dir if there is one; "
+            "never: start fresh; or the path of a checkpoint-N dir."
+        },
+    )
+    keep_checkpoints: bool = dataclasses.field(
+        default=False, metadata={"help": "Keep the intermediate checkpoint-N dirs after a finished run."}
+    )
+    quiet: bool = dataclasses.field(default=False, metadata={"help": "Silence progress bars."})
+    trust_remote_code: bool = dataclasses.field(
+        default=False, metadata={"help": "Allow model code from the hub/model dir to run. Off unless you set it."}
+    )
+    config_path: str | None = dataclasses.field(
+        default=None, metadata={"help": "Set automatically to the YAML file the config came from."}
+    )

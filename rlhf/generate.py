@@ -1,0 +1,126 @@
+"""Batched sampling for every stage that generates text (pairs, compare, `rlhf generate`).
+
+Prompts are left-padded into batches and decoded with the KV cache; temperature 0 means greedy. A response is
+`finished` when the model emitted EOS within `max_new_tokens` (the gold judge scores unfinished ones 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    num_samples: int = 1
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Completion:
+    text: str
+    finished: bool
+    num_tokens: int
+
+
+def _sampling_kwargs(params: SamplingParams) -> dict:
+    if params.temperature <= 0:
+        return {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
+    return {
+        "do_sample": True,
+        "temperature": params.temperature,
+        "top_k": params.top_k if params.top_k > 0 else None,
+        "top_p": params.top_p if params.top_p < 1.0 else None,
+    }
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    params: SamplingParams | None = None,
+    *,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[list[Completion]]:
+    """`params.num_samples` completions for each prompt, in prompt order."""
+    params = params or SamplingParams()
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ValueError("batched generation needs a pad token distinct from EOS")
+    was_training = model.training
+    model.eval()
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # so every prompt ends where generation starts
+    torch.manual_seed(params.seed)
+    eos = tokenizer.eos_token_id
+    out: list[list[Completion]] = []
+    device = next(model.parameters()).device
+    try:
+        bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            gen = model.generate(
+                **enc,
+                max_new_tokens=params.max_new_tokens,
+                num_return_sequences=params.num_samples,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=eos,
+                use_cache=True,
+                **_sampling_kwargs(params),
+            )
+            new_tokens = gen[:, enc["input_ids"].shape[1] :].tolist()
+            for i in range(len(chunk)):
+                samples = []
+                for ids in new_tokens[i * params.num_samples : (i + 1) * params.num_samples]:
+                    finished = eos in ids
+                    ids = ids[: ids.index(eos)] if finished else ids
+                    ids = [t for t in ids if t != tokenizer.pad_token_id]
+                    samples.append(Completion(tokenizer.decode(ids, skip_special_tokens=True), finished, len(ids)))
+                out.append(samples)
+            bar.update(len(chunk))
+        bar.close()
+    finally:
+        tokenizer.padding_side = old_side
+        model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str], *, batch_size: int = 32) -> list[float]:
+    """Sum of log p(response token | prefix) under `model` for each (prompt, response + EOS) pair.
+
+    Used to estimate KL(policy || reference) from samples: mean of log p_policy - log p_ref."""
+    device = next(model.parameters()).device
+    model.eval()
+    totals: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        ps, rs = prompts[start : start + batch_size], responses[start : start + batch_size]
+        rows, masks = [], []
+        for p, r in zip(ps, rs):
+            p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+            r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            rows.append(p_ids + r_ids)
+            masks.append([0] * len(p_ids) + [1] * len(r_ids))
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+        att = torch.zeros((len(rows), width), dtype=torch.long)
+        resp = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, (row, m) in enumerate(zip(rows, masks)):  # right padding: positions stay 0..n-1
+            ids[i, : len(row)] = torch.tensor(row)
+            att[i, : len(row)] = 1
+            resp[i, : len(row)] = torch.tensor(m, dtype=torch.bool)
+        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
+        totals.extend((logp * resp[:, 1:].to(device)).sum(-1).tolist())
+    return totals

@@ -1,0 +1,1 @@
+"""Stage 1: Alpaca-style supervised fine-tuning."""

@@ -1,0 +1,125 @@
+"""Stage 1 recipe: Alpaca-style SFT. Read top to bottom: config -> data -> model -> Trainer -> save -> manifest."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer, set_seed
+
+from rlhf import checkpoint
+from rlhf.config import config_to_dict, parse_config
+from rlhf.errors import UserError, exit_on_user_error
+from rlhf.models import (
+    load_causal_lm,
+    load_tokenizer,
+    missing_special_tokens,
+    smart_tokenizer_and_embedding_resize,
+    sync_special_token_ids,
+)
+from rlhf.training import JsonlLogger, lora_config, remove_checkpoints, resolve_resume
+from sft.config import SFTStageConfig
+from sft.data import fingerprint_rows, load_alpaca, preprocess, sources_and_targets, split_rows
+
+
+def tokenize_rows(rows: list[dict], tokenizer, max_length: int, template: str) -> Dataset:
+    sources, targets = sources_and_targets(rows, tokenizer.eos_token, template)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enc = preprocess(sources, targets, tokenizer, max_length)
+    for w in caught:
+        print(f"warning: {w.message}")
+    if not enc["input_ids"]:
+        raise UserError(f"no row has a trainable token at max_length={max_length}", "data", "key 'max_length'")
+    return Dataset.from_dict({"input_ids": enc["input_ids"], "labels": enc["labels"]})
+
+
+def make_collator(tokenizer, padding_free: bool):
+    if padding_free:
+        # One [1, total_tokens] row with position_ids restarting per example: no pad tokens are computed.
+        # transformers builds a block-diagonal causal mask from the position_ids, so examples do not attend
+        # to each other.
+        return DataCollatorWithFlattening(return_position_ids=True)
+    return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
+
+
+def main(cfg: SFTStageConfig) -> checkpoint.Stage:
+    started = time.time()
+    set_seed(cfg.seed)
+    if not cfg.data_path:
+        raise UserError("data_path is required (Alpaca .json/.jsonl or a saved datasets dir)", cfg.config_path or "command line", "key 'data_path'")
+    rows = load_alpaca(cfg.data_path)
+    if cfg.eval_data_path:
+        train_rows, eval_rows = rows, load_alpaca(cfg.eval_data_path)
+    else:
+        train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, cfg.seed)
+
+    tokenizer = load_tokenizer(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
+    model = load_causal_lm(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
+    added = smart_tokenizer_and_embedding_resize(missing_special_tokens(tokenizer), tokenizer, model)
+    sync_special_token_ids(model, tokenizer)
+
+    train_ds = tokenize_rows(train_rows, tokenizer, cfg.max_length, cfg.template)
+    eval_ds = tokenize_rows(eval_rows, tokenizer, cfg.max_length, cfg.template) if eval_rows else None
+    if eval_ds is None:
+        cfg.eval_strategy = "no"
+
+    out = checkpoint.begin(cfg.output_dir, overwrite=cfg.overwrite)
+    if cfg.use_lora:
+        from peft import get_peft_model
+
+        model = get_peft_model(
+            model, lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        )
+    cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
+    trainer = Trainer(
+        model=model,
+        args=cfg,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=make_collator(tokenizer, cfg.padding_free),
+        processing_class=tokenizer,
+        callbacks=[JsonlLogger(out)],
+    )
+    resume_from = resolve_resume(cfg.resume, out)
+    metrics: dict = {"train_rows": len(train_ds), "eval_rows": len(eval_ds or []), "added_special_tokens": added}
+    metrics["dropped_rows"] = len(train_rows) - len(train_ds) + (len(eval_rows) - len(eval_ds or []))
+    if eval_ds is not None and resume_from is None:
+        metrics["initial_eval_loss"] = trainer.evaluate()["eval_loss"]
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics["train_loss"] = result.training_loss
+    metrics["train_runtime"] = result.metrics.get("train_runtime")
+    n_tokens = sum(sum(1 for t in ids if t != -100) for ids in train_ds["labels"])
+    metrics["train_target_tokens"] = n_tokens
+    if eval_ds is not None:
+        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+
+    if not trainer.is_world_process_zero():
+        return None
+    final = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
+    final.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    if not cfg.keep_checkpoints:
+        remove_checkpoints(out)
+    return checkpoint.finish(
+        out,
+        "sft",
+        config=config_to_dict(cfg),
+        tokenizer=tokenizer,
+        metrics=metrics,
+        data_fingerprint=fingerprint_rows(train_rows),
+        started_at=started,
+        template=cfg.template,
+        base_model=cfg.model_name_or_path,
+    )
+
+
+@exit_on_user_error
+def cli(argv: list[str] | None = None, prog: str = "rlhf sft") -> int:
+    (cfg,) = parse_config([SFTStageConfig], argv, prog=prog)
+    stage = main(cfg)
+    if stage is not None:
+        print(f"sft: finished {stage.path} (eval_loss {stage.metrics.get('eval_loss', float('nan')):.4f})")
+    return 0
