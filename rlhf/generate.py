@@ -69,7 +69,7 @@ def generate(
         bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            enc = tokenizer(chunk, return_tensors="pt", padding=True).to(device)  # specials as in SFT preprocess
             gen = model.generate(
                 **enc,
                 max_new_tokens=params.max_new_tokens,
@@ -108,7 +108,7 @@ def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str]
         ps, rs = prompts[start : start + batch_size], responses[start : start + batch_size]
         rows, masks = [], []
         for p, r in zip(ps, rs):
-            p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
+            p_ids = tokenizer(p)["input_ids"]
             r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
             rows.append(p_ids + r_ids)
             masks.append([0] * len(p_ids) + [1] * len(r_ids))

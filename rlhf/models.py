@@ -205,3 +205,23 @@ def save_pretrained_dir(model, tokenizer, out: str | Path) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out
+
+
+def load_policy_from_stage(stage):
+    """Causal LM + tokenizer of a finished sft/ppo stage. An unmerged LoRA stage (adapter files only) is loaded
+    onto its parent SFT model, found relative to the manifest, so a moved run dir still loads."""
+    from rlhf.checkpoint import require
+
+    tokenizer = load_tokenizer(stage.path)
+    if (stage.path / "adapter_model.safetensors").is_file():
+        from peft import PeftModel
+
+        parents = [p for p in stage.parent_paths() if require(p, kind=None).kind == "sft"]
+        if not parents:
+            raise UserError("LoRA adapter stage without an sft parent to load it onto", stage.manifest_path)
+        base = load_causal_lm(parents[0])
+        model = PeftModel.from_pretrained(base, str(stage.path)).merge_and_unload()
+    else:
+        model = load_causal_lm(stage.path)
+    sync_special_token_ids(model, tokenizer)
+    return model, tokenizer

@@ -62,7 +62,7 @@ class JsonlLogger(TrainerCallback):
             f.write(json.dumps(row) + "\n")
 
 
-def lora_config(task_type: str, r: int, alpha: int, dropout: float, target_modules: str | list[str]):
+def lora_config(task_type: str | None, r: int, alpha: int, dropout: float, target_modules: str | list[str]):
     from peft import LoraConfig
 
     targets = target_modules

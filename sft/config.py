@@ -43,7 +43,9 @@ class SFTStageConfig(StageOptions, TrainingArguments):
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the training rows."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "LR schedule."})
-    warmup_ratio: float = field(default=0.03, metadata={"help": "Share of steps spent warming up."})
+    warmup_steps: float = field(
+        default=0.03, metadata={"help": "Warmup: a float in [0, 1) is a share of all steps, an integer a step count."}
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "Batch size per device."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Eval batch size per device."})

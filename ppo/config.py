@@ -1,0 +1,64 @@
+"""PPO stage config: our fields + every TRL `PPOConfig` field, one flat YAML mapping.
+
+The implementation details that matter (Huang et al., "The N+ Implementation Details of RLHF with PPO") are
+all here with their defaults: stop at EOS (`stop_token: eos`) and `missing_eos_penalty`, reward normalisation
+with the reward stage's mean/std (`normalize_reward`), per-token KL penalty (`kl_coef`, `kl_estimator`), the value
+model initialised from the reward model (always), `response_length`, `whiten_rewards` (advantages are always
+whitened by TRL), `num_ppo_epochs` and `num_mini_batches`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl.experimental.ppo import PPOConfig
+
+from rlhf.config import StageOptions
+
+
+@dataclass
+class PPOStageConfig(StageOptions, PPOConfig):
+    """PPO against a trained reward model, starting from the SFT policy."""
+
+    sft_path: str = field(default="runs/sft", metadata={"help": "Finished sft stage: policy and reference policy."})
+    reward_path: str = field(default="runs/reward", metadata={"help": "Finished reward stage: reward and value model."})
+    prompts_path: str | None = field(
+        default=None, metadata={"help": "Alpaca json/jsonl whose instruction/input are the PPO prompts."}
+    )
+    demo_prompts: int = field(
+        default=0, metadata={"help": "If > 0 and prompts_path is unset: this many demo task prompts (train split)."}
+    )
+    demo_kinds: str = field(default="largest,smallest", metadata={"help": "Demo task kinds for demo_prompts."})
+    num_eval_prompts: int = field(
+        default=8, metadata={"help": "Held-out prompts for TRL's sample-generation table (0 disables it)."}
+    )
+    max_prompt_length: int = field(default=256, metadata={"help": "Prompts longer than this are dropped and counted."})
+    normalize_reward: bool = field(
+        default=True, metadata={"help": "Score = (r - mean) / std with the reward stage's held-out statistics."}
+    )
+    kl_stop: float | None = field(
+        default=None, metadata={"help": "Stop early once objective/kl exceeds this many nats (null: never)."}
+    )
+    use_lora: bool = field(
+        default=False,
+        metadata={"help": "LoRA policy (reference = adapter disabled) and LoRA value-model backbone."},
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "Comma-separated module names, or all-linear."})
+    merge: bool = field(
+        default=False, metadata={"help": "LoRA only: save the policy merged into a standalone model dir."}
+    )
+    # PPOConfig / TrainingArguments defaults that suit this stage.
+    output_dir: str = field(default="runs/ppo", metadata={"help": "Where the stage writes its checkpoint."})
+    missing_eos_penalty: float | None = field(
+        default=1.0, metadata={"help": "Subtracted from the score of responses that never emit EOS."}
+    )
+    stop_token: str | None = field(default="eos", metadata={"help": "Truncate responses at EOS (eos or null)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (slower)."})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (opt-in)."})
+    report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
+    save_strategy: str = field(default="no", metadata={"help": "When to save trainer checkpoints."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every N PPO updates."})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory (only helps on GPU)."})

@@ -1,0 +1,208 @@
+"""Stage 3 recipe: PPO through TRL. Chain check -> prompts -> policy/ref/reward/value -> PPOTrainer -> save."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from torch import nn
+from transformers import TrainerCallback, set_seed
+from trl.experimental.ppo import PPOTrainer
+
+from rlhf import checkpoint
+from rlhf.config import config_to_dict, parse_config
+from rlhf.data import load_instructions
+from rlhf.errors import UserError, exit_on_user_error
+from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
+from rlhf.templates import format_prompt
+from rlhf.training import LOG_FILE, JsonlLogger, lora_config, remove_checkpoints
+from ppo.config import PPOStageConfig
+
+
+def check_chain(cfg: PPOStageConfig) -> tuple[checkpoint.Stage, checkpoint.Stage]:
+    """Before any model loads: SFT and reward dirs are finished stages of the right kinds, and the reward model
+    was trained on this SFT checkpoint (or at least with the identical tokenizer)."""
+    sft = checkpoint.require(cfg.sft_path, kind="sft")
+    rm = checkpoint.require(cfg.reward_path, kind="reward")
+    if sft.sha256 not in {p.get("manifest_sha256") for p in rm.manifest.get("parents", [])}:
+        checkpoint.require_same_tokenizer(sft, rm)
+    return sft, rm
+
+
+def load_prompts(cfg: PPOStageConfig) -> tuple[list[dict], list[dict]]:
+    if cfg.prompts_path:
+        rows = load_instructions(cfg.prompts_path, require_output=False)
+        n_eval = min(cfg.num_eval_prompts, len(rows) // 10)
+        return rows[n_eval:], rows[:n_eval]
+    if cfg.demo_prompts > 0:
+        from rlhf.tasks import make_tasks
+
+        kinds = [k.strip() for k in cfg.demo_kinds.split(",") if k.strip()]
+        train = [t.to_row() for t in make_tasks(cfg.demo_prompts, cfg.seed + 101, kinds, split="train")]
+        evals = [t.to_row() for t in make_tasks(cfg.num_eval_prompts, cfg.seed + 202, kinds, split="eval")]
+        return train, evals
+    raise UserError("set prompts_path (Alpaca json/jsonl) or demo_prompts > 0", cfg.config_path or "command line", "key 'prompts_path'")
+
+
+def tokenize_prompts(rows: list[dict], tokenizer, template: str, max_len: int) -> tuple[Dataset, int]:
+    texts = [format_prompt(r["instruction"], r.get("input", ""), template) for r in rows]
+    ids = tokenizer(texts)["input_ids"]  # specials exactly as SFT's preprocess saw them
+    kept = [x for x in ids if len(x) <= max_len]
+    return Dataset.from_dict({"input_ids": kept}), len(ids) - len(kept)
+
+
+class NormalizedScore(nn.Module):
+    """Reward head whose output is (r - mean) / std, with the reward stage's held-out statistics."""
+
+    def __init__(self, score: nn.Module, mean: float, std: float):
+        super().__init__()
+        self.inner, self.mean, self.std = score, float(mean), max(float(std), 1e-6)
+
+    def forward(self, hidden):
+        return (self.inner(hidden) - self.mean) / self.std
+
+
+class KLStop(Exception):
+    pass
+
+
+class KLStopCallback(TrainerCallback):
+    """TRL's PPO loop ignores control.should_training_stop, so stop by raising after the update that crossed the
+    bound has been applied and logged."""
+
+    def __init__(self, bound: float | None):
+        self.bound = bound
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bound is not None and logs and logs.get("objective/kl", 0.0) > self.bound:
+            raise KLStop(f"objective/kl {logs['objective/kl']:.3f} > kl_stop {self.bound}")
+
+
+def add_lora_to_value_backbone(value_model, cfg: PPOStageConfig):
+    """LoRA on the value model's backbone (the score head stays fully trainable). TRL calls the backbone via
+    `getattr(value_model, base_model_prefix)`, so the peft wrapper goes exactly there."""
+    from peft import get_peft_model
+
+    prefix = value_model.base_model_prefix
+    backbone = get_peft_model(getattr(value_model, prefix), lora_config(None, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules))
+    setattr(value_model, prefix, backbone)
+    for p in value_model.score.parameters():
+        p.requires_grad_(True)
+    return value_model
+
+
+def main(cfg: PPOStageConfig) -> checkpoint.Stage:
+    started = time.time()
+    set_seed(cfg.seed)
+    sft, rm = check_chain(cfg)
+    train_rows, eval_rows = load_prompts(cfg)
+
+    tokenizer = load_tokenizer(sft.path, padding_side="left")  # TRL's rollouts need left padding
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise UserError("PPO needs a pad token distinct from EOS (rerun SFT, which adds one)", sft.path)
+    train_ds, dropped = tokenize_prompts(train_rows, tokenizer, sft.template, cfg.max_prompt_length)
+    eval_ds, _ = tokenize_prompts(eval_rows, tokenizer, sft.template, cfg.max_prompt_length)
+    if len(train_ds) == 0:
+        raise UserError(f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts")
+
+    policy = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
+    ref_policy = None if cfg.use_lora else load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
+    for m in (policy, ref_policy):
+        if m is not None:
+            sync_special_token_ids(m, tokenizer)
+    reward_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
+    if cfg.normalize_reward:
+        mean, std = rm.metrics.get("reward_mean", 0.0), rm.metrics.get("reward_std", 1.0)
+        reward_model.score = NormalizedScore(reward_model.score, mean, std)
+    value_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
+    if cfg.use_lora:
+        value_model = add_lora_to_value_backbone(value_model, cfg)
+
+    out = checkpoint.begin(cfg.output_dir, overwrite=cfg.overwrite)
+    (out / LOG_FILE).unlink(missing_ok=True)
+    cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
+    if not len(eval_ds):
+        cfg.num_sample_generations = 0
+    trainer = PPOTrainer(
+        args=cfg,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=ref_policy,
+        reward_model=reward_model,
+        value_model=value_model,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds if len(eval_ds) else None,
+        peft_config=lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        if cfg.use_lora
+        else None,
+        callbacks=[JsonlLogger(out), KLStopCallback(cfg.kl_stop)],
+    )
+    t0 = time.time()
+    stopped_early = None
+    try:
+        trainer.train()
+    except KLStop as e:
+        stopped_early = str(e)
+        print(f"ppo: stopped early: {stopped_early}")
+    train_seconds = time.time() - t0
+    if not trainer.accelerator.is_main_process:
+        return None
+
+    logs = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines() if line.strip()]
+    last = next((r for r in reversed(logs) if "objective/scores" in r), {})
+    metrics = {k.replace("/", "_"): last[k] for k in ("objective/scores", "objective/kl", "objective/rlhf_reward",
+                                                       "objective/entropy", "loss/value_avg") if k in last}
+    episodes = int(last.get("episode", trainer.state.episode))
+    metrics.update(episodes=episodes, train_seconds=train_seconds, episodes_per_second=episodes / max(train_seconds, 1e-9),
+                   dropped_prompts=dropped, stopped_early=stopped_early)
+
+    tokenizer.padding_side = "right"
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    policy_out, value_out = unwrapped.policy, unwrapped.value_model
+    adapter = cfg.use_lora and not cfg.merge
+    if cfg.use_lora and cfg.merge:
+        policy_out = policy_out.merge_and_unload()
+    policy_out.save_pretrained(out, safe_serialization=True)
+    if adapter:
+        # peft writes the base model's absolute path; record it relative to this dir so a moved run still loads
+        # (rlhf loads the base through the manifest's parent link).
+        cfg_path = out / "adapter_config.json"
+        acfg = json.loads(cfg_path.read_text())
+        acfg["base_model_name_or_path"] = os.path.relpath(sft.path.resolve(), out.resolve())
+        cfg_path.write_text(json.dumps(acfg, indent=2))
+    if cfg.use_lora:
+        prefix = value_out.base_model_prefix
+        setattr(value_out, prefix, getattr(value_out, prefix).merge_and_unload())
+    value_out.save_pretrained(Path(out) / "value_model", safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    if not cfg.keep_checkpoints:
+        remove_checkpoints(out)
+    return checkpoint.finish(
+        out,
+        "ppo",
+        config=config_to_dict(cfg),
+        tokenizer=tokenizer,
+        parents=[sft, rm],
+        metrics=metrics,
+        data_fingerprint=None,
+        started_at=started,
+        template=sft.template,
+        base_model=sft.manifest.get("base_model"),
+        extra={"adapter": adapter},
+    )
+
+
+@exit_on_user_error
+def cli(argv: list[str] | None = None, prog: str = "rlhf ppo") -> int:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    (cfg,) = parse_config([PPOStageConfig], argv, prog=prog)
+    stage = main(cfg)
+    if stage is not None:
+        m = stage.metrics
+        print(f"ppo: finished {stage.path} (score {m.get('objective_scores', float('nan')):.3f}, "
+              f"kl {m.get('objective_kl', float('nan')):.3f}, {m['episodes_per_second']:.1f} episodes/s)")
+    return 0

@@ -1,0 +1,1 @@
+"""Stage 2: a reward model trained on preference pairs (chosen vs rejected)."""

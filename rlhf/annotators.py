@@ -1,0 +1,173 @@
+"""Simulated annotators in the AlpacaFarm manner: `gold`, a pool of `noisy` ones, or a trained reward model.
+
+Each annotator looks at a prompt and two responses (A, B) and returns "A", "B" or "tie".
+- gold: the demo tasks' gold judge (higher gold score wins; equal scores tie).
+- noisy: gold, then per annotator (own seed) a tie with prob `tie_rate`, "A" regardless with prob `position_bias`,
+  and a flipped label with prob `flip_rate`. A pool of several gives measurable inter-annotator agreement.
+- reward:CKPT: a trained reward model's scores (ties when they differ by less than `tie_margin`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from rlhf.argparse_utils import ArgumentParser
+from rlhf.data import read_records
+from rlhf.errors import UserError, exit_on_user_error
+from rlhf.io import atomic_write_jsonl
+from rlhf.tasks import judge, parse_task
+
+
+def gold_label(row: dict, a: int, b: int) -> str:
+    task = parse_task(row.get("instruction", ""), row.get("input", ""))
+    if task is None:
+        raise UserError("the gold annotator only labels demo tasks (rlhf tasks)", row.get("_path", "pairs"), row.get("_row"))
+    fin = row.get("finished") or [True] * len(row["responses"])
+    sa, sb = judge(task, row["responses"][a], fin[a]), judge(task, row["responses"][b], fin[b])
+    return "tie" if sa == sb else ("A" if sa > sb else "B")
+
+
+@dataclass
+class NoisyAnnotator:
+    name: str
+    seed: int
+    flip_rate: float = 0.2
+    position_bias: float = 0.0
+    tie_rate: float = 0.0
+
+    def __post_init__(self):
+        self.rng = random.Random(self.seed)
+
+    def label(self, row: dict, a: int, b: int) -> str:
+        gold = gold_label(row, a, b)
+        if gold == "tie":
+            return "tie"
+        u = self.rng.random()
+        if u < self.tie_rate:
+            return "tie"
+        if u < self.tie_rate + self.position_bias:
+            return "A"
+        if self.rng.random() < self.flip_rate:
+            return "B" if gold == "A" else "A"
+        return gold
+
+
+class RewardModelAnnotator:
+    def __init__(self, ckpt: str, tie_margin: float = 0.0):
+        from rlhf.scoring import RewardScorer
+
+        self.name = f"reward:{ckpt}"
+        self.scorer = RewardScorer.from_stage(ckpt)
+        self.tie_margin = tie_margin
+
+    def label_all(self, rows: list[dict], pairs_idx: list[tuple[int, int, int]]) -> list[str]:
+        prompts, responses = [], []
+        for r, a, b in pairs_idx:
+            prompts += [(rows[r]["instruction"], rows[r].get("input", ""))] * 2
+            responses += [rows[r]["responses"][a], rows[r]["responses"][b]]
+        scores = self.scorer.score(prompts, responses)
+        out = []
+        for i in range(0, len(scores), 2):
+            d = scores[i] - scores[i + 1]
+            out.append("tie" if abs(d) <= self.tie_margin else ("A" if d > 0 else "B"))
+        return out
+
+
+def _validate_pairs(rows: list[dict], path) -> None:
+    for row in rows:
+        where = row.get("_row")
+        resp = row.get("responses")
+        if not isinstance(resp, list) or len(resp) < 2 or not all(isinstance(x, str) for x in resp):
+            raise UserError("key 'responses': expected a list of at least 2 strings", path, where)
+        if not isinstance(row.get("instruction"), str):
+            raise UserError("key 'instruction': expected a string", path, where)
+        row["_path"] = str(path)
+
+
+def pair_indices(rows: list[dict]) -> list[tuple[int, int, int]]:
+    """Disjoint consecutive pairs of each row's responses: (row, 0, 1), (row, 2, 3), ..."""
+    return [(r, i, i + 1) for r, row in enumerate(rows) for i in range(0, len(row["responses"]) - 1, 2)]
+
+
+def annotate(rows: list[dict], annotator: str, *, pool_size: int = 3, flip_rate: float = 0.2,
+             position_bias: float = 0.0, tie_rate: float = 0.0, seed: int = 0) -> tuple[list[dict], dict]:
+    """Label every pair; returns (preference rows without ties, stats)."""
+    idx = pair_indices(rows)
+    gold = [gold_label(rows[r], a, b) for r, a, b in idx] if annotator != "reward" else None
+    pool_labels: dict[str, list[str]] = {}
+    if annotator == "gold":
+        labels, names = gold, ["gold"] * len(idx)
+    elif annotator == "noisy":
+        pool = [NoisyAnnotator(f"noisy-{k}", seed * 1000 + k, flip_rate, position_bias, tie_rate) for k in range(pool_size)]
+        # Every annotator labels every pair (cheap: it is simulated) so agreement can be measured; each pair's
+        # label in the output comes from one annotator, round-robin.
+        pool_labels = {ann.name: [ann.label(rows[r], a, b) for r, a, b in idx] for ann in pool}
+        names = [pool[i % pool_size].name for i in range(len(idx))]
+        labels = [pool_labels[n][i] for i, n in enumerate(names)]
+    elif annotator.startswith("reward:"):
+        rm = RewardModelAnnotator(annotator.split(":", 1)[1])
+        labels, names = rm.label_all(rows, idx), [rm.name] * len(idx)
+        try:
+            gold = [gold_label(rows[r], a, b) for r, a, b in idx]
+        except UserError:
+            gold = None
+    else:
+        raise UserError(f"unknown annotator {annotator!r}; expected gold, noisy or reward:CKPT", "command line", "--annotator")
+    prefs, ties = [], 0
+    for (r, a, b), lab, name in zip(idx, labels, names):
+        if lab == "tie":
+            ties += 1
+            continue
+        row = rows[r]
+        win, lose = (a, b) if lab == "A" else (b, a)
+        prefs.append({
+            "id": f"{row.get('id', r)}-{a}{b}",
+            "instruction": row["instruction"],
+            "input": row.get("input", ""),
+            "prompt": row.get("prompt", row["instruction"]),
+            "chosen": row["responses"][win],
+            "rejected": row["responses"][lose],
+            "annotator": name,
+        })
+    stats: dict = {"pairs": len(idx), "ties_dropped": ties, "preferences": len(prefs), "labels": dict(Counter(labels))}
+    if gold is not None:
+        decided = [(lab, g) for lab, g in zip(labels, gold) if lab != "tie" and g != "tie"]
+        stats["agreement_with_gold"] = sum(lab == g for lab, g in decided) / max(1, len(decided))
+        stats["flipped_vs_gold"] = sum(lab != g for lab, g in decided) / max(1, len(decided))
+    if pool_labels:
+        names_ = list(pool_labels)
+        agree = [
+            sum(x == y for x, y in zip(pool_labels[n1], pool_labels[n2])) / max(1, len(idx))
+            for i, n1 in enumerate(names_) for n2 in names_[i + 1 :]
+        ]
+        stats["inter_annotator_agreement"] = sum(agree) / max(1, len(agree))
+    return prefs, stats
+
+
+@exit_on_user_error
+def cli(argv=None, prog="rlhf annotate") -> int:
+    p = ArgumentParser(prog=prog, description="Label sampled pairs with simulated annotators.")
+    p.add_argument("pairs", help="pairs.jsonl from `rlhf pairs`")
+    p.add_argument("--annotator", default="noisy", help="gold | noisy | reward:CKPT")
+    p.add_argument("--pool-size", type=int, default=3, help="noisy: number of simulated annotators")
+    p.add_argument("--flip-rate", type=float, default=0.2, help="noisy: probability a label is flipped")
+    p.add_argument("--position-bias", type=float, default=0.0, help="noisy: probability of picking A regardless")
+    p.add_argument("--tie-rate", type=float, default=0.0, help="noisy: probability of answering tie")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    for name in ("flip_rate", "position_bias", "tie_rate"):
+        if not 0 <= getattr(a, name) <= 1:
+            raise UserError("expected a probability in [0, 1]", "command line", f"--{name.replace('_', '-')}")
+    rows = read_records(a.pairs)
+    _validate_pairs(rows, a.pairs)
+    prefs, stats = annotate(rows, a.annotator, pool_size=a.pool_size, flip_rate=a.flip_rate,
+                            position_bias=a.position_bias, tie_rate=a.tie_rate, seed=a.seed)
+    atomic_write_jsonl(a.out, prefs)
+    print(f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped")
+    for key in ("agreement_with_gold", "inter_annotator_agreement"):
+        if key in stats:
+            print(f"annotate: {key.replace('_', ' ')}: {stats[key]:.3f}")
+    return 0
