@@ -97,19 +97,23 @@ def generate(
 
 
 @torch.no_grad()
-def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str], *, batch_size: int = 32) -> list[float]:
-    """Sum of log p(response token | prefix) under `model` for each (prompt, response + EOS) pair.
+def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str], *, batch_size: int = 32,
+                      temperature: float = 1.0, finished: list[bool] | None = None) -> list[float]:
+    """Sum of log p(response token | prefix) under `model` (logits / temperature, as sampled) for each
+    (prompt, response [+ EOS if finished]) pair.
 
-    Used to estimate KL(policy || reference) from samples: mean of log p_policy - log p_ref."""
+    Used to estimate KL(policy || reference) from the policy's own samples: mean of log p_policy - log p_ref
+    (TRL's objective/kl uses the same temperature-scaled distributions)."""
     device = next(model.parameters()).device
     model.eval()
     totals: list[float] = []
     for start in range(0, len(prompts), batch_size):
         ps, rs = prompts[start : start + batch_size], responses[start : start + batch_size]
         rows, masks = [], []
-        for p, r in zip(ps, rs):
+        fins = finished[start : start + batch_size] if finished is not None else [True] * len(ps)
+        for p, r, fin in zip(ps, rs, fins):
             p_ids = tokenizer(p)["input_ids"]
-            r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if fin else [])
             rows.append(p_ids + r_ids)
             masks.append([0] * len(p_ids) + [1] * len(r_ids))
         width = max(map(len, rows))
@@ -120,7 +124,7 @@ def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str]
             ids[i, : len(row)] = torch.tensor(row)
             att[i, : len(row)] = 1
             resp[i, : len(row)] = torch.tensor(m, dtype=torch.bool)
-        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float()
+        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float() / max(temperature, 1e-6)
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
         totals.extend((logp * resp[:, 1:].to(device)).sum(-1).tolist())
     return totals
