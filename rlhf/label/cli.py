@@ -272,7 +272,8 @@ def _export(a) -> int:
     c = export_preferences(a.db, a.out)
     print(
         f"export: wrote {c['rows']} preference rows to {a.out} from {c['labels']} labels "
-        f"(left out: {c['ties']} ties, {c['skips']} skips; {c['unlabeled_items']} items not labeled yet)"
+        f"(left out: {c['ties']} ties, {c['skips']} skips, {c['unusable']} with identical or empty responses; "
+        f"{c['unlabeled_items']} items not labeled yet)"
     )
     return 0
 

@@ -1,7 +1,9 @@
 """Export live labels as the preference rows the reward stage reads (`reward.data.load_preferences`).
 
 One row per (annotator, item) decision; an item labeled by two annotators gives two rows. Ties and skips
-carry no preference, so they are left out and counted in the summary.
+carry no preference, so they are left out and counted in the summary; so are decisions between two identical
+responses or involving an empty one (sampling can produce both), which the reward stage would refuse.
+A pairs row that had only a `prompt` (no `instruction`) exports that prompt as its instruction.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def preference_rows(db_path: str | Path) -> tuple[list[dict[str, Any]], dict[str
         store.close()
     labels.sort(key=lambda lab: (items[lab["item_id"]]["idx"], lab["annotator"]))
     rows = []
-    counts = {"labels": len(labels), "ties": 0, "skips": 0}
+    counts = {"labels": len(labels), "ties": 0, "skips": 0, "unusable": 0}
     for lab in labels:
         if lab["choice"] == "tie":
             counts["ties"] += 1
@@ -34,14 +36,18 @@ def preference_rows(db_path: str | Path) -> tuple[list[dict[str, Any]], dict[str
             continue
         it = items[lab["item_id"]]
         win = lab["winner"]
+        chosen, rejected = it[f"response_{win}"], it[f"response_{1 - win}"]
+        if chosen == rejected or not chosen.strip() or not rejected.strip():
+            counts["unusable"] += 1
+            continue
         rows.append(
             {
                 "id": it["id"],
-                "instruction": it["instruction"],
+                "instruction": it["instruction"] or it["display"],
                 "input": it["input"],
                 "prompt": it["prompt"],
-                "chosen": it[f"response_{win}"],
-                "rejected": it[f"response_{1 - win}"],
+                "chosen": chosen,
+                "rejected": rejected,
                 "annotator": lab["annotator"],
                 "source": "label-app",
                 "reason": lab["reason"],
