@@ -158,6 +158,10 @@ def create_app(
             return deny(404, "not found")
         return Response(_static(name), media_type=STATIC[name])
 
+    @app.get("/favicon.ico")
+    def favicon():
+        return Response(status_code=204)
+
     @app.get("/api/health")
     def health():
         return {"ok": True}

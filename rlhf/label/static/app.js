@@ -167,6 +167,7 @@
     if (ev.repeat || !state.annotator) return;
     if (KEYS[ev.key]) { ev.preventDefault(); submit(KEYS[ev.key]); }
     else if (ev.key === "u" || ev.key === "U") { ev.preventDefault(); undo(); }
+    else if ((ev.key === "r" || ev.key === "R") && state.item) { ev.preventDefault(); $("reason").focus(); }
   });
 
   async function init() {
