@@ -50,7 +50,9 @@ def server_env() -> dict:
     return env
 
 
-def start_server(args: list[str], port: int, log: Path, *, timeout: float = 30.0) -> subprocess.Popen:
+def start_server(
+    args: list[str], port: int, log: Path, *, timeout: float = 30.0, token: str | None = None
+) -> subprocess.Popen:
     """`rlhf label serve ARGS --port PORT` as a child process; returns once /api/health answers."""
     cmd = [sys.executable, "-m", "rlhf.cli", "label", "serve", *args, "--port", str(port), "--quiet"]
     f = open(log, "ab")
@@ -63,7 +65,11 @@ def start_server(args: list[str], port: int, log: Path, *, timeout: float = 30.0
                 f"server exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}"
             )
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1.0).status_code == 200:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            if (
+                httpx.get(f"http://127.0.0.1:{port}/api/health", headers=headers, timeout=1.0).status_code
+                == 200
+            ):
                 return proc
         except httpx.TransportError:
             pass

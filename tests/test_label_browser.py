@@ -119,3 +119,52 @@ def test_keyboard_labeling_progress_undo_and_no_script_runs(server):
     assert len(live) == 10 and undone == 1
     assert live[0] == ("A", "shorter, 1 2 3 s u")
     assert [ch for ch, _ in live] == ["A", "B", "tie", "skip", "A", "B", "A", "B", "tie", "B"]
+
+
+def test_token_link_sets_cookie_then_picker_and_labeling_work(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    token = "browser-token-0123456789"
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 4)
+    port = free_port()
+    args = [
+        str(pairs),
+        "--db",
+        str(tmp_path / "labels.sqlite"),
+        "--annotators",
+        "alice,bob",
+        "--token",
+        token,
+    ]
+    proc = start_server(args, port, tmp_path / "server.log", token=token)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1000, "height": 600})
+                page.goto(f"{base}/?token={token}")
+                assert token not in page.url  # moved into an HttpOnly cookie by a redirect
+                page.wait_for_selector("#picker:not([hidden])")
+                assert page.locator("#picker-names button").all_text_contents() == ["alice", "bob"]
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "label_page_picker.png"))
+                page.click("#picker-names button:text('bob')")
+                page.wait_for_selector("#work:not([hidden])")
+                assert "annotator=bob" in page.url
+                before = page.text_content("#progress-text")
+                page.keyboard.press("1")
+                page.wait_for_function("() => document.getElementById('progress').value === 1")
+                assert before.startswith("0 / ")
+                assert page.evaluate("document.cookie") == ""  # HttpOnly: scripts cannot read the token
+                page.click("#switch")  # back to the picker; alice's queue is untouched
+                page.click("#picker-names button:text('alice')")
+                page.wait_for_function(
+                    "() => document.getElementById('progress-text').textContent.startsWith('0 / ')"
+                )
+                other = browser.new_page()  # a fresh context: no cookie, no token
+                assert other.goto(f"{base}/").status == 401
+            finally:
+                browser.close()
+    finally:
+        stop(proc)

@@ -141,6 +141,7 @@
     url.searchParams.set("annotator", name);
     history.replaceState(null, "", url.pathname + url.search);
     $("who").textContent = "Labeling as " + name;
+    $("switch").hidden = state.annotators.length < 2;
     loadNext().catch((err) => setStatus(err.message, "error"));
   }
 
@@ -153,6 +154,10 @@
       b.addEventListener("click", () => choose(name));
       box.appendChild(b);
     }
+    state.annotator = null;
+    state.item = null;
+    $("who").textContent = "";
+    $("switch").hidden = true;
     showOnly("picker");
     document.body.dataset.state = "picker";
   }
@@ -175,6 +180,12 @@
       b.addEventListener("click", () => submit(b.dataset.choice));
     });
     $("btn-undo").addEventListener("click", undo);
+    $("switch").addEventListener("click", () => {
+      try { localStorage.removeItem("label.annotator"); } catch (e) { /* private mode */ }
+      history.replaceState(null, "", window.location.pathname);
+      setStatus("", "");
+      showPicker();
+    });
     try {
       const s = await api("GET", "/api/session");
       state.csrf = s.csrf;
