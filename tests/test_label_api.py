@@ -1,0 +1,533 @@
+"""The labeling app through FastAPI's TestClient: queues, overlap, undo, token, CSRF, export, stats, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from _label_helpers import pair_row, write_pairs
+from fastapi.testclient import TestClient
+
+from rlhf.label import human_winrate
+from rlhf.label.cli import cli
+from rlhf.label.export import PREF_KEYS
+from rlhf.label.pairs import load_pairs
+from rlhf.label.server import create_app
+from rlhf.label.stats import cohen_kappa, compute_stats, wilson
+from rlhf.label.store import Store
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def make_store(
+    tmp_path: Path, n: int = 12, annotators=("alice",), overlap=0.0, overlap_k=2, seed=0, rows=None
+):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", n, rows=rows)
+    store = Store(tmp_path / "labels.sqlite", create=True)
+    store.initialize(
+        load_pairs(pairs),
+        list(annotators),
+        overlap=overlap,
+        overlap_k=overlap_k,
+        seed=seed,
+        source=str(pairs),
+    )
+    return store
+
+
+def client_for(store: Store, token: str | None = None) -> tuple[TestClient, str]:
+    client = TestClient(create_app(store, token=token, allowed_hosts=["testserver"]))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    csrf = client.get("/api/session", headers=headers).json()["csrf"]
+    return client, csrf
+
+
+def post(client: TestClient, csrf: str, path: str, body: dict, **headers):
+    return client.post(path, json=body, headers={"X-CSRF-Token": csrf, **headers})
+
+
+def label(client, csrf, annotator, item_id, choice, rid, reason=""):
+    body = {"annotator": annotator, "item_id": item_id, "choice": choice, "request_id": rid, "reason": reason}
+    return post(client, csrf, "/api/label", body)
+
+
+# -- the pairs file is checked before anything starts ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad, where, what",
+    [
+        ({"responses": ["a", "b"], "instruction": "x"}, "line 2: key 'id'", "missing"),
+        ({"id": "z", "instruction": "x", "responses": ["only one"]}, "line 2: key 'responses'", "at least 2"),
+        (
+            {"id": "z", "instruction": "x", "responses": ["a", "  "]},
+            "line 2: key 'responses'",
+            "element 1 is empty",
+        ),
+        ({"id": "z", "instruction": "x", "responses": "ab"}, "line 2: key 'responses'", "got str"),
+        ({"id": "z", "input": "", "responses": ["a", "b"]}, "line 2", "needs 'instruction' or 'prompt'"),
+        (
+            {"id": "item-0000", "instruction": "x", "responses": ["a", "b"]},
+            "line 2: key 'id'",
+            "duplicate id",
+        ),
+        (
+            {"id": "z", "prompt": "p", "responses": ["a", "b"], "sources": ["m", "m"]},
+            "line 2: key 'sources'",
+            "two",
+        ),
+        (
+            {"id": "z", "prompt": "p", "responses": ["a", "b"], "sources": ["m"]},
+            "line 2: key 'sources'",
+            "at least 2",
+        ),
+        (
+            {"id": "z", "prompt": "p", "responses": ["a", "b"], "policy": "x"},
+            "line 2: key 'policy'",
+            "an object",
+        ),
+    ],
+)
+def test_bad_pairs_file_is_one_error_line_and_exit_2(tmp_path, capsys, bad, where, what):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 0, rows=[pair_row(0), bad])
+    db = tmp_path / "labels.sqlite"
+    assert cli(["serve", str(pairs), "--db", str(db)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"error: {pairs}:{where}: "), err[0]
+    assert what in err[0]
+    assert not db.exists()  # nothing was created, nothing was served
+
+
+def test_malformed_json_names_the_line(tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps(pair_row(0)) + "\n{not json\n", encoding="utf-8")
+    assert cli(["serve", str(pairs), "--db", str(tmp_path / "db.sqlite")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {pairs}:line 2: malformed JSON")
+
+
+def test_non_loopback_host_needs_a_token(tmp_path, capsys):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 3)
+    db = tmp_path / "labels.sqlite"
+    assert cli(["serve", str(pairs), "--db", str(db), "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: command line:--host: refusing to serve on non-loopback host")
+        and "--token" in err
+    )
+    assert not db.exists()
+    assert cli(["serve", str(pairs), "--db", str(db), "--host", "0.0.0.0", "--token", "short"]) == 2
+    assert "too short" in capsys.readouterr().err
+    # With a token it is allowed (--no-serve: prepare the database, bind nothing).
+    assert (
+        cli(["serve", str(pairs), "--db", str(db), "--host", "0.0.0.0", "--token", TOKEN, "--no-serve"]) == 0
+    )
+
+
+def test_resume_checks_the_database_matches(tmp_path, capsys):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 5)
+    db = tmp_path / "labels.sqlite"
+    assert cli(["serve", str(pairs), "--db", str(db), "--annotators", "alice,bob", "--no-serve"]) == 0
+    assert "created" in capsys.readouterr().out
+    assert cli(["serve", "--db", str(db), "--no-serve"]) == 0  # the pairs file may be left out
+    assert "resumed" in capsys.readouterr().out
+    assert cli(["serve", str(pairs), "--db", str(db), "--annotators", "alice,carol", "--no-serve"]) == 2
+    assert "was created with annotators" in capsys.readouterr().err
+    other = write_pairs(tmp_path / "other.jsonl", 6)
+    assert cli(["serve", str(other), "--db", str(db), "--no-serve"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {db}: holds different pairs")
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# -- queues, overlap, display order ------------------------------------------------------------------------
+
+
+def test_queue_serves_each_item_once_then_nothing(tmp_path):
+    store = make_store(tmp_path, n=15)
+    client, csrf = client_for(store)
+    seen = []
+    r = client.get("/api/next", params={"annotator": "alice"}).json()
+    assert r["progress"] == {"done": 0, "total": 15}
+    item = r["item"]
+    assert set(item) == {
+        "item_id",
+        "prompt",
+        "left",
+        "right",
+    }  # blind: no sources, no file order, no swap flag
+    for k in range(15):
+        seen.append(item["item_id"])
+        res = label(client, csrf, "alice", item["item_id"], ["A", "B", "tie", "skip"][k % 4], f"req-{k:06d}")
+        assert res.status_code == 200, res.text
+        assert res.json()["progress"] == {"done": k + 1, "total": 15}
+        item = res.json()["next"]
+    assert item is None
+    assert client.get("/api/next", params={"annotator": "alice"}).json()["item"] is None
+    assert sorted(seen) == sorted(f"item-{i:04d}" for i in range(15))
+    # A retry of an answered request is answered again and adds nothing; a second label for an item is refused.
+    again = label(client, csrf, "alice", seen[0], "A", "req-000000")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert label(client, csrf, "alice", seen[0], "B", "req-other-1").status_code == 409
+    assert label(client, csrf, "alice", "no-such-item", "B", "req-other-2").status_code == 404
+    assert client.get("/api/next", params={"annotator": "mallory"}).status_code == 404
+    assert len(store.labels()) == 15
+
+
+@pytest.mark.parametrize(
+    "overlap, k, expect_shared", [(0.2, 2, 20), (0.0, 2, 0), (1.0, 2, 100), (0.5, 3, 50)]
+)
+def test_overlap_share_goes_to_several_annotators(tmp_path, overlap, k, expect_shared):
+    store = make_store(tmp_path, n=100, annotators=("alice", "bob", "carol"), overlap=overlap, overlap_k=k)
+    per_item = Counter(a["item_id"] for a in store.assignments())
+    assert len(per_item) == 100
+    assert sum(1 for c in per_item.values() if c > 1) == expect_shared
+    assert set(per_item.values()) <= {1, k}
+    loads = Counter(a["annotator"] for a in store.assignments())
+    assert max(loads.values()) - min(loads.values()) <= 1  # balanced queues
+    client, _ = client_for(store)
+    for name in ("alice", "bob", "carol"):
+        assert client.get("/api/next", params={"annotator": name}).json()["progress"]["total"] == loads[name]
+
+
+def test_display_order_is_random_stored_and_decoded(tmp_path):
+    store = make_store(tmp_path, n=60)
+    swapped = {a["item_id"]: a["swapped"] for a in store.assignments()}
+    assert 15 < sum(swapped.values()) < 45  # a coin per (annotator, item)
+    client, csrf = client_for(store)
+    texts = {
+        r["id"]: r["responses"] for r in map(json.loads, (tmp_path / "pairs.jsonl").read_text().splitlines())
+    }
+    item = client.get("/api/next", params={"annotator": "alice"}).json()["item"]
+    k = 0
+    while item:
+        r0, r1 = texts[item["item_id"]]
+        assert (item["left"], item["right"]) == ((r1, r0) if swapped[item["item_id"]] else (r0, r1))
+        item = label(client, csrf, "alice", item["item_id"], "A", f"req-{k:06d}").json()["next"]
+        k += 1
+    for lab in store.labels():  # "A" (left) won: the stored winner is whichever response was shown left
+        assert lab["winner"] == lab["swapped"] == swapped[lab["item_id"]]
+
+
+def test_undo_brings_the_last_item_back(tmp_path):
+    store = make_store(tmp_path, n=6)
+    client, csrf = client_for(store)
+    item = client.get("/api/next", params={"annotator": "alice"}).json()["item"]
+    order = []
+    for k in range(3):
+        order.append(item["item_id"])
+        item = label(client, csrf, "alice", item["item_id"], "A", f"req-{k:06d}", reason=f"why {k}").json()[
+            "next"
+        ]
+    r = post(client, csrf, "/api/undo", {"annotator": "alice"}).json()
+    assert r["undone"] == {"item_id": order[2], "choice": "A", "reason": "why 2"}
+    assert r["next"]["item_id"] == order[2] and r["progress"]["done"] == 2
+    assert client.get("/api/next", params={"annotator": "alice"}).json()["item"]["item_id"] == order[2]
+    r = post(client, csrf, "/api/undo", {"annotator": "alice"}).json()
+    assert r["undone"]["item_id"] == order[1] and r["progress"]["done"] == 1
+    # Relabel both, differently this time: one live label each, the undone ones kept as history.
+    item = r["next"]
+    for k in range(2):
+        assert item["item_id"] == order[1 + k]
+        item = label(client, csrf, "alice", item["item_id"], "B", f"req-again-{k}").json()["next"]
+    live = {lab["item_id"]: lab["choice"] for lab in store.labels()}
+    assert live == {order[0]: "A", order[1]: "B", order[2]: "B"}
+    assert len(store.labels(live_only=False)) == 5
+    for _ in range(3):
+        post(client, csrf, "/api/undo", {"annotator": "alice"})
+    r = post(client, csrf, "/api/undo", {"annotator": "alice"}).json()
+    assert r["undone"] is None and r["progress"]["done"] == 0
+
+
+# -- security ----------------------------------------------------------------------------------------------
+
+
+def test_token_is_required_on_every_request(tmp_path):
+    store = make_store(tmp_path, n=3)
+    app = create_app(store, token=TOKEN, allowed_hosts=["testserver"])
+    client = TestClient(app)
+    for path in (
+        "/",
+        "/static/app.js",
+        "/static/app.css",
+        "/api/health",
+        "/api/session",
+        "/api/next?annotator=alice",
+    ):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer wrong-token-123"}).status_code == 401, path
+        assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200, path
+        assert client.get(path, headers={"X-Label-Token": TOKEN}).status_code == 200, path
+    assert client.post("/api/undo", json={"annotator": "alice"}).status_code == 401
+    # ?token= on the page moves the token into an HttpOnly SameSite=Strict cookie and drops it from the URL.
+    r = client.get("/", params={"token": TOKEN, "annotator": "alice"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/?annotator=alice"
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert client.get("/api/session").status_code == 200  # the cookie alone now works
+    csrf = client.get("/api/session").json()["csrf"]
+    item = client.get("/api/next", params={"annotator": "alice"}).json()["item"]
+    assert label(client, csrf, "alice", item["item_id"], "A", "req-cookie-1").status_code == 200
+    client.cookies.clear()
+    assert label(client, csrf, "alice", item["item_id"], "A", "req-cookie-2").status_code == 401
+
+
+def test_cross_site_posts_are_refused(tmp_path):
+    store = make_store(tmp_path, n=3)
+    client, csrf = client_for(store)
+    item = client.get("/api/next", params={"annotator": "alice"}).json()["item"]
+    body = {"annotator": "alice", "item_id": item["item_id"], "choice": "A", "request_id": "req-csrf-01"}
+    assert client.post("/api/label", json=body).status_code == 403  # no CSRF header
+    assert client.post("/api/label", json=body, headers={"X-CSRF-Token": "0" * 64}).status_code == 403
+    h = {"X-CSRF-Token": csrf}
+    assert (
+        client.post("/api/label", json=body, headers={**h, "Origin": "https://evil.example"}).status_code
+        == 403
+    )
+    assert (
+        client.post("/api/label", json=body, headers={**h, "Sec-Fetch-Site": "cross-site"}).status_code == 403
+    )
+    assert (
+        client.post("/api/label", json=body, headers={**h, "Sec-Fetch-Site": "same-site"}).status_code == 403
+    )
+    # What an HTML form on another site can send: a "simple" content type, no custom header.
+    assert client.post("/api/label", data=body).status_code == 415
+    assert (
+        client.post(
+            "/api/label", content=json.dumps(body), headers={**h, "Content-Type": "text/plain"}
+        ).status_code
+        == 415
+    )
+    assert store.labels() == []
+    ok = client.post(
+        "/api/label", json=body, headers={**h, "Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    )
+    assert ok.status_code == 200, ok.text
+    assert len(store.labels()) == 1
+    bad = client.post(
+        "/api/label", json={**body, "choice": "<script>", "request_id": "req-csrf-02"}, headers=h
+    )
+    assert bad.status_code == 422
+
+
+def test_host_header_must_be_loopback_without_token(tmp_path):
+    store = make_store(tmp_path, n=3)
+    client = TestClient(create_app(store))  # default: only loopback names
+    assert client.get("/api/session", headers={"Host": "evil.example"}).status_code == 403  # DNS rebinding
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "localhost"):
+        assert client.get("/api/session", headers={"Host": host}).status_code == 200, host
+    page = client.get("/", headers={"Host": "127.0.0.1:8765"})
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+# -- blind comparison, export, stats -----------------------------------------------------------------------
+
+
+def compare_rows(n: int) -> list[dict]:
+    rows = []
+    for i in range(n):
+        flip = i % 3 == 1  # some rows list the two sources the other way round (not the first one)
+        resp = {"ckpt-a": f"answer from A {i}", "ckpt-b": f"answer from B {i}"}
+        names = ["ckpt-b", "ckpt-a"] if flip else ["ckpt-a", "ckpt-b"]
+        rows.append(pair_row(i, responses=[resp[s] for s in names], sources=names))
+    return rows
+
+
+def test_compare_pairs_stay_blind_and_winrate_is_oriented(tmp_path):
+    rows = compare_rows(12)
+    store = make_store(tmp_path, n=12, rows=rows)
+    client, csrf = client_for(store)
+    item = client.get("/api/next", params={"annotator": "alice"}).json()["item"]
+    want = {}  # item -> verdict: 8 wins for ckpt-a, 2 for ckpt-b, 1 tie, 1 skip
+    plan = ["a"] * 8 + ["b"] * 2 + ["tie", "skip"]
+    k = 0
+    while item:
+        assert "ckpt" not in json.dumps(item)  # the page never learns the sources
+        verdict = plan[k]
+        if verdict in ("a", "b"):
+            choice = "A" if item["left"].startswith(f"answer from {verdict.upper()}") else "B"
+        else:
+            choice = verdict
+        want[item["item_id"]] = verdict
+        item = label(client, csrf, "alice", item["item_id"], choice, f"req-{k:06d}").json()["next"]
+        k += 1
+    w = human_winrate(store.path)
+    assert w["available"] and (w["source_a"], w["source_b"]) == ("ckpt-a", "ckpt-b")
+    assert (w["wins_a"], w["wins_b"], w["ties"], w["skips"], w["n"]) == (8, 2, 1, 1, 11)
+    assert w["winrate_a"] == pytest.approx(8.5 / 11)
+    lo, hi = w["ci95"]
+    assert (lo, hi) == pytest.approx(wilson(8.5, 11)) and lo < 8.5 / 11 < hi
+    assert "Wilson" in w["ci_method"] and "half" in w["ci_method"]
+
+
+def test_export_round_trip(tmp_path, capsys):
+    store = make_store(tmp_path, n=12, annotators=("alice", "bob"), overlap=1.0)
+    client, csrf = client_for(store)
+    texts = {
+        r["id"]: r["responses"] for r in map(json.loads, (tmp_path / "pairs.jsonl").read_text().splitlines())
+    }
+    expected = []
+    k = 0
+    for name in ("alice", "bob"):
+        item = client.get("/api/next", params={"annotator": name}).json()["item"]
+        while item:
+            choice = ["A", "B", "tie", "skip", "A", "B"][k % 6]
+            reason = f"reason {k} <b>ok</b>" if k % 2 else ""
+            if choice in ("A", "B"):
+                shown = item["left"] if choice == "A" else item["right"]
+                other = item["right"] if choice == "A" else item["left"]
+                expected.append((item["item_id"], name, shown, other, reason))
+            item = label(client, csrf, name, item["item_id"], choice, f"req-{k:06d}", reason=reason).json()[
+                "next"
+            ]
+            k += 1
+    out = tmp_path / "prefs.jsonl"
+    assert cli(["export", "--db", str(store.path), "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "wrote 16 preference rows" in summary and "4 ties, 4 skips, 0 with identical" in summary
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == len(expected) == 16
+    for row in rows:
+        assert tuple(row) == PREF_KEYS
+        assert row["source"] == "label-app"
+        assert {row["chosen"], row["rejected"]} == set(texts[row["id"]])
+        assert row["instruction"] and row["prompt"] and row["input"] == ""
+    got = sorted((r["id"], r["annotator"], r["chosen"], r["rejected"], r["reason"]) for r in rows)
+    assert got == sorted(expected)
+    reward_data = pytest.importorskip("reward.data", reason="reward.data not in this checkout yet")
+    loaded = reward_data.load_preferences(out, verbose=False)
+    # The reward stage keeps one copy of a pair two annotators agree on.
+    unique = {(r["instruction"], r["input"], r["chosen"], r["rejected"]) for r in rows}
+    assert len(loaded) == len(unique) > 0
+    assert {(p["id"], p["chosen"], p["rejected"]) for p in loaded} <= {
+        (r["id"], r["chosen"], r["rejected"]) for r in rows
+    }
+
+
+def test_export_leaves_out_what_the_reward_stage_refuses(tmp_path, capsys):
+    rows = [
+        pair_row(0, responses=["same text", "same text"]),  # sampling can return one answer twice
+        {
+            "id": "hh-1",
+            "prompt": "Human: hi\n\nAssistant:",
+            "responses": ["Hello!", "Go away."],
+        },  # prompt only
+        pair_row(2),
+    ]
+    store = make_store(tmp_path, n=3, rows=rows)
+    client, csrf = client_for(store)
+    item = client.get("/api/next", params={"annotator": "alice"}).json()["item"]
+    k = 0
+    while item:
+        item = label(client, csrf, "alice", item["item_id"], "A", f"req-{k:06d}").json()["next"]
+        k += 1
+    out = tmp_path / "prefs.jsonl"
+    assert cli(["export", "--db", str(store.path), "--out", str(out)]) == 0
+    assert "wrote 2 preference rows" in capsys.readouterr().out
+    got = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(got) == {"hh-1", "item-0002"}
+    assert got["hh-1"]["instruction"] == got["hh-1"]["prompt"] == "Human: hi\n\nAssistant:"
+    reward_data = pytest.importorskip("reward.data", reason="reward.data not in this checkout yet")
+    assert len(reward_data.load_preferences(out, verbose=False)) == 2
+
+
+def test_stats_agreement_kappa_position_bias_and_rate(tmp_path, capsys):
+    store = make_store(tmp_path, n=10, annotators=("alice", "bob"), overlap=1.0)
+    swapped = {(a["annotator"], a["item_id"]): a["swapped"] for a in store.assignments()}
+    ids = [f"item-{i:04d}" for i in range(10)]
+    verdicts = {
+        "alice": [0, 0, 0, 0, 0, 0, 1, 1, 1, "tie"],
+        "bob": [0, 0, 0, 0, 0, 1, 1, 1, 0, "tie"],
+    }
+    t0 = 1_000_000.0
+    for name, vs in verdicts.items():
+        for i, (item_id, v) in enumerate(zip(ids, vs)):
+            choice = "tie" if v == "tie" else ("A" if v == swapped[(name, item_id)] else "B")
+            # alice: a label every 10 s with one 20-minute break (capped at 300 s); bob: every 6 s
+            t = t0 + (10 * i + (1200 if i >= 5 else 0) if name == "alice" else 6 * i)
+            store.add_label(name, item_id, choice, "", f"{name}-{i:06d}", now=t)
+    s = compute_stats(store.path)
+    ag = s["agreement"]
+    assert ag["overlapping_items"] == 10 and ag["compared_pairs"] == 10
+    assert ag["percent_agreement"] == pytest.approx(80.0)
+    assert ag["cohen_kappa"] == pytest.approx((0.8 - 0.46) / (1 - 0.46))  # marginals 6/3/1 for both
+    assert s["per_annotator"]["alice"]["labels_per_minute"] == pytest.approx(9 / ((8 * 10 + 300) / 60))
+    assert s["per_annotator"]["bob"]["labels_per_minute"] == pytest.approx(10.0)
+    lefts = sum(1 for lab in store.labels() if lab["choice"] == "A")
+    assert s["position_bias"]["decisions"] == 18 and s["position_bias"]["left_wins"] == lefts
+    assert s["human_winrate"]["available"] is False
+    assert cli(["stats", "--db", str(store.path)]) == 0
+    text = capsys.readouterr().out
+    assert "80.0% agree" in text and "Cohen's kappa 0.63" in text and "position bias" in text
+    assert cli(["stats", "--db", str(store.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["labels"] == 20
+
+
+def test_wilson_and_kappa_reference_values():
+    lo, hi = wilson(7, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.3968, 0.8922)  # the textbook Wilson interval for 7/10
+    assert wilson(0, 0) == (None, None)
+    assert cohen_kappa([("x", "x")] * 5) is None  # chance agreement 1: undefined, not 1.0
+    pairs = [("a", "a")] * 20 + [("a", "b")] * 5 + [("b", "a")] * 10 + [("b", "b")] * 15
+    assert math.isclose(cohen_kappa(pairs), 0.4)  # the classic 2x2 example: po 0.7, pe 0.5
+
+
+def test_stats_and_export_refuse_a_missing_or_foreign_db(tmp_path, capsys):
+    assert cli(["stats", "--db", str(tmp_path / "nope.sqlite")]) == 2
+    assert "no such labels database" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as c:
+        c.execute("CREATE TABLE t (x)")
+    assert cli(["export", "--db", str(foreign), "--out", str(tmp_path / "p.jsonl")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {foreign}: not a labels database (no 'meta' table)"
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_compare_mode_generates_from_two_checkpoints(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from rlhf.models import build_demo_model, save_pretrained_dir, train_bpe_tokenizer
+
+    prompts = [{"instruction": f"Add {i} and {i + 2}.", "input": "" if i % 2 else f"{i}"} for i in range(4)]
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts), encoding="utf-8")
+    tok = train_bpe_tokenizer([p["instruction"] + " The answer is 42." for p in prompts] * 5, vocab_size=300)
+    ckpts = []
+    for seed in (0, 1):
+        model = build_demo_model(
+            tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=seed
+        )
+        ckpts.append(str(save_pretrained_dir(model, tok, tmp_path / f"policy{seed}")))
+    db, saved = tmp_path / "labels.sqlite", tmp_path / "compare-pairs.jsonl"
+    args = ["serve", "--compare", *ckpts, "--prompts", str(tmp_path / "prompts.json"), "--db", str(db)]
+    args += [
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "6",
+        "--quiet",
+        "--no-serve",
+        "--save-pairs",
+        str(saved),
+    ]
+    assert cli(args) == 0, capsys.readouterr().err
+    store = Store(db)
+    items = store.items()
+    assert len(items) == 4 and all((it["source_0"], it["source_1"]) == tuple(ckpts) for it in items)
+    assert [json.loads(line)["sources"] for line in saved.read_text().splitlines()] == [ckpts] * 4
+    client, csrf = client_for(store)
+    item = client.get("/api/next", params={"annotator": "annotator"}).json()["item"]
+    k = 0
+    while item:
+        assert "policy" not in json.dumps(item)
+        item = label(client, csrf, "annotator", item["item_id"], "tie", f"req-{k:06d}").json()["next"]
+        k += 1
+    w = human_winrate(db)
+    assert (w["source_a"], w["source_b"], w["ties"], w["winrate_a"]) == (ckpts[0], ckpts[1], 4, 0.5)
+    # An existing session is never overwritten by a new generation.
+    assert cli(args) == 2
+    assert "already holds a labeling session" in capsys.readouterr().err
