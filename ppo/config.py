@@ -20,21 +20,31 @@ from rlhf.config import StageOptions
 class PPOStageConfig(StageOptions, PPOConfig):
     """PPO against a trained reward model, starting from the SFT policy."""
 
-    sft_path: str = field(default="runs/sft", metadata={"help": "Finished sft stage: policy and reference policy."})
-    reward_path: str = field(default="runs/reward", metadata={"help": "Finished reward stage: reward and value model."})
+    sft_path: str = field(
+        default="runs/sft", metadata={"help": "Finished sft stage: policy and reference policy."}
+    )
+    reward_path: str = field(
+        default="runs/reward", metadata={"help": "Finished reward stage: reward and value model."}
+    )
     prompts_path: str | None = field(
         default=None, metadata={"help": "Alpaca json/jsonl whose instruction/input are the PPO prompts."}
     )
     demo_prompts: int = field(
-        default=0, metadata={"help": "If > 0 and prompts_path is unset: this many demo task prompts (train split)."}
+        default=0,
+        metadata={"help": "If > 0 and prompts_path is unset: this many demo task prompts (train split)."},
     )
-    demo_kinds: str = field(default="largest,smallest", metadata={"help": "Demo task kinds for demo_prompts."})
+    demo_kinds: str = field(
+        default="largest,smallest", metadata={"help": "Demo task kinds for demo_prompts."}
+    )
     num_eval_prompts: int = field(
         default=8, metadata={"help": "Held-out prompts for TRL's sample-generation table (0 disables it)."}
     )
-    max_prompt_length: int = field(default=256, metadata={"help": "Prompts longer than this are dropped and counted."})
+    max_prompt_length: int = field(
+        default=256, metadata={"help": "Prompts longer than this are dropped and counted."}
+    )
     normalize_reward: bool = field(
-        default=True, metadata={"help": "Score = (r - mean) / std with the reward stage's held-out statistics."}
+        default=True,
+        metadata={"help": "Score = (r - mean) / std with the reward stage's held-out statistics."},
     )
     kl_stop: float | None = field(
         default=None, metadata={"help": "Stop early once objective/kl exceeds this many nats (null: never)."}
@@ -46,7 +56,9 @@ class PPOStageConfig(StageOptions, PPOConfig):
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(default="all-linear", metadata={"help": "Comma-separated module names, or all-linear."})
+    lora_target_modules: str = field(
+        default="all-linear", metadata={"help": "Comma-separated module names, or all-linear."}
+    )
     merge: bool = field(
         default=False, metadata={"help": "LoRA only: save the policy merged into a standalone model dir."}
     )
@@ -55,10 +67,14 @@ class PPOStageConfig(StageOptions, PPOConfig):
     missing_eos_penalty: float | None = field(
         default=1.0, metadata={"help": "Subtracted from the score of responses that never emit EOS."}
     )
-    stop_token: str | None = field(default="eos", metadata={"help": "Truncate responses at EOS (eos or null)."})
+    stop_token: str | None = field(
+        default="eos", metadata={"help": "Truncate responses at EOS (eos or null)."}
+    )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (slower)."})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (opt-in)."})
     report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
     save_strategy: str = field(default="no", metadata={"help": "When to save trainer checkpoints."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N PPO updates."})
-    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory (only helps on GPU)."})
+    dataloader_pin_memory: bool = field(
+        default=False, metadata={"help": "Pin host memory (only helps on GPU)."}
+    )

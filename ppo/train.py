@@ -13,6 +13,7 @@ from torch import nn
 from transformers import TrainerCallback, set_seed
 from trl.experimental.ppo import PPOTrainer
 
+from ppo.config import PPOStageConfig
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
 from rlhf.data import load_instructions
@@ -20,7 +21,6 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.templates import format_prompt
 from rlhf.training import LOG_FILE, JsonlLogger, lora_config, remove_checkpoints
-from ppo.config import PPOStageConfig
 
 
 def check_chain(cfg: PPOStageConfig) -> tuple[checkpoint.Stage, checkpoint.Stage]:
@@ -45,7 +45,11 @@ def load_prompts(cfg: PPOStageConfig) -> tuple[list[dict], list[dict]]:
         train = [t.to_row() for t in make_tasks(cfg.demo_prompts, cfg.seed + 101, kinds, split="train")]
         evals = [t.to_row() for t in make_tasks(cfg.num_eval_prompts, cfg.seed + 202, kinds, split="eval")]
         return train, evals
-    raise UserError("set prompts_path (Alpaca json/jsonl) or demo_prompts > 0", cfg.config_path or "command line", "key 'prompts_path'")
+    raise UserError(
+        "set prompts_path (Alpaca json/jsonl) or demo_prompts > 0",
+        cfg.config_path or "command line",
+        "key 'prompts_path'",
+    )
 
 
 def tokenize_prompts(rows: list[dict], tokenizer, template: str, max_len: int) -> tuple[Dataset, int]:
@@ -88,7 +92,10 @@ def add_lora_to_value_backbone(value_model, cfg: PPOStageConfig):
     from peft import get_peft_model
 
     prefix = value_model.base_model_prefix
-    backbone = get_peft_model(getattr(value_model, prefix), lora_config(None, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules))
+    backbone = get_peft_model(
+        getattr(value_model, prefix),
+        lora_config(None, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules),
+    )
     setattr(value_model, prefix, backbone)
     for p in value_model.score.parameters():
         p.requires_grad_(True)
@@ -107,7 +114,9 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
     train_ds, dropped = tokenize_prompts(train_rows, tokenizer, sft.template, cfg.max_prompt_length)
     eval_ds, _ = tokenize_prompts(eval_rows, tokenizer, sft.template, cfg.max_prompt_length)
     if len(train_ds) == 0:
-        raise UserError(f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts")
+        raise UserError(
+            f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts"
+        )
 
     policy = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     ref_policy = None if cfg.use_lora else load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
@@ -136,7 +145,9 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         value_model=value_model,
         train_dataset=train_ds,
         eval_dataset=eval_ds if len(eval_ds) else None,
-        peft_config=lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        peft_config=lora_config(
+            "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
+        )
         if cfg.use_lora
         else None,
         callbacks=[JsonlLogger(out), KLStopCallback(cfg.kl_stop)],
@@ -154,11 +165,25 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
 
     logs = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines() if line.strip()]
     last = next((r for r in reversed(logs) if "objective/scores" in r), {})
-    metrics = {k.replace("/", "_"): last[k] for k in ("objective/scores", "objective/kl", "objective/rlhf_reward",
-                                                       "objective/entropy", "loss/value_avg") if k in last}
+    metrics = {
+        k.replace("/", "_"): last[k]
+        for k in (
+            "objective/scores",
+            "objective/kl",
+            "objective/rlhf_reward",
+            "objective/entropy",
+            "loss/value_avg",
+        )
+        if k in last
+    }
     episodes = int(last.get("episode", trainer.state.episode))
-    metrics.update(episodes=episodes, train_seconds=train_seconds, episodes_per_second=episodes / max(train_seconds, 1e-9),
-                   dropped_prompts=dropped, stopped_early=stopped_early)
+    metrics.update(
+        episodes=episodes,
+        train_seconds=train_seconds,
+        episodes_per_second=episodes / max(train_seconds, 1e-9),
+        dropped_prompts=dropped,
+        stopped_early=stopped_early,
+    )
 
     tokenizer.padding_side = "right"
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
@@ -203,6 +228,8 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf ppo") -> int:
     stage = main(cfg)
     if stage is not None:
         m = stage.metrics
-        print(f"ppo: finished {stage.path} (score {m.get('objective_scores', float('nan')):.3f}, "
-              f"kl {m.get('objective_kl', float('nan')):.3f}, {m['episodes_per_second']:.1f} episodes/s)")
+        print(
+            f"ppo: finished {stage.path} (score {m.get('objective_scores', float('nan')):.3f}, "
+            f"kl {m.get('objective_kl', float('nan')):.3f}, {m['episodes_per_second']:.1f} episodes/s)"
+        )
     return 0

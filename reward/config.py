@@ -13,22 +13,35 @@ from rlhf.config import StageOptions
 class RewardStageConfig(StageOptions, RewardConfig):
     """Bradley-Terry reward model on preference pairs, initialised from a finished SFT checkpoint."""
 
-    sft_path: str = field(default="runs/sft", metadata={"help": "A finished sft stage dir: backbone and tokenizer."})
+    sft_path: str = field(
+        default="runs/sft", metadata={"help": "A finished sft stage dir: backbone and tokenizer."}
+    )
     pairs_path: str = field(
-        default="", metadata={"help": "Preference pairs: ours, TRL prompt/chosen/rejected, or HH-RLHF transcripts."}
+        default="",
+        metadata={"help": "Preference pairs: ours, TRL prompt/chosen/rejected, or HH-RLHF transcripts."},
     )
     eval_pairs_path: str | None = field(
         default=None, metadata={"help": "Held-out pairs; if unset, eval_fraction of pairs_path is held out."}
     )
-    eval_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out when eval_pairs_path is unset."})
-    max_pairs: int | None = field(default=None, metadata={"help": "Use at most this many pairs (after shuffling)."})
-    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter (merged into the saved model)."})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Share of pairs held out when eval_pairs_path is unset."}
+    )
+    max_pairs: int | None = field(
+        default=None, metadata={"help": "Use at most this many pairs (after shuffling)."}
+    )
+    use_lora: bool = field(
+        default=False, metadata={"help": "Train a LoRA adapter (merged into the saved model)."}
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(default="all-linear", metadata={"help": "Comma-separated module names, or all-linear."})
+    lora_target_modules: str = field(
+        default="all-linear", metadata={"help": "Comma-separated module names, or all-linear."}
+    )
     # RewardConfig / TrainingArguments defaults that suit this stage.
-    output_dir: str = field(default="runs/reward", metadata={"help": "Where the stage writes its checkpoint."})
+    output_dir: str = field(
+        default="runs/reward", metadata={"help": "Where the stage writes its checkpoint."}
+    )
     max_length: int | None = field(
         default=512, metadata={"help": "Pairs longer than this (prompt + response) are dropped and counted."}
     )
@@ -37,7 +50,8 @@ class RewardStageConfig(StageOptions, RewardConfig):
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Pairs per batch per device."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Eval pairs per batch per device."})
     center_rewards_coefficient: float | None = field(
-        default=0.01, metadata={"help": "Pulls mean reward toward 0 (Eisenstein et al. 2023); null to disable."}
+        default=0.01,
+        metadata={"help": "Pulls mean reward toward 0 (Eisenstein et al. 2023); null to disable."},
     )
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate pairwise accuracy."})
     save_strategy: str = field(default="steps", metadata={"help": "When to save resumable checkpoints."})
@@ -47,6 +61,9 @@ class RewardStageConfig(StageOptions, RewardConfig):
     report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (opt-in)."})
     gradient_checkpointing: bool = field(
-        default=False, metadata={"help": "Recompute activations to save memory (RewardConfig defaults it on; slower)."}
+        default=False,
+        metadata={"help": "Recompute activations to save memory (RewardConfig defaults it on; slower)."},
     )
-    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory (only helps on GPU)."})
+    dataloader_pin_memory: bool = field(
+        default=False, metadata={"help": "Pin host memory (only helps on GPU)."}
+    )

@@ -25,9 +25,15 @@ HH_ASSISTANT = "\n\nAssistant:"
 def _messages_to_text(messages: list, path, where: str) -> str:
     turns = []
     for m in messages:
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or not isinstance(m.get("role"), str):
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("content"), str)
+            or not isinstance(m.get("role"), str)
+        ):
             raise UserError("expected messages of the form {'role': str, 'content': str}", path, where)
-        name = {"user": "Human", "assistant": "Assistant", "system": "System"}.get(m["role"], m["role"].title())
+        name = {"user": "Human", "assistant": "Assistant", "system": "System"}.get(
+            m["role"], m["role"].title()
+        )
         turns.append(f"{name}: {m['content'].strip()}")
     return "\n\n".join(turns)
 
@@ -51,7 +57,9 @@ def _normalise(row: dict, path) -> dict | str:
     instruction, input_ = "", ""
     if isinstance(chosen, list) or isinstance(rejected, list):
         if not (isinstance(chosen, list) and isinstance(rejected, list)) or not chosen or not rejected:
-            raise UserError("conversational 'chosen' and 'rejected' must both be non-empty message lists", path, where)
+            raise UserError(
+                "conversational 'chosen' and 'rejected' must both be non-empty message lists", path, where
+            )
         prompt = row.get("prompt")
         if prompt is None:  # implicit prompt: everything before the final assistant message
             prompt = chosen[:-1]
@@ -67,7 +75,11 @@ def _normalise(row: dict, path) -> dict | str:
     else:
         for key, value in (("chosen", chosen), ("rejected", rejected)):
             if not isinstance(value, str):
-                raise UserError(f"key '{key}': expected a string or a message list, got {type(value).__name__}", path, where)
+                raise UserError(
+                    f"key '{key}': expected a string or a message list, got {type(value).__name__}",
+                    path,
+                    where,
+                )
         if "instruction" in row:
             instruction, input_ = row["instruction"], row.get("input") or ""
             if not isinstance(instruction, str) or not isinstance(input_, str):

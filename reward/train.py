@@ -10,6 +10,8 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import RewardTrainer
 
+from reward.config import RewardStageConfig
+from reward.data import load_preferences
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
 from rlhf.errors import UserError, exit_on_user_error
@@ -18,17 +20,20 @@ from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.scoring import RewardScorer, encode_example
 from rlhf.templates import format_prompt
 from rlhf.training import JsonlLogger, lora_config, remove_checkpoints, resolve_resume
-from reward.config import RewardStageConfig
-from reward.data import load_preferences
 
 
-def tokenize_pairs(pairs: list[dict], tokenizer, template: str, max_length: int | None) -> tuple[Dataset, int]:
+def tokenize_pairs(
+    pairs: list[dict], tokenizer, template: str, max_length: int | None
+) -> tuple[Dataset, int]:
     """chosen_ids / rejected_ids as RewardTrainer takes them; pairs over max_length are dropped *and counted*
     (RewardTrainer would drop them silently)."""
     chosen, rejected, dropped = [], [], 0
     for p in pairs:
         prompt = format_prompt(p["instruction"], p["input"], template)
-        c, r = encode_example(tokenizer, prompt, p["chosen"]), encode_example(tokenizer, prompt, p["rejected"])
+        c, r = (
+            encode_example(tokenizer, prompt, p["chosen"]),
+            encode_example(tokenizer, prompt, p["rejected"]),
+        )
         if max_length is not None and max(len(c), len(r)) > max_length:
             dropped += 1
             continue
@@ -73,7 +78,9 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     train_ds, dropped = tokenize_pairs(pairs, tokenizer, parent.template, cfg.max_length)
     eval_ds, eval_dropped = tokenize_pairs(eval_pairs, tokenizer, parent.template, cfg.max_length)
     if dropped or eval_dropped:
-        print(f"reward: dropped {dropped} train and {eval_dropped} eval pairs longer than max_length={cfg.max_length}")
+        print(
+            f"reward: dropped {dropped} train and {eval_dropped} eval pairs longer than max_length={cfg.max_length}"
+        )
     if len(train_ds) == 0:
         raise UserError(f"no pair fits max_length={cfg.max_length}", cfg.pairs_path, "key 'max_length'")
     if len(eval_ds) == 0:
@@ -83,7 +90,9 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
     peft_config = None
     if cfg.use_lora:
-        peft_config = lora_config("SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        peft_config = lora_config(
+            "SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
+        )
     trainer = RewardTrainer(
         model=model,
         args=cfg,
@@ -113,8 +122,10 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
             metrics["gold_agreement"], metrics["gold_pairs"] = gold
     # Reward statistics on held-out responses: PPO normalises its rewards with these.
     ref = eval_pairs or pairs[:256]
-    scores = scorer.score([(p["instruction"], p["input"]) for p in ref] * 2,
-                          [p["chosen"] for p in ref] + [p["rejected"] for p in ref])
+    scores = scorer.score(
+        [(p["instruction"], p["input"]) for p in ref] * 2,
+        [p["chosen"] for p in ref] + [p["rejected"] for p in ref],
+    )
     metrics["reward_mean"] = statistics.fmean(scores)
     metrics["reward_std"] = statistics.pstdev(scores) if len(scores) > 1 else 1.0
 
@@ -145,5 +156,7 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf reward") -> int:
     if stage is not None:
         m = stage.metrics
         extra = f", gold agreement {m['gold_agreement']:.3f}" if "gold_agreement" in m else ""
-        print(f"reward: finished {stage.path} (eval accuracy {m.get('eval_accuracy', float('nan')):.3f}{extra})")
+        print(
+            f"reward: finished {stage.path} (eval accuracy {m.get('eval_accuracy', float('nan')):.3f}{extra})"
+        )
     return 0

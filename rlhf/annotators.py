@@ -23,7 +23,11 @@ from rlhf.tasks import judge, parse_task
 def gold_label(row: dict, a: int, b: int) -> str:
     task = parse_task(row.get("instruction", ""), row.get("input", ""))
     if task is None:
-        raise UserError("the gold annotator only labels demo tasks (rlhf tasks)", row.get("_path", "pairs"), row.get("_row"))
+        raise UserError(
+            "the gold annotator only labels demo tasks (rlhf tasks)",
+            row.get("_path", "pairs"),
+            row.get("_row"),
+        )
     fin = row.get("finished") or [True] * len(row["responses"])
     sa, sb = judge(task, row["responses"][a], fin[a]), judge(task, row["responses"][b], fin[b])
     return "tie" if sa == sb else ("A" if sa > sb else "B")
@@ -91,8 +95,16 @@ def pair_indices(rows: list[dict]) -> list[tuple[int, int, int]]:
     return [(r, i, i + 1) for r, row in enumerate(rows) for i in range(0, len(row["responses"]) - 1, 2)]
 
 
-def annotate(rows: list[dict], annotator: str, *, pool_size: int = 3, flip_rate: float = 0.2,
-             position_bias: float = 0.0, tie_rate: float = 0.0, seed: int = 0) -> tuple[list[dict], dict]:
+def annotate(
+    rows: list[dict],
+    annotator: str,
+    *,
+    pool_size: int = 3,
+    flip_rate: float = 0.2,
+    position_bias: float = 0.0,
+    tie_rate: float = 0.0,
+    seed: int = 0,
+) -> tuple[list[dict], dict]:
     """Label every pair; returns (preference rows without ties, stats)."""
     idx = pair_indices(rows)
     gold = [gold_label(rows[r], a, b) for r, a, b in idx] if annotator != "reward" else None
@@ -100,7 +112,10 @@ def annotate(rows: list[dict], annotator: str, *, pool_size: int = 3, flip_rate:
     if annotator == "gold":
         labels, names = gold, ["gold"] * len(idx)
     elif annotator == "noisy":
-        pool = [NoisyAnnotator(f"noisy-{k}", seed * 1000 + k, flip_rate, position_bias, tie_rate) for k in range(pool_size)]
+        pool = [
+            NoisyAnnotator(f"noisy-{k}", seed * 1000 + k, flip_rate, position_bias, tie_rate)
+            for k in range(pool_size)
+        ]
         # Every annotator labels every pair (cheap: it is simulated) so agreement can be measured; each pair's
         # label in the output comes from one annotator, round-robin.
         pool_labels = {ann.name: [ann.label(rows[r], a, b) for r, a, b in idx] for ann in pool}
@@ -114,7 +129,11 @@ def annotate(rows: list[dict], annotator: str, *, pool_size: int = 3, flip_rate:
         except UserError:
             gold = None
     else:
-        raise UserError(f"unknown annotator {annotator!r}; expected gold, noisy or reward:CKPT", "command line", "--annotator")
+        raise UserError(
+            f"unknown annotator {annotator!r}; expected gold, noisy or reward:CKPT",
+            "command line",
+            "--annotator",
+        )
     prefs, ties = [], 0
     for (r, a, b), lab, name in zip(idx, labels, names):
         if lab == "tie":
@@ -122,16 +141,23 @@ def annotate(rows: list[dict], annotator: str, *, pool_size: int = 3, flip_rate:
             continue
         row = rows[r]
         win, lose = (a, b) if lab == "A" else (b, a)
-        prefs.append({
-            "id": f"{row.get('id', r)}-{a}{b}",
-            "instruction": row["instruction"],
-            "input": row.get("input", ""),
-            "prompt": row.get("prompt", row["instruction"]),
-            "chosen": row["responses"][win],
-            "rejected": row["responses"][lose],
-            "annotator": name,
-        })
-    stats: dict = {"pairs": len(idx), "ties_dropped": ties, "preferences": len(prefs), "labels": dict(Counter(labels))}
+        prefs.append(
+            {
+                "id": f"{row.get('id', r)}-{a}{b}",
+                "instruction": row["instruction"],
+                "input": row.get("input", ""),
+                "prompt": row.get("prompt", row["instruction"]),
+                "chosen": row["responses"][win],
+                "rejected": row["responses"][lose],
+                "annotator": name,
+            }
+        )
+    stats: dict = {
+        "pairs": len(idx),
+        "ties_dropped": ties,
+        "preferences": len(prefs),
+        "labels": dict(Counter(labels)),
+    }
     if gold is not None:
         decided = [(lab, g) for lab, g in zip(labels, gold) if lab != "tie" and g != "tie"]
         stats["agreement_with_gold"] = sum(lab == g for lab, g in decided) / max(1, len(decided))
@@ -140,7 +166,8 @@ def annotate(rows: list[dict], annotator: str, *, pool_size: int = 3, flip_rate:
         names_ = list(pool_labels)
         agree = [
             sum(x == y for x, y in zip(pool_labels[n1], pool_labels[n2])) / max(1, len(idx))
-            for i, n1 in enumerate(names_) for n2 in names_[i + 1 :]
+            for i, n1 in enumerate(names_)
+            for n2 in names_[i + 1 :]
         ]
         stats["inter_annotator_agreement"] = sum(agree) / max(1, len(agree))
     return prefs, stats
@@ -153,7 +180,9 @@ def cli(argv=None, prog="rlhf annotate") -> int:
     p.add_argument("--annotator", default="noisy", help="gold | noisy | reward:CKPT")
     p.add_argument("--pool-size", type=int, default=3, help="noisy: number of simulated annotators")
     p.add_argument("--flip-rate", type=float, default=0.2, help="noisy: probability a label is flipped")
-    p.add_argument("--position-bias", type=float, default=0.0, help="noisy: probability of picking A regardless")
+    p.add_argument(
+        "--position-bias", type=float, default=0.0, help="noisy: probability of picking A regardless"
+    )
     p.add_argument("--tie-rate", type=float, default=0.0, help="noisy: probability of answering tie")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
@@ -163,8 +192,15 @@ def cli(argv=None, prog="rlhf annotate") -> int:
             raise UserError("expected a probability in [0, 1]", "command line", f"--{name.replace('_', '-')}")
     rows = read_records(a.pairs)
     _validate_pairs(rows, a.pairs)
-    prefs, stats = annotate(rows, a.annotator, pool_size=a.pool_size, flip_rate=a.flip_rate,
-                            position_bias=a.position_bias, tie_rate=a.tie_rate, seed=a.seed)
+    prefs, stats = annotate(
+        rows,
+        a.annotator,
+        pool_size=a.pool_size,
+        flip_rate=a.flip_rate,
+        position_bias=a.position_bias,
+        tie_rate=a.tie_rate,
+        seed=a.seed,
+    )
     atomic_write_jsonl(a.out, prefs)
     print(f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped")
     for key in ("agreement_with_gold", "inter_annotator_agreement"):

@@ -96,7 +96,9 @@ def require(path: str | Path, kind: str | tuple[str, ...] | None, _role: str = "
     if not path.is_dir():
         raise UserError(f"{_role} is not a directory", path)
     if not is_finished(path):
-        raise UserError(f"unfinished run: no {MANIFEST} (the stage did not finish; rerun it or use --resume)", path)
+        raise UserError(
+            f"unfinished run: no {MANIFEST} (the stage did not finish; rerun it or use --resume)", path
+        )
     manifest = read_manifest(path)
     stage = Stage(path, manifest)
     kinds = (kind,) if isinstance(kind, str) else kind

@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"error: command line: unknown command {name!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
+        print(
+            f"error: command line: unknown command {name!r}; expected one of {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     module, func = COMMANDS[name][0].split(":")
     return getattr(importlib.import_module(module), func)(rest, prog=f"rlhf {name}")

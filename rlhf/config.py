@@ -55,7 +55,11 @@ def _check_value(action: argparse.Action, key: str, value: Any, path: Path) -> N
     """Check a YAML value the way argparse would check the same value given as a flag."""
     if value is None:
         return
-    if action.choices is not None and not isinstance(value, list) and str(value) not in map(str, action.choices):
+    if (
+        action.choices is not None
+        and not isinstance(value, list)
+        and str(value) not in map(str, action.choices)
+    ):
         raise UserError(f"expected one of {list(action.choices)}, got {value!r}", path, f"key '{key}'")
     conv = action.type
     if conv is None or isinstance(value, (list, dict)):
@@ -120,7 +124,9 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         d = cfg.to_dict()
     else:
         d = dataclasses.asdict(cfg)
-    return {k: v for k, v in d.items() if not k.startswith("_") and k not in ("hub_token", "push_to_hub_token")}
+    return {
+        k: v for k, v in d.items() if not k.startswith("_") and k not in ("hub_token", "push_to_hub_token")
+    }
 
 
 @dataclasses.dataclass
@@ -142,7 +148,8 @@ class StageOptions:
     )
     quiet: bool = dataclasses.field(default=False, metadata={"help": "Silence progress bars."})
     trust_remote_code: bool = dataclasses.field(
-        default=False, metadata={"help": "Allow model code from the hub/model dir to run. Off unless you set it."}
+        default=False,
+        metadata={"help": "Allow model code from the hub/model dir to run. Off unless you set it."},
     )
     config_path: str | None = dataclasses.field(
         default=None, metadata={"help": "Set automatically to the YAML file the config came from."}

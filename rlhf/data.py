@@ -105,7 +105,9 @@ def _read_dataset_dir(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def require_str(row: dict, key: str, path: str | Path, *, optional: bool = False, nonempty: bool = True) -> str:
+def require_str(
+    row: dict, key: str, path: str | Path, *, optional: bool = False, nonempty: bool = True
+) -> str:
     """Return row[key] as a string, or raise one clear error naming file, row and key."""
     where = f"{row.get('_row', '?')}: key '{key}'"
     if key not in row or row[key] is None:

@@ -17,7 +17,11 @@ def _kinds(text: str) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     bad = [k for k in kinds if k not in ALL_KINDS]
     if bad or not kinds:
-        raise UserError(f"unknown task kind {bad[0] if bad else text!r}; expected some of {','.join(ALL_KINDS)}", "command line", "--kinds")
+        raise UserError(
+            f"unknown task kind {bad[0] if bad else text!r}; expected some of {','.join(ALL_KINDS)}",
+            "command line",
+            "--kinds",
+        )
     return kinds
 
 
@@ -33,27 +37,53 @@ def tokenizer_corpus(extra_rows: list[dict] = (), seed: int = 0) -> list[str]:
     return texts
 
 
-def build_demo_checkpoint(out: str | Path, *, seed: int = 0, vocab_size: int = 1000, hidden_size: int = 128,
-                          num_layers: int = 2, num_heads: int = 4, intermediate_size: int = 384,
-                          extra_rows: list[dict] = ()) -> Path:
+def build_demo_checkpoint(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    vocab_size: int = 1000,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    intermediate_size: int = 384,
+    extra_rows: list[dict] = (),
+) -> Path:
     from rlhf.models import build_demo_model, save_pretrained_dir, train_bpe_tokenizer
 
     tok = train_bpe_tokenizer(tokenizer_corpus(extra_rows, seed), vocab_size=vocab_size)
-    model = build_demo_model(tok, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
-                             intermediate_size=intermediate_size, seed=seed)
+    model = build_demo_model(
+        tok,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        intermediate_size=intermediate_size,
+        seed=seed,
+    )
     return save_pretrained_dir(model, tok, out)
 
 
 @exit_on_user_error
 def tasks_cli(argv=None, prog="rlhf tasks") -> int:
-    p = ArgumentParser(prog=prog, description="Write demo instruction tasks (Alpaca json) with imperfect outputs.")
+    p = ArgumentParser(
+        prog=prog, description="Write demo instruction tasks (Alpaca json) with imperfect outputs."
+    )
     p.add_argument("--n", type=int, default=2000, help="number of rows")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--kinds", default=",".join(DEFAULT_KINDS), help=f"comma-separated, from {','.join(ALL_KINDS)}")
-    p.add_argument("--split", choices=["train", "eval"], default="train", help="train or held-out eval prompts")
-    p.add_argument("--verbose-share", type=float, default=0.6, help="share of demonstrations padded with filler")
-    p.add_argument("--wrong-share", type=float, default=0.1, help="share of demonstrations with a wrong answer")
-    p.add_argument("--gold", action="store_true", help="write the bare correct answers instead (eval references)")
+    p.add_argument(
+        "--kinds", default=",".join(DEFAULT_KINDS), help=f"comma-separated, from {','.join(ALL_KINDS)}"
+    )
+    p.add_argument(
+        "--split", choices=["train", "eval"], default="train", help="train or held-out eval prompts"
+    )
+    p.add_argument(
+        "--verbose-share", type=float, default=0.6, help="share of demonstrations padded with filler"
+    )
+    p.add_argument(
+        "--wrong-share", type=float, default=0.1, help="share of demonstrations with a wrong answer"
+    )
+    p.add_argument(
+        "--gold", action="store_true", help="write the bare correct answers instead (eval references)"
+    )
     p.add_argument("--out", required=True, help="output .json")
     a = p.parse_args(argv)
     kinds = _kinds(a.kinds)
@@ -76,15 +106,24 @@ def model_cli(argv=None, prog="rlhf demo-model") -> int:
     p.add_argument("--num-layers", type=int, default=2)
     p.add_argument("--num-heads", type=int, default=4)
     p.add_argument("--intermediate-size", type=int, default=384)
-    p.add_argument("--extra-text", default=None, help="Alpaca json/jsonl whose text joins the tokenizer corpus")
+    p.add_argument(
+        "--extra-text", default=None, help="Alpaca json/jsonl whose text joins the tokenizer corpus"
+    )
     a = p.parse_args(argv)
     extra = []
     if a.extra_text:
         from rlhf.data import load_instructions
 
         extra = load_instructions(a.extra_text)
-    out = build_demo_checkpoint(a.out, seed=a.seed, vocab_size=a.vocab_size, hidden_size=a.hidden_size,
-                                num_layers=a.num_layers, num_heads=a.num_heads,
-                                intermediate_size=a.intermediate_size, extra_rows=extra)
+    out = build_demo_checkpoint(
+        a.out,
+        seed=a.seed,
+        vocab_size=a.vocab_size,
+        hidden_size=a.hidden_size,
+        num_layers=a.num_layers,
+        num_heads=a.num_heads,
+        intermediate_size=a.intermediate_size,
+        extra_rows=extra,
+    )
     print(f"demo-model: wrote {out}")
     return 0

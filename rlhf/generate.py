@@ -69,7 +69,9 @@ def generate(
         bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True).to(device)  # specials as in SFT preprocess
+            enc = tokenizer(chunk, return_tensors="pt", padding=True).to(
+                device
+            )  # specials as in SFT preprocess
             gen = model.generate(
                 **enc,
                 max_new_tokens=params.max_new_tokens,
@@ -86,7 +88,9 @@ def generate(
                     finished = eos in ids
                     ids = ids[: ids.index(eos)] if finished else ids
                     ids = [t for t in ids if t != tokenizer.pad_token_id]
-                    samples.append(Completion(tokenizer.decode(ids, skip_special_tokens=True), finished, len(ids)))
+                    samples.append(
+                        Completion(tokenizer.decode(ids, skip_special_tokens=True), finished, len(ids))
+                    )
                 out.append(samples)
             bar.update(len(chunk))
         bar.close()
@@ -97,8 +101,16 @@ def generate(
 
 
 @torch.no_grad()
-def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str], *, batch_size: int = 32,
-                      temperature: float = 1.0, finished: list[bool] | None = None) -> list[float]:
+def response_logprobs(
+    model,
+    tokenizer,
+    prompts: list[str],
+    responses: list[str],
+    *,
+    batch_size: int = 32,
+    temperature: float = 1.0,
+    finished: list[bool] | None = None,
+) -> list[float]:
     """Sum of log p(response token | prefix) under `model` (logits / temperature, as sampled) for each
     (prompt, response [+ EOS if finished]) pair.
 
@@ -113,7 +125,9 @@ def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str]
         fins = finished[start : start + batch_size] if finished is not None else [True] * len(ps)
         for p, r, fin in zip(ps, rs, fins):
             p_ids = tokenizer(p)["input_ids"]
-            r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if fin else [])
+            r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + (
+                [tokenizer.eos_token_id] if fin else []
+            )
             rows.append(p_ids + r_ids)
             masks.append([0] * len(p_ids) + [1] * len(r_ids))
         width = max(map(len, rows))
@@ -124,7 +138,9 @@ def response_logprobs(model, tokenizer, prompts: list[str], responses: list[str]
             ids[i, : len(row)] = torch.tensor(row)
             att[i, : len(row)] = 1
             resp[i, : len(row)] = torch.tensor(m, dtype=torch.bool)
-        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float() / max(temperature, 1e-6)
+        logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float() / max(
+            temperature, 1e-6
+        )
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
         totals.extend((logp * resp[:, 1:].to(device)).sum(-1).tolist())
     return totals

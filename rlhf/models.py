@@ -6,7 +6,6 @@ weights are read through safetensors only (`use_safetensors=True`): no pickle fr
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -68,7 +67,9 @@ def load_causal_lm(name_or_path: str | Path, *, trust_remote_code: bool = False,
     return _load(AutoModelForCausalLM, name_or_path, trust_remote_code=trust_remote_code, dtype=dtype)
 
 
-def load_scalar_head_model(name_or_path: str | Path, tokenizer, *, trust_remote_code: bool = False, dtype=torch.float32):
+def load_scalar_head_model(
+    name_or_path: str | Path, tokenizer, *, trust_remote_code: bool = False, dtype=torch.float32
+):
     """`AutoModelForSequenceClassification(num_labels=1)`: the reward / value model shape TRL expects.
 
     Loading a causal-LM dir this way keeps the backbone and initialises a fresh scalar `score` head."""
@@ -104,7 +105,9 @@ def smart_tokenizer_and_embedding_resize(special_tokens_dict: dict, tokenizer, m
         output = model.get_output_embeddings()
         if output is not None and output.weight is not input_embeddings:
             output_embeddings = output.weight
-            output_embeddings[-num_new_tokens:] = output_embeddings[:-num_new_tokens].mean(dim=0, keepdim=True)
+            output_embeddings[-num_new_tokens:] = output_embeddings[:-num_new_tokens].mean(
+                dim=0, keepdim=True
+            )
     return num_new_tokens
 
 

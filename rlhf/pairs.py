@@ -28,8 +28,17 @@ def load_policy(path: str | Path):
     return (stage, *load_policy_from_stage(stage))
 
 
-def sample_pairs(stage, model, tokenizer, prompts: list[dict], params: SamplingParams, *, batch_size: int = 64,
-                 resample: int = 2, progress: bool = True) -> list[dict]:
+def sample_pairs(
+    stage,
+    model,
+    tokenizer,
+    prompts: list[dict],
+    params: SamplingParams,
+    *,
+    batch_size: int = 64,
+    resample: int = 2,
+    progress: bool = True,
+) -> list[dict]:
     texts = [format_prompt(p["instruction"], p.get("input", ""), stage.template) for p in prompts]
     samples = generate(model, tokenizer, texts, params, batch_size=batch_size, progress=progress)
     # Resample prompts whose responses all came out identical, with fresh seeds.
@@ -37,9 +46,13 @@ def sample_pairs(stage, model, tokenizer, prompts: list[dict], params: SamplingP
         same = [i for i, s in enumerate(samples) if len({c.text for c in s}) < params.num_samples]
         if not same:
             break
-        redo = generate(model, tokenizer, [texts[i] for i in same],
-                        SamplingParams(**{**params.to_dict(), "seed": params.seed + 1000 * attempt}),
-                        batch_size=batch_size)
+        redo = generate(
+            model,
+            tokenizer,
+            [texts[i] for i in same],
+            SamplingParams(**{**params.to_dict(), "seed": params.seed + 1000 * attempt}),
+            batch_size=batch_size,
+        )
         for i, new in zip(same, redo):
             if len({c.text for c in new}) > len({c.text for c in samples[i]}):
                 samples[i] = new
@@ -75,7 +88,9 @@ def cli(argv=None, prog="rlhf pairs") -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
-    p.add_argument("--resample", type=int, default=2, help="extra draws for prompts whose responses are identical")
+    p.add_argument(
+        "--resample", type=int, default=2, help="extra draws for prompts whose responses are identical"
+    )
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -84,8 +99,9 @@ def cli(argv=None, prog="rlhf pairs") -> int:
     prompts = load_instructions(a.prompts, require_output=False)[: a.limit]
     stage, model, tok = load_policy(a.policy)
     params = SamplingParams(a.temperature, a.top_k, a.top_p, a.max_new_tokens, a.n, a.seed)
-    rows = sample_pairs(stage, model, tok, prompts, params, batch_size=a.batch_size, resample=a.resample,
-                        progress=not a.quiet)
+    rows = sample_pairs(
+        stage, model, tok, prompts, params, batch_size=a.batch_size, resample=a.resample, progress=not a.quiet
+    )
     atomic_write_jsonl(a.out, rows)
     flagged = sum("flagged" in r for r in rows)
     print(f"pairs: wrote {len(rows)} rows to {a.out} ({flagged} flagged with identical responses)")

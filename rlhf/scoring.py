@@ -33,7 +33,12 @@ class RewardScorer:
     """Scores (prompt, response) pairs with a reward model; `batch_size=1` is the one-at-a-time baseline."""
 
     def __init__(self, model, tokenizer, template: str = "alpaca", batch_size: int = 64):
-        self.model, self.tokenizer, self.template, self.batch_size = model.eval(), tokenizer, template, batch_size
+        self.model, self.tokenizer, self.template, self.batch_size = (
+            model.eval(),
+            tokenizer,
+            template,
+            batch_size,
+        )
 
     @classmethod
     def from_stage(cls, path: str | Path, batch_size: int = 64) -> RewardScorer:
@@ -44,7 +49,9 @@ class RewardScorer:
         return cls(load_scalar_head_model(stage.path, tok), tok, stage.template, batch_size)
 
     @torch.no_grad()
-    def score(self, prompts: list[tuple[str, str]], responses: list[str], batch_size: int | None = None) -> list[float]:
+    def score(
+        self, prompts: list[tuple[str, str]], responses: list[str], batch_size: int | None = None
+    ) -> list[float]:
         bs = batch_size or self.batch_size
         encoded = [
             encode_example(self.tokenizer, format_prompt(ins, inp, self.template), resp)

@@ -68,4 +68,6 @@ def lora_config(task_type: str | None, r: int, alpha: int, dropout: float, targe
     targets = target_modules
     if isinstance(targets, str) and targets != "all-linear":
         targets = [t.strip() for t in targets.split(",") if t.strip()]
-    return LoraConfig(task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
+    return LoraConfig(
+        task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets
+    )

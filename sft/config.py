@@ -20,18 +20,24 @@ class SFTStageConfig(StageOptions, TrainingArguments):
         default="", metadata={"help": "Alpaca data: a .json list, a .jsonl file or a saved `datasets` dir."}
     )
     eval_data_path: str | None = field(
-        default=None, metadata={"help": "Held-out Alpaca data for eval loss; if unset, eval_fraction is split off."}
+        default=None,
+        metadata={"help": "Held-out Alpaca data for eval loss; if unset, eval_fraction is split off."},
     )
     eval_fraction: float = field(
-        default=0.05, metadata={"help": "Share of data_path held out for eval loss when eval_data_path is unset."}
+        default=0.05,
+        metadata={"help": "Share of data_path held out for eval loss when eval_data_path is unset."},
     )
     max_length: int = field(default=512, metadata={"help": "Truncate prompt + response to this many tokens."})
     template: str = field(default="alpaca", metadata={"help": "Prompt template (Alpaca's two templates)."})
     padding_free: bool = field(
         default=False,
-        metadata={"help": "Concatenate a batch into one row with position_ids (no pad tokens); false pads to longest."},
+        metadata={
+            "help": "Concatenate a batch into one row with position_ids (no pad tokens); false pads to longest."
+        },
     )
-    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter (peft) instead of all weights."})
+    use_lora: bool = field(
+        default=False, metadata={"help": "Train a LoRA adapter (peft) instead of all weights."}
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
@@ -44,16 +50,23 @@ class SFTStageConfig(StageOptions, TrainingArguments):
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the training rows."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "LR schedule."})
     warmup_steps: float = field(
-        default=0.03, metadata={"help": "Warmup: a float in [0, 1) is a share of all steps, an integer a step count."}
+        default=0.03,
+        metadata={"help": "Warmup: a float in [0, 1) is a share of all steps, an integer a step count."},
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "Batch size per device."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Eval batch size per device."})
-    eval_strategy: str = field(default="epoch", metadata={"help": "When to compute eval loss: no, steps, epoch."})
+    eval_strategy: str = field(
+        default="epoch", metadata={"help": "When to compute eval loss: no, steps, epoch."}
+    )
     save_strategy: str = field(default="steps", metadata={"help": "When to save resumable checkpoints."})
     save_steps: float = field(default=200, metadata={"help": "Save a checkpoint every N steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
-    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (opt-in; 3x slower on most CPUs)."})
-    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin host memory (only helps on GPU)."})
+    bf16: bool = field(
+        default=False, metadata={"help": "bf16 mixed precision (opt-in; 3x slower on most CPUs)."}
+    )
+    dataloader_pin_memory: bool = field(
+        default=False, metadata={"help": "Pin host memory (only helps on GPU)."}
+    )

@@ -18,7 +18,14 @@ from rlhf.errors import UserError
 from rlhf.models import IGNORE_INDEX
 from rlhf.templates import PROMPT_DICT, format_prompt
 
-__all__ = ["IGNORE_INDEX", "PROMPT_DICT", "load_alpaca", "preprocess", "sources_and_targets", "fingerprint_rows"]
+__all__ = [
+    "IGNORE_INDEX",
+    "PROMPT_DICT",
+    "load_alpaca",
+    "preprocess",
+    "sources_and_targets",
+    "fingerprint_rows",
+]
 
 
 def load_alpaca(path: str | Path) -> list[dict]:
@@ -26,7 +33,9 @@ def load_alpaca(path: str | Path) -> list[dict]:
     return load_instructions(path)
 
 
-def sources_and_targets(rows: list[dict], eos_token: str, template: str = "alpaca") -> tuple[list[str], list[str]]:
+def sources_and_targets(
+    rows: list[dict], eos_token: str, template: str = "alpaca"
+) -> tuple[list[str], list[str]]:
     sources = [format_prompt(r["instruction"], r.get("input", ""), template) for r in rows]
     targets = [f"{r['output']}{eos_token}" for r in rows]
     return sources, targets
@@ -37,7 +46,9 @@ def preprocess(sources: list[str], targets: list[str], tokenizer, max_length: in
 
     Rows whose prompt alone fills `max_length` have no token left to learn from: they are dropped with a
     counted warning rather than trained on silently."""
-    full = tokenizer([s + t for s, t in zip(sources, targets)], max_length=max_length, truncation=True)["input_ids"]
+    full = tokenizer([s + t for s, t in zip(sources, targets)], max_length=max_length, truncation=True)[
+        "input_ids"
+    ]
     src = tokenizer(sources, max_length=max_length, truncation=True)["input_ids"]
     input_ids, labels, kept = [], [], []
     for i, (ids, s) in enumerate(zip(full, src)):
@@ -68,7 +79,9 @@ def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[
     import random
 
     if not 0 <= eval_fraction < 1:
-        raise UserError(f"eval_fraction must be in [0, 1), got {eval_fraction}", "config", "key 'eval_fraction'")
+        raise UserError(
+            f"eval_fraction must be in [0, 1), got {eval_fraction}", "config", "key 'eval_fraction'"
+        )
     idx = list(range(len(rows)))
     random.Random(seed).shuffle(idx)
     n_eval = int(round(len(rows) * eval_fraction))

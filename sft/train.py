@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from pathlib import Path
 
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer, set_seed
@@ -32,7 +31,9 @@ def tokenize_rows(rows: list[dict], tokenizer, max_length: int, template: str) -
     for w in caught:
         print(f"warning: {w.message}")
     if not enc["input_ids"]:
-        raise UserError(f"no row has a trainable token at max_length={max_length}", "data", "key 'max_length'")
+        raise UserError(
+            f"no row has a trainable token at max_length={max_length}", "data", "key 'max_length'"
+        )
     return Dataset.from_dict({"input_ids": enc["input_ids"], "labels": enc["labels"]})
 
 
@@ -49,7 +50,11 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
     if not cfg.data_path:
-        raise UserError("data_path is required (Alpaca .json/.jsonl or a saved datasets dir)", cfg.config_path or "command line", "key 'data_path'")
+        raise UserError(
+            "data_path is required (Alpaca .json/.jsonl or a saved datasets dir)",
+            cfg.config_path or "command line",
+            "key 'data_path'",
+        )
     rows = load_alpaca(cfg.data_path)
     if cfg.eval_data_path:
         train_rows, eval_rows = rows, load_alpaca(cfg.eval_data_path)
@@ -71,7 +76,8 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
         from peft import get_peft_model
 
         model = get_peft_model(
-            model, lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+            model,
+            lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules),
         )
     cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
     trainer = Trainer(
@@ -84,7 +90,11 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
         callbacks=[JsonlLogger(out)],
     )
     resume_from = resolve_resume(cfg.resume, out)
-    metrics: dict = {"train_rows": len(train_ds), "eval_rows": len(eval_ds or []), "added_special_tokens": added}
+    metrics: dict = {
+        "train_rows": len(train_ds),
+        "eval_rows": len(eval_ds or []),
+        "added_special_tokens": added,
+    }
     metrics["dropped_rows"] = len(train_rows) - len(train_ds) + (len(eval_rows) - len(eval_ds or []))
     if eval_ds is not None and resume_from is None:
         metrics["initial_eval_loss"] = trainer.evaluate()["eval_loss"]

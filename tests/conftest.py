@@ -29,11 +29,17 @@ def shared_data() -> Path:
 def run_cli(*args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `rlhf ...` in a subprocess, as a user would."""
     res = subprocess.run(
-        [sys.executable, "-m", "rlhf.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout,
-        cwd=REPO, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "rlhf.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
     )
     if check and res.returncode != 0:
-        raise AssertionError(f"rlhf {' '.join(map(str, args))} exited {res.returncode}\n{res.stdout}\n{res.stderr}")
+        raise AssertionError(
+            f"rlhf {' '.join(map(str, args))} exited {res.returncode}\n{res.stdout}\n{res.stderr}"
+        )
     return res
 
 
@@ -48,20 +54,62 @@ def demo_base(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_chain(tmp_path_factory, demo_base) -> dict[str, Path]:
     """A small finished SFT -> reward chain on demo tasks (seconds, not minutes); PPO tests build on it."""
-    from rlhf.tasks import make_sft_rows, make_tasks
     from rlhf.io import atomic_write_json
+    from rlhf.tasks import make_sft_rows, make_tasks
 
     root = tmp_path_factory.mktemp("chain")
     atomic_write_json(root / "sft.json", make_sft_rows(600, seed=0, kinds=("largest", "smallest")))
-    run_cli("sft", "--config", REPO / "configs/demo/sft.yaml", "--model_name_or_path", demo_base,
-            "--data_path", root / "sft.json", "--output_dir", root / "sft", "--num_train_epochs", "1",
-            "--quiet", "true", "--save_strategy", "no")
+    run_cli(
+        "sft",
+        "--config",
+        REPO / "configs/demo/sft.yaml",
+        "--model_name_or_path",
+        demo_base,
+        "--data_path",
+        root / "sft.json",
+        "--output_dir",
+        root / "sft",
+        "--num_train_epochs",
+        "1",
+        "--quiet",
+        "true",
+        "--save_strategy",
+        "no",
+    )
     atomic_write_json(root / "prompts.json", [t.to_row() for t in make_tasks(96, 5, ("largest", "smallest"))])
-    run_cli("pairs", "--policy", root / "sft", "--prompts", root / "prompts.json", "--out", root / "pairs.jsonl",
-            "--quiet")
+    run_cli(
+        "pairs",
+        "--policy",
+        root / "sft",
+        "--prompts",
+        root / "prompts.json",
+        "--out",
+        root / "pairs.jsonl",
+        "--quiet",
+    )
     run_cli("annotate", root / "pairs.jsonl", "--annotator", "gold", "--out", root / "prefs.jsonl")
-    run_cli("reward", "--config", REPO / "configs/demo/reward.yaml", "--sft_path", root / "sft",
-            "--pairs_path", root / "prefs.jsonl", "--output_dir", root / "reward", "--num_train_epochs", "1",
-            "--quiet", "true", "--save_strategy", "no")
-    return {"root": root, "sft": root / "sft", "reward": root / "reward", "prompts": root / "prompts.json",
-            "pairs": root / "pairs.jsonl", "prefs": root / "prefs.jsonl"}
+    run_cli(
+        "reward",
+        "--config",
+        REPO / "configs/demo/reward.yaml",
+        "--sft_path",
+        root / "sft",
+        "--pairs_path",
+        root / "prefs.jsonl",
+        "--output_dir",
+        root / "reward",
+        "--num_train_epochs",
+        "1",
+        "--quiet",
+        "true",
+        "--save_strategy",
+        "no",
+    )
+    return {
+        "root": root,
+        "sft": root / "sft",
+        "reward": root / "reward",
+        "prompts": root / "prompts.json",
+        "pairs": root / "pairs.jsonl",
+        "prefs": root / "prefs.jsonl",
+    }

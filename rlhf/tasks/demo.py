@@ -29,16 +29,31 @@ CATEGORIES = {
 }
 
 INSTRUCTIONS: dict[str, list[str]] = {
-    "largest": ["Which number is the largest?", "Find the largest number in the list.", "Pick the biggest number."],
-    "smallest": ["Which number is the smallest?", "Find the smallest number in the list.", "Pick the lowest number."],
+    "largest": [
+        "Which number is the largest?",
+        "Find the largest number in the list.",
+        "Pick the biggest number.",
+    ],
+    "smallest": [
+        "Which number is the smallest?",
+        "Find the smallest number in the list.",
+        "Pick the lowest number.",
+    ],
     "first_word": ["What is the first word in the list?", "Name the first word.", "Which word comes first?"],
     "last_word": ["What is the last word in the list?", "Name the last word.", "Which word comes last?"],
-    "odd_one_out": ["Identify the odd one out.", "Which item does not belong?", "Find the item that is different."],
+    "odd_one_out": [
+        "Identify the odd one out.",
+        "Which item does not belong?",
+        "Find the item that is different.",
+    ],
     "add": ["Add the two numbers.", "What is the sum of the numbers?", "Compute the sum."],
     "sort": ["Sort the numbers in ascending order.", "Arrange the numbers from smallest to largest."],
     "reverse_word": ["Reverse the word.", "Spell the word backwards."],
     "name_three": ["Name three {cat}.", "List three {cat}.", "Give me three {cat}."],
-    "yes_no": ["Is {item} one of the {cat}? Answer yes or no.", "Answer yes or no: is {item} among the {cat}?"],
+    "yes_no": [
+        "Is {item} one of the {cat}? Answer yes or no.",
+        "Answer yes or no: is {item} among the {cat}?",
+    ],
 }
 ALL_KINDS = tuple(INSTRUCTIONS)
 DEFAULT_KINDS = ("largest", "smallest", "first_word")
@@ -65,7 +80,12 @@ class Task:
         return "eval" if h % 100 < eval_percent else "train"
 
     def to_row(self) -> dict:
-        return {"instruction": self.instruction, "input": self.input, "output": self.answer, "kind": self.kind}
+        return {
+            "instruction": self.instruction,
+            "input": self.input,
+            "output": self.answer,
+            "kind": self.kind,
+        }
 
 
 def _digits(rng: random.Random, k: int = 3) -> list[int]:
@@ -95,7 +115,11 @@ def _make(kind: str, rng: random.Random) -> Task:
         inp = ""
     elif kind == "yes_no":
         cat = rng.choice(sorted(CATEGORIES))
-        pool = CATEGORIES[cat] if rng.random() < 0.5 else [w for c in CATEGORIES if c != cat for w in CATEGORIES[c]]
+        pool = (
+            CATEGORIES[cat]
+            if rng.random() < 0.5
+            else [w for c in CATEGORIES if c != cat for w in CATEGORIES[c]]
+        )
         instr = instr.format(item=rng.choice(pool), cat=cat)
         inp = ""
     else:
@@ -115,7 +139,9 @@ _SOLVERS: dict[str, Callable[[str, dict], str]] = {
     "first_word": lambda inp, m: _items(inp)[0],
     "last_word": lambda inp, m: _items(inp)[-1],
     "odd_one_out": lambda inp, m: next(
-        x for x in _items(inp) if sum(x in v for v in CATEGORIES.values() if sum(y in v for y in _items(inp)) >= 3) == 0
+        x
+        for x in _items(inp)
+        if sum(x in v for v in CATEGORIES.values() if sum(y in v for y in _items(inp)) >= 3) == 0
     ),
     "add": lambda inp, m: str(sum(map(int, _items(inp)))),
     "sort": lambda inp, m: ", ".join(map(str, sorted(map(int, _items(inp))))),
@@ -149,7 +175,9 @@ def parse_task(instruction: str, input: str = "") -> Task | None:
     return None
 
 
-def make_tasks(n: int, seed: int = 0, kinds=DEFAULT_KINDS, split: str | None = "train", eval_percent: int = 10):
+def make_tasks(
+    n: int, seed: int = 0, kinds=DEFAULT_KINDS, split: str | None = "train", eval_percent: int = 10
+):
     """`n` tasks of the given kinds (round-robin), drawn with `seed`, restricted to one split (or any if None)."""
     rng = random.Random(seed)
     kinds = list(kinds)
@@ -231,7 +259,9 @@ def is_correct(task: Task, response: str) -> bool:
     if task.kind == "name_three":
         cat = next(c for c in CATEGORIES if c in task.instruction)
         named = [w for w in words if w in {x.lower() for x in CATEGORIES[cat]}]
-        others = [w for w in words if any(w in {x.lower() for x in v} for c, v in CATEGORIES.items() if c != cat)]
+        others = [
+            w for w in words if any(w in {x.lower() for x in v} for c, v in CATEGORIES.items() if c != cat)
+        ]
         return len(set(named)) >= 3 and not others
     if task.kind == "yes_no":
         said = [w for w in words if w in ("yes", "no")]
