@@ -94,6 +94,9 @@ def _normalise(row: dict, path) -> dict | str:
                 raise UserError("HH transcript without a final '\\n\\nAssistant:' reply", path, where)
             if a[0] != b[0]:
                 return "prompt differs between chosen and rejected"
+            if not a[1] or not b[1]:
+                # Real HH data has a few empty final replies: a transcript, not a typo; skip and count it.
+                return "empty final assistant reply"
             instruction, chosen, rejected, fmt = a[0], a[1], b[1], "hh-rlhf"
         else:
             raise UserError("no prompt: expected 'instruction', 'prompt' or HH-RLHF transcripts", path, where)
