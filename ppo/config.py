@@ -70,7 +70,14 @@ class PPOStageConfig(StageOptions, PPOConfig):
     stop_token: str | None = field(
         default="eos", metadata={"help": "Truncate responses at EOS (eos or null)."}
     )
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations (slower)."})
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing; TRL's configs still default the
+    # old name to True (slower, and a deprecation warning). Off unless asked for, under the new name.
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing."}
+    )
+    activation_checkpointing: bool | None = field(
+        default=False, metadata={"help": "Recompute activations to save memory (slower)."}
+    )
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (opt-in)."})
     report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
     save_strategy: str = field(default="no", metadata={"help": "When to save trainer checkpoints."})

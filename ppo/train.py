@@ -54,7 +54,7 @@ def load_prompts(cfg: PPOStageConfig) -> tuple[list[dict], list[dict]]:
 
 def tokenize_prompts(rows: list[dict], tokenizer, template: str, max_len: int) -> tuple[Dataset, int]:
     texts = [format_prompt(r["instruction"], r.get("input", ""), template) for r in rows]
-    ids = tokenizer(texts)["input_ids"]  # specials exactly as SFT's preprocess saw them
+    ids = tokenizer(texts)["input_ids"] if texts else []  # specials exactly as SFT's preprocess saw them
     kept = [x for x in ids if len(x) <= max_len]
     return Dataset.from_dict({"input_ids": kept}), len(ids) - len(kept)
 

@@ -60,9 +60,13 @@ class RewardStageConfig(StageOptions, RewardConfig):
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (opt-in)."})
-    gradient_checkpointing: bool = field(
-        default=False,
-        metadata={"help": "Recompute activations to save memory (RewardConfig defaults it on; slower)."},
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing; TRL's configs still default the
+    # old name to True (slower, and a deprecation warning). Off unless asked for, under the new name.
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of activation_checkpointing."}
+    )
+    activation_checkpointing: bool | None = field(
+        default=False, metadata={"help": "Recompute activations to save memory (slower)."}
     )
     dataloader_pin_memory: bool = field(
         default=False, metadata={"help": "Pin host memory (only helps on GPU)."}

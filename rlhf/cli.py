@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("rlhf.demo:tasks_cli", "write demo instruction tasks as Alpaca json"),
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
+    # Library deprecation notices are not actionable for a user running a command, and they would break the
+    # one-line error contract; tests and `python -W` still see them.
+    if not sys.warnoptions:
+        warnings.filterwarnings("ignore", category=FutureWarning)
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(

@@ -279,33 +279,72 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def report_tables(metrics: dict, names: list[str]) -> tuple[list[tuple[str, str]], list[str], list[list[str]]]:
+def report_tables(
+    metrics: dict, names: list[str]
+) -> tuple[list[tuple[str, str]], list[str], list[list[str]]]:
     """(headline rows, per-checkpoint metric names, per-checkpoint rows) from the flat metrics dict."""
     headline = []
     for k, v in metrics.items():
-        if ("winrate_vs" in k or ".kl_to_" in k) and not k.endswith(("_ci_low", "_ci_high")) and isinstance(v, float):
-            ci = f" [{metrics[k + '_ci_low']:.3f}, {metrics[k + '_ci_high']:.3f}]" if k + "_ci_low" in metrics else ""
+        if (
+            ("winrate_vs" in k or ".kl_to_" in k)
+            and not k.endswith(("_ci_low", "_ci_high"))
+            and isinstance(v, float)
+        ):
+            ci = (
+                f" [{metrics[k + '_ci_low']:.3f}, {metrics[k + '_ci_high']:.3f}]"
+                if k + "_ci_low" in metrics
+                else ""
+            )
             headline.append((k, f"{v:.3f}{ci}"))
     per: dict[str, dict[str, str]] = {}
     for k, v in metrics.items():
         name, _, metric = k.partition(".")
-        if name in names and isinstance(v, (int, float)) and "winrate_vs" not in metric and "kl_to_" not in metric:
+        if (
+            name in names
+            and isinstance(v, (int, float))
+            and "winrate_vs" not in metric
+            and "kl_to_" not in metric
+        ):
             per.setdefault(metric, {})[name] = _fmt(v)
     rows = [[metric] + [vals.get(n, "") for n in names] for metric, vals in per.items()]
     return headline, list(per), rows
 
 
-def write_report(out: Path, metrics: dict, plots: dict[str, bytes], table: list[dict], names: list[str]) -> None:
+def write_report(
+    out: Path, metrics: dict, plots: dict[str, bytes], table: list[dict], names: list[str]
+) -> None:
     for name, png in plots.items():
         (out / f"{name}.png").write_bytes(png)
     headline, _, rows = report_tables(metrics, names)
-    md = ["# Checkpoint comparison", "", f"{metrics.get('num_prompts')} prompts; sampling {metrics.get('sampling')}", ""]
-    md += ["## Headline (win-rates: ties count 0.5; 95% bootstrap CI over prompts)", "", "| metric | value |", "|---|---|"]
+    md = [
+        "# Checkpoint comparison",
+        "",
+        f"{metrics.get('num_prompts')} prompts; sampling {metrics.get('sampling')}",
+        "",
+    ]
+    md += [
+        "## Headline (win-rates: ties count 0.5; 95% bootstrap CI over prompts)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
     md += [f"| `{k}` | {v} |" for k, v in headline]
-    md += ["", "## Per checkpoint", "", "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    md += [
+        "",
+        "## Per checkpoint",
+        "",
+        "| metric | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     md += [""] + [f"![{n}]({n}.png)" for n in plots]
-    md += ["", "## Sample responses (greedy)", "", "| prompt | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    md += [
+        "",
+        "## Sample responses (greedy)",
+        "",
+        "| prompt | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     for row in table:
         cells = [row["prompt"]] + [row[n] for n in names]
         md.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")

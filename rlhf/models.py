@@ -24,14 +24,14 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
-def _resolve(name_or_path: str | Path) -> str:
+def _resolve(name_or_path: str | Path, required: str = "config.json") -> str:
     name = str(name_or_path)
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir():
             raise UserError("expected a model directory (config.json + safetensors)", p)
-        if not (p / "config.json").is_file():
-            raise UserError("not a model directory: no config.json", p)
+        if not (p / required).is_file():
+            raise UserError(f"not a model directory: no {required}", p)
         return str(p)
     if _looks_local(name):
         raise UserError("model path does not exist", name)
@@ -41,7 +41,7 @@ def _resolve(name_or_path: str | Path) -> str:
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
-    name = _resolve(name_or_path)
+    name = _resolve(name_or_path, required="tokenizer_config.json")
     try:
         tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except OSError as e:

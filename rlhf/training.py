@@ -48,8 +48,11 @@ def remove_checkpoints(output_dir: str | Path) -> None:
 class JsonlLogger(TrainerCallback):
     """Append every Trainer log (loss, eval metrics, ...) as one JSON line to output_dir/log.jsonl."""
 
-    def __init__(self, output_dir: str | Path, process_zero_only: bool = True):
+    def __init__(self, output_dir: str | Path):
         self.path = Path(output_dir) / LOG_FILE
+        self.start = time.time()
+
+    def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.time()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -57,6 +60,8 @@ class JsonlLogger(TrainerCallback):
             return
         row = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time() - self.start, 3)}
         row.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+        if "episode" in logs and row["time"] > 0:  # TRL's PPO logs `eps` as an integer; measure it ourselves
+            row["episodes_per_second"] = logs["episode"] / row["time"]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

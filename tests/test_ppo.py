@@ -1,0 +1,216 @@
+"""PPO stage through TRL: full and LoRA modes end to end, reload, moved run dirs, and the chain checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+from rlhf import checkpoint
+
+PPO_FAST = [
+    "--total_episodes",
+    "64",
+    "--per_device_train_batch_size",
+    "32",
+    "--local_rollout_forward_batch_size",
+    "32",
+    "--num_ppo_epochs",
+    "1",
+    "--demo_prompts",
+    "64",
+    "--num_eval_prompts",
+    "0",
+    "--quiet",
+    "true",
+]
+
+
+def ppo(chain, out, *extra, check=True):
+    return run_cli(
+        "ppo",
+        "--config",
+        REPO / "configs/demo/ppo.yaml",
+        "--sft_path",
+        chain["sft"],
+        "--reward_path",
+        chain["reward"],
+        "--output_dir",
+        out,
+        *PPO_FAST,
+        *extra,
+        check=check,
+    )
+
+
+def generates(path: Path) -> str:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    ids = tok("Which number is the largest?", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] > ids["input_ids"].shape[1]
+    return tok.decode(out[0])
+
+
+def test_full_mode_end_to_end(tiny_chain, tmp_path):
+    out = tmp_path / "ppo"
+    ppo(tiny_chain, out)
+    stage = checkpoint.require(out, kind="ppo")
+    assert {p.kind for p in stage.parents()} == {"sft", "reward"}
+    assert (out / "value_model" / "model.safetensors").is_file()  # saved so training can resume
+    assert stage.metrics["episodes"] == 64 and stage.metrics["episodes_per_second"] > 0
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    keys = {
+        "objective/scores",
+        "objective/kl",
+        "objective/rlhf_reward",
+        "objective/entropy",
+        "policy/clipfrac_avg",
+        "val/clipfrac_avg",
+        "loss/value_avg",
+        "episodes_per_second",
+    }
+    assert keys <= set(log[-1])
+    generates(out)  # reloads with AutoModelForCausalLM and generates
+
+
+def test_lora_adapter_survives_a_move_and_merges(tiny_chain, tmp_path):
+    from rlhf.models import load_policy_from_stage
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_chain["sft"], run / "sft")
+    shutil.copytree(tiny_chain["reward"], run / "reward")
+    # the reward manifest points at its SFT parent relative to itself: rewrite nothing, it still resolves
+    ppo({"sft": run / "sft", "reward": run / "reward"}, run / "ppo", "--use_lora", "true")
+    assert (run / "ppo" / "adapter_model.safetensors").is_file()
+    assert not Path(
+        json.loads((run / "ppo" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    ).is_absolute()
+    moved = tmp_path / "moved"
+    shutil.move(run, moved)
+    model, tok = load_policy_from_stage(checkpoint.require(moved / "ppo", kind="ppo"))
+    assert (
+        model.generate(**tok("Pick the biggest number.", return_tensors="pt"), max_new_tokens=3).shape[1] > 0
+    )
+    ppo(
+        {"sft": moved / "sft", "reward": moved / "reward"},
+        moved / "merged",
+        "--use_lora",
+        "true",
+        "--merge",
+        "true",
+    )
+    assert (moved / "merged" / "model.safetensors").is_file()
+    generates(moved / "merged")
+
+
+def test_mismatched_parents_fail_before_loading(tiny_chain, tmp_path, monkeypatch, demo_base):
+    """A reward model trained on another SFT run with another tokenizer is refused, naming both manifests."""
+    from rlhf.demo import build_demo_checkpoint
+    from rlhf.io import atomic_write_json
+    from rlhf.tasks import make_sft_rows
+
+    other = tmp_path / "other"
+    build_demo_checkpoint(other / "base", seed=1, vocab_size=600)
+    atomic_write_json(other / "sft.json", make_sft_rows(64, seed=1, kinds=("largest",)))
+    run_cli(
+        "sft",
+        "--config",
+        REPO / "configs/demo/sft.yaml",
+        "--model_name_or_path",
+        other / "base",
+        "--data_path",
+        other / "sft.json",
+        "--output_dir",
+        other / "sft",
+        "--num_train_epochs",
+        "1",
+        "--quiet",
+        "true",
+        "--save_strategy",
+        "no",
+        "--eval_fraction",
+        "0",
+    )
+    run_cli(
+        "reward",
+        "--config",
+        REPO / "configs/demo/reward.yaml",
+        "--sft_path",
+        other / "sft",
+        "--pairs_path",
+        tiny_chain["prefs"],
+        "--output_dir",
+        other / "reward",
+        "--num_train_epochs",
+        "1",
+        "--quiet",
+        "true",
+        "--save_strategy",
+        "no",
+        "--max_pairs",
+        "32",
+    )
+
+    import ppo.train as ppo_train
+    from ppo.config import PPOStageConfig
+
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded before the chain check")
+
+    monkeypatch.setattr(ppo_train, "load_causal_lm", boom)
+    monkeypatch.setattr(ppo_train, "load_scalar_head_model", boom)
+    monkeypatch.setattr(ppo_train, "load_tokenizer", boom)
+    cfg = PPOStageConfig(
+        output_dir=str(tmp_path / "ppo"),
+        sft_path=str(tiny_chain["sft"]),
+        reward_path=str(other / "reward"),
+        demo_prompts=8,
+    )
+    with pytest.raises(Exception) as e:
+        ppo_train.main(cfg)
+    msg = str(e.value)
+    assert "tokenizer fingerprint differs" in msg
+    assert (
+        str(other / "reward" / "rlhf_stage.json") in msg and str(tiny_chain["sft"] / "rlhf_stage.json") in msg
+    )
+    assert not (tmp_path / "ppo").exists()
+    res = ppo(tiny_chain | {"reward": other / "reward"}, tmp_path / "ppo2", check=False)
+    assert res.returncode == 2 and res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error: ")
+
+
+def test_refuses_wrong_kind_and_unfinished(tiny_chain, tmp_path):
+    res = run_cli(
+        "ppo",
+        "--config",
+        REPO / "configs/demo/ppo.yaml",
+        "--sft_path",
+        tiny_chain["reward"],
+        "--reward_path",
+        tiny_chain["reward"],
+        "--output_dir",
+        tmp_path / "p",
+        check=False,
+    )
+    assert res.returncode == 2 and "expected a finished sft stage, found a reward stage" in res.stderr
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(tiny_chain["reward"], unfinished)
+    (unfinished / "rlhf_stage.json").unlink()
+    res = run_cli(
+        "ppo",
+        "--config",
+        REPO / "configs/demo/ppo.yaml",
+        "--sft_path",
+        tiny_chain["sft"],
+        "--reward_path",
+        unfinished,
+        "--output_dir",
+        tmp_path / "p",
+        check=False,
+    )
+    assert res.returncode == 2 and "unfinished run" in res.stderr and not (tmp_path / "p").exists()
