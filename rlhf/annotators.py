@@ -201,6 +201,9 @@ def cli(argv=None, prog="rlhf annotate") -> int:
         tie_rate=a.tie_rate,
         seed=a.seed,
     )
+    if not prefs:
+        raise UserError(f"all {stats['pairs']} pairs were ties: no preference to learn from (sample more prompts, "
+                        "or at a higher temperature)", a.pairs)
     atomic_write_jsonl(a.out, prefs)
     print(f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped")
     for key in ("agreement_with_gold", "inter_annotator_agreement"):

@@ -1,0 +1,81 @@
+"""The pipeline as a rerunnable experiment: skip finished steps, --force a step and what follows, same seed
+same numbers; and the compare win-rate matrix invariants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import REPO, run_cli
+
+TINY = REPO / "tests" / "data" / "pipeline_tiny.yaml"
+TIMING = ("seconds", "wall_seconds", "compare_seconds")
+
+
+def pipeline(out, *extra):
+    res = run_cli("pipeline", "--config", TINY, "--out", out, "--quiet", *extra, timeout=900)
+    return res.stdout
+
+
+def untimed(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not any(t in k for t in TIMING)}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipe") / "run"
+    first = pipeline(out)
+    return out, first
+
+
+def test_first_run_runs_every_step_and_reports(tiny_run):
+    out, log = tiny_run
+    for step in ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "compare"):
+        assert f"pipeline: {step}: running" in log
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    for key in ("sft.gold_accuracy", "ppo.gold_accuracy", "reward.eval_accuracy", "reward.gold_agreement",
+                "ppo.gold_winrate_vs_sft", "ppo.gold_winrate_vs_sft_ci_low", "ppo.gold_winrate_vs_sft_ci_high",
+                "sft.rm_score_mean", "ppo.rm_score_mean", "ppo.kl_to_sft", "wall_seconds", "step_seconds.sft"):
+        assert key in metrics, key
+    assert "report.html" in log and (out / "report" / "report.html").is_file()
+
+
+def test_second_run_skips_and_force_reruns_from_reward(tiny_run):
+    out, _ = tiny_run
+    again = pipeline(out)
+    for step in ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "compare"):
+        assert f"pipeline: {step}: up to date, skipped" in again
+    sft_manifest = (out / "sft" / "rlhf_stage.json").read_bytes()
+    forced = pipeline(out, "--force", "reward")
+    for step in ("data", "base", "sft", "pairs", "annotate"):
+        assert f"pipeline: {step}: up to date, skipped" in forced
+    for step in ("reward", "ppo", "compare"):
+        assert f"pipeline: {step}: running" in forced
+    assert (out / "sft" / "rlhf_stage.json").read_bytes() == sft_manifest  # SFT untouched
+
+
+def test_same_seed_same_metrics(tiny_run, tmp_path):
+    out, _ = tiny_run
+    pipeline(tmp_path / "again")
+    a = json.loads((out / "report" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "again" / "report" / "metrics.json").read_text())
+    a.pop("checkpoints"), b.pop("checkpoints")  # absolute paths differ by design
+    assert untimed(a) == untimed(b)
+
+
+def test_winrate_matrix_diagonal_and_mirror(tiny_run):
+    out, _ = tiny_run
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    for name, mat in metrics["winrate_matrices"].items():
+        w = mat["winrate"]
+        for i in range(len(w)):
+            assert w[i][i] == pytest.approx(0.5), name
+            for j in range(len(w)):
+                assert w[i][j] + w[j][i] == pytest.approx(1.0), name
+
+
+def test_unknown_pipeline_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.read_text() + "\nsurprise: 1\n")
+    res = run_cli("pipeline", "--config", bad, "--out", tmp_path / "x", check=False)
+    assert res.returncode == 2 and res.stderr.strip() == f"error: {bad}:key 'surprise': unknown pipeline key; expected one of seed, kinds, data, model, sft, pairs, annotate, reward, ppo, compare"
