@@ -150,7 +150,11 @@ def train_bpe_tokenizer(texts, vocab_size: int = 1000):
 
     specials = ["<pad>", DEFAULT_EOS_TOKEN, DEFAULT_BOS_TOKEN, DEFAULT_UNK_TOKEN]
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Digits are split one per token and apart from the space before them (as LLaMA's tokenizer does), so
+    # "7" is the same token in "3, 7" and in "7": copying a number from the input is one mapping, not two.
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
