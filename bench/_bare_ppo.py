@@ -1,0 +1,50 @@
+"""A bare TRL PPOTrainer script (the baseline for bench/ppo_overhead.py): the same models, prompts and PPOConfig
+values as our stage, none of our code around the trainer. Prints TRAIN_SECONDS and PEAK_RSS_KB."""
+
+import json
+import resource
+import sys
+import time
+
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+sft, rm, prompts_json, out, overrides = (
+    sys.argv[1],
+    sys.argv[2],
+    sys.argv[3],
+    sys.argv[4],
+    json.loads(sys.argv[5]),
+)
+tok = AutoTokenizer.from_pretrained(sft, padding_side="left")
+prompts = json.load(open(prompts_json))
+ds = Dataset.from_dict({"input_ids": tok(prompts)["input_ids"]})
+policy = AutoModelForCausalLM.from_pretrained(sft)
+ref = AutoModelForCausalLM.from_pretrained(sft)
+reward = AutoModelForSequenceClassification.from_pretrained(rm, num_labels=1)
+value = AutoModelForSequenceClassification.from_pretrained(rm, num_labels=1)
+args = PPOConfig(
+    output_dir=out,
+    report_to="none",
+    bf16=False,
+    gradient_checkpointing=False,
+    save_strategy="no",
+    disable_tqdm=True,
+    num_sample_generations=0,
+    stop_token="eos",
+    **overrides,
+)
+trainer = PPOTrainer(
+    args=args,
+    processing_class=tok,
+    model=policy,
+    ref_model=ref,
+    reward_model=reward,
+    value_model=value,
+    train_dataset=ds,
+)
+t0 = time.time()
+trainer.train()
+print("TRAIN_SECONDS", time.time() - t0)
+print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -1,0 +1,97 @@
+"""Shared bits for the benchmarks: machine description, a tiny demo checkpoint, and the result record.
+
+Every benchmark measures its baseline in the same run on the same model and data, prints a table, and (with
+--json PATH) writes {"name", "figures": [{"figure", "ours", "baseline", "unit", "ratio", "goal"}], "machine"}.
+`bench/run_all.py` collects those into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+SHARED_DATA = Path(os.environ.get("RLHF_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--json", help="write the result record here")
+    return p
+
+
+def report(name: str, figures: list[dict], json_path: str | None) -> None:
+    width = max(len(f["figure"]) for f in figures)
+    print(f"\n{name}")
+    for f in figures:
+        ratio = f"{f['ratio']:.2f}x" if f.get("ratio") is not None else "-"
+        print(
+            f"  {f['figure'].ljust(width)}  ours {f['ours']:.4g} {f['unit']}  baseline {f['baseline']:.4g} {f['unit']}"
+            f"  ratio {ratio}  (goal {f.get('goal', '-')})"
+        )
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(
+            json.dumps({"name": name, "figures": figures, "machine": machine()}, indent=2)
+        )
+
+
+def demo_policy(tmp: Path, seed: int = 0, rows: int = 1500):
+    """A quickly trained demo SFT checkpoint (the same kind of model the demo uses)."""
+    from rlhf.cli import main as rlhf
+
+    base = tmp / "base"
+    if not (tmp / "sft" / "rlhf_stage.json").exists():
+        rlhf(["demo-model", "--out", str(base), "--seed", str(seed)])
+        rlhf(["tasks", "--n", str(rows), "--seed", str(seed), "--out", str(tmp / "sft.json")])
+        rlhf(
+            [
+                "sft",
+                "--config",
+                str(REPO / "configs/demo/sft.yaml"),
+                "--model_name_or_path",
+                str(base),
+                "--data_path",
+                str(tmp / "sft.json"),
+                "--output_dir",
+                str(tmp / "sft"),
+                "--num_train_epochs",
+                "2",
+                "--quiet",
+                "true",
+                "--save_strategy",
+                "no",
+                "--eval_strategy",
+                "no",
+            ]
+        )
+    return tmp / "sft"

@@ -1,0 +1,87 @@
+"""Reward scoring: pairs/s of batched scoring (length-sorted batches of 64) vs one pair at a time, same model,
+same pairs, same run."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from _common import REPO, demo_policy, parser, report
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--pairs", type=int, default=256)
+    a = p.parse_args()
+    from reward.data import load_preferences
+    from rlhf.cli import main as rlhf
+    from rlhf.scoring import RewardScorer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sft = demo_policy(tmp)
+        rlhf(["tasks", "--n", str(a.pairs), "--seed", "3", "--gold", "--out", str(tmp / "prompts.json")])
+        rlhf(
+            [
+                "pairs",
+                "--policy",
+                str(sft),
+                "--prompts",
+                str(tmp / "prompts.json"),
+                "--quiet",
+                "--out",
+                str(tmp / "pairs.jsonl"),
+            ]
+        )
+        rlhf(["annotate", str(tmp / "pairs.jsonl"), "--annotator", "gold", "--out", str(tmp / "prefs.jsonl")])
+        rlhf(
+            [
+                "reward",
+                "--config",
+                str(REPO / "configs/demo/reward.yaml"),
+                "--sft_path",
+                str(sft),
+                "--pairs_path",
+                str(tmp / "prefs.jsonl"),
+                "--output_dir",
+                str(tmp / "rm"),
+                "--num_train_epochs",
+                "1",
+                "--quiet",
+                "true",
+                "--save_strategy",
+                "no",
+            ]
+        )
+        pairs = load_preferences(tmp / "prefs.jsonl", verbose=False)
+        scorer = RewardScorer.from_stage(tmp / "rm")
+        scorer.pairwise_accuracy(pairs[:8])  # warm-up
+        t0 = time.perf_counter()
+        acc_b = scorer.pairwise_accuracy(pairs, batch_size=64)
+        batched = len(pairs) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        acc_1 = scorer.pairwise_accuracy(pairs, batch_size=1)
+        single = len(pairs) / (time.perf_counter() - t0)
+        assert abs(acc_b - acc_1) <= 2 / len(pairs), (
+            acc_b,
+            acc_1,
+        )  # same scores up to float noise from padding
+    report(
+        "reward scoring",
+        [
+            {
+                "figure": f"pairs/s, batch 64 vs 1 ({len(pairs)} pairs)",
+                "ours": batched,
+                "baseline": single,
+                "unit": "pairs/s",
+                "ratio": batched / single,
+                "goal": "> 1x",
+            }
+        ],
+        a.json,
+    )
+
+
+if __name__ == "__main__":
+    main()

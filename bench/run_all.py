@@ -1,0 +1,68 @@
+"""`make bench`: run every benchmark under bench/ (each can also run alone) and write BENCHMARKS.md.
+
+Each figure is measured against a baseline in the same run, on the same model and data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from _common import REPO, machine
+
+BENCHES = ["sft_throughput.py", "generation.py", "reward_scoring.py", "ppo_overhead.py", "end_to_end.py"]
+
+
+def main() -> int:
+    out_dir = REPO / "BENCH_RESULTS"
+    out_dir.mkdir(exist_ok=True)
+    only = sys.argv[1:]
+    results, failed = [], []
+    for name in BENCHES:
+        if only and name not in only:
+            continue
+        path = REPO / "bench" / name
+        if not path.exists():
+            continue
+        t0 = time.time()
+        print(f"bench: {name} ...", flush=True)
+        res = subprocess.run(
+            [sys.executable, str(path), "--json", str(out_dir / f"{path.stem}.json")], cwd=REPO
+        )
+        if res.returncode != 0:
+            failed.append(name)
+            continue
+        record = json.loads((out_dir / f"{path.stem}.json").read_text())
+        record["seconds"] = time.time() - t0
+        results.append(record)
+    m = machine()
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` on {m['date']}: {m['cpu']}, {m['cores']} cores, "
+        f"torch {m['torch']} with {m['torch_threads']} threads. Every baseline is measured in the same run, "
+        "on the same model and data.",
+        "",
+        "| benchmark | figure | ours | baseline | ratio | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for f in r["figures"]:
+            ratio = f"{f['ratio']:.2f}x" if f.get("ratio") is not None else ""
+            lines.append(
+                f"| {r['name']} | {f['figure'].strip()} | {f['ours']:.4g} {f['unit']} | "
+                f"{f['baseline']:.4g} {f['unit']} | {ratio} | {f.get('goal', '')} |"
+            )
+    notes = REPO / "bench" / "NOTES.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    (REPO / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if failed:
+        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
