@@ -107,7 +107,10 @@ def _normalise(row: dict, path) -> dict | str:
             raise UserError(f"key '{key}': empty response", path, where)
     if chosen == rejected:
         raise UserError("chosen is identical to rejected; a pair must differ", path, where)
-    return {
+    margin = row.get("margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
+        raise UserError(f"key 'margin': expected a number, got {type(margin).__name__}", path, where)
+    out = {
         "id": str(row.get("id", where)),
         "instruction": instruction,
         "input": input_,
@@ -116,6 +119,9 @@ def _normalise(row: dict, path) -> dict | str:
         "annotator": str(row.get("annotator", "")),
         "format": fmt,
     }
+    if margin is not None:
+        out["margin"] = float(margin)
+    return out
 
 
 def load_preferences(path: str | Path, *, verbose: bool = True) -> list[dict]:

@@ -27,7 +27,7 @@ def tokenize_pairs(
 ) -> tuple[Dataset, int]:
     """chosen_ids / rejected_ids as RewardTrainer takes them; pairs over max_length are dropped *and counted*
     (RewardTrainer would drop them silently)."""
-    chosen, rejected, dropped = [], [], 0
+    chosen, rejected, margins, dropped = [], [], [], 0
     for p in pairs:
         prompt = format_prompt(p["instruction"], p["input"], template)
         c, r = (
@@ -39,7 +39,11 @@ def tokenize_pairs(
             continue
         chosen.append(c)
         rejected.append(r)
-    return Dataset.from_dict({"chosen_ids": chosen, "rejected_ids": rejected}), dropped
+        margins.append(p.get("margin"))
+    columns = {"chosen_ids": chosen, "rejected_ids": rejected}
+    if chosen and all(m is not None for m in margins):  # Llama-2-style margin loss when every pair has one
+        columns["margin"] = [float(m) for m in margins]
+    return Dataset.from_dict(columns), dropped
 
 
 def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int] | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import read_records
 from rlhf.errors import UserError, exit_on_user_error
-from rlhf.io import atomic_write_jsonl
+from rlhf.io import atomic_write_json, atomic_write_jsonl
 from rlhf.tasks import judge, parse_task
 
 
@@ -205,6 +205,7 @@ def cli(argv=None, prog="rlhf annotate") -> int:
         raise UserError(f"all {stats['pairs']} pairs were ties: no preference to learn from (sample more prompts, "
                         "or at a higher temperature)", a.pairs)
     atomic_write_jsonl(a.out, prefs)
+    atomic_write_json(str(a.out) + ".stats.json", stats)  # agreement figures, for reports and tests
     print(f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped")
     for key in ("agreement_with_gold", "inter_annotator_agreement"):
         if key in stats:
