@@ -95,3 +95,39 @@ def demo_policy(tmp: Path, seed: int = 0, rows: int = 1500):
             ]
         )
     return tmp / "sft"
+
+
+def demo_chain(tmp: Path, prompts: int = 256) -> tuple[Path, Path, Path]:
+    """demo_policy + pairs on `prompts` prompts + gold labels + a one-epoch reward model: (sft, prefs, reward)."""
+    from rlhf.cli import main as rlhf
+
+    sft = demo_policy(tmp)
+    prompts_path, pairs, prefs, rm = (
+        tmp / "prompts.json",
+        tmp / "pairs.jsonl",
+        tmp / "prefs.jsonl",
+        tmp / "rm",
+    )
+    rlhf(["tasks", "--n", str(prompts), "--seed", "3", "--gold", "--out", str(prompts_path)])
+    rlhf(["pairs", "--policy", str(sft), "--prompts", str(prompts_path), "--quiet", "--out", str(pairs)])
+    rlhf(["annotate", str(pairs), "--annotator", "gold", "--out", str(prefs)])
+    rlhf(
+        [
+            "reward",
+            "--config",
+            str(REPO / "configs/demo/reward.yaml"),
+            "--sft_path",
+            str(sft),
+            "--pairs_path",
+            str(prefs),
+            "--output_dir",
+            str(rm),
+            "--num_train_epochs",
+            "1",
+            "--quiet",
+            "true",
+            "--save_strategy",
+            "no",
+        ]
+    )
+    return sft, prefs, rm

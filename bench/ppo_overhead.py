@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import REPO, demo_policy, parser, report
+from _common import REPO, demo_chain, parser, report
 
 SHARED = {
     "total_episodes": 512,
@@ -52,49 +52,13 @@ print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def main() -> None:
-    p = parser(__doc__)
-    p.parse_args()
-    a = p.parse_args()
-    from rlhf.cli import main as rlhf
+    a = parser(__doc__).parse_args()
     from rlhf.tasks import make_tasks
     from rlhf.templates import format_prompt
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sft = demo_policy(tmp)
-        rlhf(["tasks", "--n", "256", "--seed", "3", "--gold", "--out", str(tmp / "prompts.json")])
-        rlhf(
-            [
-                "pairs",
-                "--policy",
-                str(sft),
-                "--prompts",
-                str(tmp / "prompts.json"),
-                "--quiet",
-                "--out",
-                str(tmp / "pairs.jsonl"),
-            ]
-        )
-        rlhf(["annotate", str(tmp / "pairs.jsonl"), "--annotator", "gold", "--out", str(tmp / "prefs.jsonl")])
-        rlhf(
-            [
-                "reward",
-                "--config",
-                str(REPO / "configs/demo/reward.yaml"),
-                "--sft_path",
-                str(sft),
-                "--pairs_path",
-                str(tmp / "prefs.jsonl"),
-                "--output_dir",
-                str(tmp / "rm"),
-                "--num_train_epochs",
-                "1",
-                "--quiet",
-                "true",
-                "--save_strategy",
-                "no",
-            ]
-        )
+        sft, _, rm = demo_chain(tmp)
         tasks = make_tasks(SHARED["total_episodes"], 101, ("largest", "smallest"))
         (tmp / "ppo_prompts.json").write_text(json.dumps([t.to_row() for t in tasks]))
         (tmp / "bare_prompts.json").write_text(
@@ -108,7 +72,7 @@ def main() -> None:
             "--sft_path",
             str(sft),
             "--reward_path",
-            str(tmp / "rm"),
+            str(rm),
             "--prompts_path",
             str(tmp / "ppo_prompts.json"),
             "--num_eval_prompts",
@@ -125,7 +89,7 @@ def main() -> None:
             [
                 str(REPO / "bench/_bare_ppo.py"),
                 str(sft),
-                str(tmp / "rm"),
+                str(rm),
                 str(tmp / "bare_prompts.json"),
                 str(tmp / "bare"),
                 json.dumps(SHARED),

@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, demo_policy, parser, report
+from _common import demo_chain, parser, report
 
 
 def main() -> None:
@@ -15,47 +15,13 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=256)
     a = p.parse_args()
     from reward.data import load_preferences
-    from rlhf.cli import main as rlhf
     from rlhf.scoring import RewardScorer
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sft = demo_policy(tmp)
-        rlhf(["tasks", "--n", str(a.pairs), "--seed", "3", "--gold", "--out", str(tmp / "prompts.json")])
-        rlhf(
-            [
-                "pairs",
-                "--policy",
-                str(sft),
-                "--prompts",
-                str(tmp / "prompts.json"),
-                "--quiet",
-                "--out",
-                str(tmp / "pairs.jsonl"),
-            ]
-        )
-        rlhf(["annotate", str(tmp / "pairs.jsonl"), "--annotator", "gold", "--out", str(tmp / "prefs.jsonl")])
-        rlhf(
-            [
-                "reward",
-                "--config",
-                str(REPO / "configs/demo/reward.yaml"),
-                "--sft_path",
-                str(sft),
-                "--pairs_path",
-                str(tmp / "prefs.jsonl"),
-                "--output_dir",
-                str(tmp / "rm"),
-                "--num_train_epochs",
-                "1",
-                "--quiet",
-                "true",
-                "--save_strategy",
-                "no",
-            ]
-        )
-        pairs = load_preferences(tmp / "prefs.jsonl", verbose=False)
-        scorer = RewardScorer.from_stage(tmp / "rm")
+        sft, prefs, rm = demo_chain(tmp, a.pairs)
+        pairs = load_preferences(prefs, verbose=False)
+        scorer = RewardScorer.from_stage(rm)
         scorer.pairwise_accuracy(pairs[:8])  # warm-up
         t0 = time.perf_counter()
         acc_b = scorer.pairwise_accuracy(pairs, batch_size=64)
