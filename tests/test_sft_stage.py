@@ -232,3 +232,55 @@ def test_rlhf_inspect(sft_dir, tmp_path, capsys):
 
     assert cli([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'nope'}: checkpoint does not exist\n"
+
+
+def tiny_models(vocab_size: int) -> dict:
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        OPTConfig,
+        OPTForCausalLM,
+    )
+
+    return {
+        "llama": LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                                              num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)),
+        "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=1, n_head=2, n_positions=64,
+                                           bos_token_id=0, eos_token_id=0)),
+        "opt": OPTForCausalLM(OPTConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, ffn_dim=64,
+                                        num_attention_heads=2, max_position_embeddings=64, word_embed_proj_dim=32,
+                                        bos_token_id=0, eos_token_id=0, pad_token_id=1)),
+    }  # fmt: skip
+
+
+def test_padding_free_probe_knows_which_models_keep_packed_examples_apart():
+    from sft.train import isolates_packed_sequences
+
+    models = tiny_models(100)
+    assert isolates_packed_sequences(models["llama"]) and isolates_packed_sequences(models["gpt2"])
+    assert not isolates_packed_sequences(models["opt"])  # OPT's mask ignores position_ids
+    assert models["opt"].training  # the probe leaves the mode as it found it
+
+
+def test_padding_free_is_refused_for_a_model_that_would_mix_examples(demo_base, tmp_path):
+    import sft.train
+    from rlhf.config import parse_config
+    from sft.config import SFTStageConfig
+
+    tok = load_tokenizer(demo_base)
+    opt_dir = tmp_path / "opt"
+    tiny_models(len(tok))["opt"].save_pretrained(opt_dir)
+    tok.save_pretrained(opt_dir)
+    atomic_write_json(tmp_path / "train.json", make_sft_rows(20, seed=0))
+    out = tmp_path / "out"
+    argv = ["--config", str(DEMO_CONFIG), "--model_name_or_path", str(opt_dir), "--data_path",
+            str(tmp_path / "train.json"), "--output_dir", str(out), "--padding_free", "true"]  # fmt: skip
+    (cfg,) = parse_config([SFTStageConfig], argv)
+    with pytest.raises(UserError) as e:
+        sft.train.main(cfg)
+    assert e.value.line().startswith(
+        f"error: {DEMO_CONFIG}:key 'padding_free': not supported by this model (opt)"
+    )
+    assert not out.exists()
