@@ -99,6 +99,7 @@ def test_alpaca_recipe():
     assert cfg.max_length == 512
     assert cfg.per_device_train_batch_size == 4 and cfg.gradient_accumulation_steps == 8
     assert cfg.template == "alpaca" and not cfg.padding_free and not cfg.use_lora
+    assert cfg.train_sampling_strategy == "group_by_length"  # bench/sft_throughput.py: fastest correct for OPT
     assert cfg.output_dir == "runs/alpaca/sft"
 
 
