@@ -74,9 +74,9 @@ def make_collator(tokenizer, padding_free: bool):
 def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
+    checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
     if not cfg.data_path:
         raise UserError("data_path is required (Alpaca .json/.jsonl or a saved datasets dir)", cfg.config_path or "command line", "key 'data_path'")
-    checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
     rows = load_alpaca(cfg.data_path)
     if cfg.eval_data_path:
         train_rows, eval_rows = rows, load_alpaca(cfg.eval_data_path)
