@@ -126,12 +126,21 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return sha256_text(json.dumps({"vocab": vocab, "special": special}, ensure_ascii=False))
 
 
+def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> None:
+    """The refusal `begin` makes, without touching anything: call it first, before data and model loading, so a
+    finished stage is refused at once (and with one stderr line, before any loading progress bar)."""
+    out = Path(output_dir)
+    if is_finished(out) and not overwrite:
+        raise UserError("holds a finished stage; pass --overwrite true to replace it", out)
+    if out.exists() and not out.is_dir():
+        raise UserError("output_dir exists and is not a directory", out)
+
+
 def begin(output_dir: str | Path, overwrite: bool = False) -> Path:
     """Prepare a stage output dir. Refuses to clobber a finished stage unless `overwrite`; checks it is writable."""
     out = Path(output_dir)
+    check_output_dir(out, overwrite)
     if is_finished(out):
-        if not overwrite:
-            raise UserError("holds a finished stage; pass --overwrite true to replace it", out)
         # Mark the dir unfinished before anything else is touched, so a crash never leaves a stale manifest
         # next to new weights.
         (out / MANIFEST).unlink()

@@ -105,6 +105,13 @@ def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str 
         for k, v in config.items():
             _check_value(actions[k], k, v, config_path)
         parser.set_defaults_with_config(**config)
+    # An unknown flag is a command-line mistake, not the config file's: name the flag (HfArgumentParser would
+    # raise a ValueError that the handler below would blame on the YAML file).
+    _, unknown_args = parser.parse_known_args(args=argv)
+    if unknown_args:
+        flag = next((a for a in unknown_args if a.startswith("-")), unknown_args[0])
+        what = "unknown option" if flag.startswith("-") else "unexpected argument"
+        raise UserError(f"{what} (see `{parser.prog} --help`)", "command line", flag.split("=", 1)[0])
     try:
         out = parser.parse_args_into_dataclasses(args=argv)
     except UserError:

