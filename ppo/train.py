@@ -106,6 +106,7 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
     sft, rm = check_chain(cfg)
+    checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
     train_rows, eval_rows = load_prompts(cfg)
 
     tokenizer = load_tokenizer(sft.path, padding_side="left")  # TRL's rollouts need left padding

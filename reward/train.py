@@ -65,6 +65,7 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
     parent = checkpoint.require(cfg.sft_path, kind="sft")
+    checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
     if not cfg.pairs_path:
         raise UserError("pairs_path is required", cfg.config_path or "command line", "key 'pairs_path'")
     pairs = load_preferences(cfg.pairs_path)
