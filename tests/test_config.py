@@ -31,7 +31,7 @@ def error_line(*argv) -> str:
 
 def test_cli_overrides_yaml_which_overrides_defaults():
     yaml_only = parse("--config", DEMO)
-    assert yaml_only.learning_rate == 3e-3  # from the YAML (the dataclass default is Alpaca's 2e-5)
+    assert yaml_only.learning_rate == 1e-3  # from the YAML (the dataclass default is Alpaca's 2e-5)
     assert yaml_only.lora_r == 16  # not in the YAML: the dataclass default
     assert yaml_only.config_path == str(DEMO)
     # `rlhf sft --config configs/demo/sft.yaml --learning_rate 1e-4`: the flag wins, wherever it stands
@@ -39,7 +39,7 @@ def test_cli_overrides_yaml_which_overrides_defaults():
     assert parse("--learning_rate", "1e-4", "--config", DEMO).learning_rate == 1e-4
     both = parse("--config", DEMO, "--max_length", "64", "--padding_free", "true", "--seed", "3")
     assert (both.max_length, both.padding_free, both.seed) == (64, True, 3)
-    assert both.num_train_epochs == 6 and both.per_device_train_batch_size == 32  # the rest of the YAML stays
+    assert both.num_train_epochs == 4 and both.per_device_train_batch_size == 32  # the rest of the YAML stays
     assert parse().learning_rate == 2e-5 and parse().config_path is None
 
 

@@ -131,7 +131,9 @@ def test_missing_model_path_is_a_user_error(tmp_path, loader):
             loader(name)
         assert e.value.line().startswith("error: ")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no config.json"):
+    # A tokenizer dir needs tokenizer files (a LoRA adapter dir has them but no config.json); a model dir config.json.
+    expected = "no tokenizer_config.json" if loader is load_tokenizer else "no config.json"
+    with pytest.raises(UserError, match=expected):
         loader(tmp_path / "empty")
     (tmp_path / "weights.bin").write_bytes(b"\0")
     with pytest.raises(UserError, match="expected a model directory"):
