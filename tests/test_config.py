@@ -30,8 +30,12 @@ def error_line(*argv) -> str:
 
 
 def test_cli_overrides_yaml_which_overrides_defaults():
+    import yaml
+
+    values = yaml.safe_load(DEMO.read_text())
     yaml_only = parse("--config", DEMO)
-    assert yaml_only.learning_rate == 1e-3  # from the YAML (the dataclass default is Alpaca's 2e-5)
+    assert values["learning_rate"] != 2e-5  # the YAML sets it (the dataclass default is Alpaca's 2e-5)
+    assert yaml_only.learning_rate == values["learning_rate"]
     assert yaml_only.lora_r == 16  # not in the YAML: the dataclass default
     assert yaml_only.config_path == str(DEMO)
     # `rlhf sft --config configs/demo/sft.yaml --learning_rate 1e-4`: the flag wins, wherever it stands
@@ -39,7 +43,9 @@ def test_cli_overrides_yaml_which_overrides_defaults():
     assert parse("--learning_rate", "1e-4", "--config", DEMO).learning_rate == 1e-4
     both = parse("--config", DEMO, "--max_length", "64", "--padding_free", "true", "--seed", "3")
     assert (both.max_length, both.padding_free, both.seed) == (64, True, 3)
-    assert both.num_train_epochs == 4 and both.per_device_train_batch_size == 32  # the rest of the YAML stays
+    # the rest of the YAML stays
+    assert (both.num_train_epochs, both.per_device_train_batch_size) == (
+        values["num_train_epochs"], values["per_device_train_batch_size"])
     assert parse().learning_rate == 2e-5 and parse().config_path is None
 
 
