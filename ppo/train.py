@@ -20,7 +20,7 @@ from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.templates import format_prompt
-from rlhf.training import LOG_FILE, JsonlLogger, lora_config, remove_checkpoints
+from rlhf.training import LOG_FILE, JsonlLogger, lora_config, quiet_trainer, remove_checkpoints
 
 
 def check_chain(cfg: PPOStageConfig) -> tuple[checkpoint.Stage, checkpoint.Stage]:
@@ -153,6 +153,8 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         else None,
         callbacks=[JsonlLogger(out), KLStopCallback(cfg.kl_stop)],
     )
+    if cfg.quiet:
+        quiet_trainer(trainer)
     t0 = time.time()
     stopped_early = None
     try:

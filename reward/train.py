@@ -19,7 +19,7 @@ from rlhf.io import sha256_text
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.scoring import RewardScorer, encode_example
 from rlhf.templates import format_prompt
-from rlhf.training import JsonlLogger, lora_config, remove_checkpoints, resolve_resume
+from rlhf.training import JsonlLogger, lora_config, quiet_trainer, remove_checkpoints, resolve_resume
 
 
 def tokenize_pairs(
@@ -107,6 +107,8 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
         peft_config=peft_config,
         callbacks=[JsonlLogger(out)],
     )
+    if cfg.quiet:
+        quiet_trainer(trainer)
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out))
     if not trainer.is_world_process_zero():
         return None

@@ -202,8 +202,11 @@ def cli(argv=None, prog="rlhf annotate") -> int:
         seed=a.seed,
     )
     if not prefs:
-        raise UserError(f"all {stats['pairs']} pairs were ties: no preference to learn from (sample more prompts, "
-                        "or at a higher temperature)", a.pairs)
+        raise UserError(
+            f"all {stats['pairs']} pairs were ties: no preference to learn from (sample more prompts, "
+            "or at a higher temperature)",
+            a.pairs,
+        )
     atomic_write_jsonl(a.out, prefs)
     atomic_write_json(str(a.out) + ".stats.json", stats)  # agreement figures, for reports and tests
     print(f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped")

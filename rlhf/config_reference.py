@@ -1,6 +1,6 @@
 """Generate docs/CONFIG.md from the stage config dataclasses, so the reference cannot drift from the code.
 
-    python -m rlhf.config_reference > docs/CONFIG.md      (tests/test_docs.py checks it is up to date)
+python -m rlhf.config_reference > docs/CONFIG.md      (tests/test_docs.py checks it is up to date)
 """
 
 from __future__ import annotations
@@ -43,19 +43,41 @@ def render() -> str:
     ]
     shared = {f.name for f in dataclasses.fields(StageOptions)}
     lines += ["## Options every stage shares", "", "| key | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{f.name}` | `{_default(f)}` | {f.metadata.get('help', '')} |" for f in dataclasses.fields(StageOptions)]
+    lines += [
+        f"| `{f.name}` | `{_default(f)}` | {f.metadata.get('help', '')} |"
+        for f in dataclasses.fields(StageOptions)
+    ]
     for stage, path, base in STAGES:
         cls = _cls(path)
-        own = [f for f in dataclasses.fields(cls) if f.name in cls.__dict__.get("__annotations__", {}) and f.name not in shared]
-        lines += ["", f"## `rlhf {stage}` ({cls.__name__}, extends `{base}`)", "", (cls.__doc__ or "").strip(), ""]
+        own = [
+            f
+            for f in dataclasses.fields(cls)
+            if f.name in cls.__dict__.get("__annotations__", {}) and f.name not in shared
+        ]
+        lines += [
+            "",
+            f"## `rlhf {stage}` ({cls.__name__}, extends `{base}`)",
+            "",
+            (cls.__doc__ or "").strip(),
+            "",
+        ]
         lines += ["| key | default | meaning |", "|---|---|---|"]
         for f in own:
             lines.append(f"| `{f.name}` | `{_default(f)}` | {f.metadata.get('help', '').replace('|', '/')} |")
     from rlhf.pipeline import SCHEMA
 
-    lines += ["", "## `rlhf pipeline`", "", "Nested YAML (see configs/demo/pipeline.yaml, whose comments explain each key):", ""]
+    lines += [
+        "",
+        "## `rlhf pipeline`",
+        "",
+        "Nested YAML (see configs/demo/pipeline.yaml, whose comments explain each key):",
+        "",
+    ]
     lines += ["| section | keys |", "|---|---|"]
-    lines += [f"| `{k}` | {', '.join(f'`{x}`' for x in sorted(v)) if v else '(a value)'} |" for k, v in SCHEMA.items()]
+    lines += [
+        f"| `{k}` | {', '.join(f'`{x}`' for x in sorted(v)) if v else '(a value)'} |"
+        for k, v in SCHEMA.items()
+    ]
     return "\n".join(lines) + "\n"
 
 

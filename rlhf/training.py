@@ -76,3 +76,11 @@ def lora_config(task_type: str | None, r: int, alpha: int, dropout: float, targe
     return LoraConfig(
         task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets
     )
+
+
+def quiet_trainer(trainer) -> None:
+    """`--quiet`: with tqdm disabled the Trainer would print every log dict instead; drop that printer too
+    (metrics still go to log.jsonl)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)

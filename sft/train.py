@@ -19,7 +19,7 @@ from rlhf.models import (
     smart_tokenizer_and_embedding_resize,
     sync_special_token_ids,
 )
-from rlhf.training import JsonlLogger, lora_config, remove_checkpoints, resolve_resume
+from rlhf.training import JsonlLogger, lora_config, quiet_trainer, remove_checkpoints, resolve_resume
 from sft.config import SFTStageConfig
 from sft.data import fingerprint_rows, load_alpaca, preprocess, sources_and_targets, split_rows
 
@@ -52,11 +52,15 @@ def isolates_packed_sequences(model) -> bool:
         vocab = model.get_input_embeddings().weight.shape[0]
         a, b = [t % vocab for t in (5, 9, 13)], [t % vocab for t in (7, 11, 3, 17)]
         device = next(model.parameters()).device
-        packed = model(
-            input_ids=torch.tensor([a + b], device=device),
-            position_ids=torch.tensor([list(range(len(a))) + list(range(len(b)))], device=device),
-            use_cache=False,
-        ).logits[0, len(a) :].float()
+        packed = (
+            model(
+                input_ids=torch.tensor([a + b], device=device),
+                position_ids=torch.tensor([list(range(len(a))) + list(range(len(b)))], device=device),
+                use_cache=False,
+            )
+            .logits[0, len(a) :]
+            .float()
+        )
         alone = model(input_ids=torch.tensor([b], device=device), use_cache=False).logits[0].float()
     finally:
         model.train(was_training)
@@ -124,6 +128,8 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
         processing_class=tokenizer,
         callbacks=[JsonlLogger(out)],
     )
+    if cfg.quiet:
+        quiet_trainer(trainer)
     resume_from = resolve_resume(cfg.resume, out)
     metrics: dict = {
         "train_rows": len(train_ds),
