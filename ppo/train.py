@@ -17,6 +17,7 @@ from ppo.config import PPOStageConfig
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
 from rlhf.data import load_instructions
+from rlhf.distributed import is_main_process, main_print, sharded_launch
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.templates import format_prompt
@@ -107,6 +108,12 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
     set_seed(cfg.seed)
     sft, rm = check_chain(cfg)
     checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
+    if sharding := sharded_launch(cfg):
+        raise UserError(
+            f"PPO runs single-process, DDP or DeepSpeed ZeRO-1/2, not {sharding}: this stage does not gather a "
+            "sharded policy and value model to save them (use LoRA to fit memory instead)",
+            cfg.config_path or "command line",
+        )
     train_rows, eval_rows = load_prompts(cfg)
 
     tokenizer = load_tokenizer(sft.path, padding_side="left")  # TRL's rollouts need left padding
@@ -133,7 +140,8 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         value_model = add_lora_to_value_backbone(value_model, cfg)
 
     out = checkpoint.begin(cfg.output_dir, overwrite=cfg.overwrite)
-    (out / LOG_FILE).unlink(missing_ok=True)
+    if is_main_process():
+        (out / LOG_FILE).unlink(missing_ok=True)
     cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
     if not len(eval_ds):
         cfg.num_sample_generations = 0
@@ -161,7 +169,7 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         trainer.train()
     except KLStop as e:
         stopped_early = str(e)
-        print(f"ppo: stopped early: {stopped_early}")
+        main_print(f"ppo: stopped early: {stopped_early}")
     train_seconds = time.time() - t0
     if not trainer.accelerator.is_main_process:
         return None

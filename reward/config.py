@@ -71,3 +71,10 @@ class RewardStageConfig(StageOptions, RewardConfig):
     dataloader_pin_memory: bool = field(
         default=False, metadata={"help": "Pin host memory (only helps on GPU)."}
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={
+            "help": "DDP: look for parameters without a gradient every step (slower; only needed for models "
+            "that skip layers)."
+        },
+    )

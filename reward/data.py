@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlhf.data import read_records
+from rlhf.distributed import main_print
 from rlhf.errors import UserError
 
 HH_ASSISTANT = "\n\nAssistant:"
@@ -142,7 +143,7 @@ def load_preferences(path: str | Path, *, verbose: bool = True) -> list[dict]:
         pairs.append(pair)
     if verbose and (duplicates or skipped):
         notes = [f"{duplicates} exact duplicate pairs"] + [f"{n} rows: {why}" for why, n in skipped.items()]
-        print(f"pairs: {path}: dropped " + "; ".join(notes))
+        main_print(f"pairs: {path}: dropped " + "; ".join(notes))
     if not pairs:
         raise UserError("no usable preference pairs", path)
     return pairs

@@ -14,6 +14,7 @@ from reward.config import RewardStageConfig
 from reward.data import load_preferences
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
+from rlhf.distributed import final_model, gather_state_dict, main_print
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import sha256_text
 from rlhf.models import load_scalar_head_model, load_tokenizer
@@ -61,6 +62,16 @@ def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int]
     return (scorer.pairwise_accuracy(keep), len(keep)) if keep else None
 
 
+def rebuild_model(cfg: RewardStageConfig, parent: checkpoint.Stage, tokenizer, peft_config):
+    """An unsharded copy of the model as RewardTrainer trained it, for gathered weights."""
+    model = load_scalar_head_model(parent.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, peft_config)
+    return model
+
+
 def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
@@ -83,7 +94,7 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     train_ds, dropped = tokenize_pairs(pairs, tokenizer, parent.template, cfg.max_length)
     eval_ds, eval_dropped = tokenize_pairs(eval_pairs, tokenizer, parent.template, cfg.max_length)
     if dropped or eval_dropped:
-        print(
+        main_print(
             f"reward: dropped {dropped} train and {eval_dropped} eval pairs longer than max_length={cfg.max_length}"
         )
     if len(train_ds) == 0:
@@ -110,10 +121,14 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     if cfg.quiet:
         quiet_trainer(trainer)
     result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out))
+    # Only rank 0 scores and writes the stage. A sharded model (ZeRO-3, FSDP) is gathered first, by every rank.
+    gathered = gather_state_dict(trainer)
     if not trainer.is_world_process_zero():
         return None
 
-    final = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
+    final = final_model(
+        trainer, gathered, lambda: rebuild_model(cfg, parent, tokenizer, peft_config), cfg.use_lora
+    )
     scorer = RewardScorer(final, tokenizer, parent.template, batch_size=cfg.per_device_eval_batch_size)
     metrics: dict = {
         "train_pairs": len(train_ds),

@@ -7,3 +7,5 @@ _os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 _os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 __version__ = "0.1.0"
+
+from rlhf import distributed as _distributed  # noqa: E402,F401  (installs a log filter before DeepSpeed loads)

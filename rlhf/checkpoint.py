@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhf.distributed import is_main_process, world_size
 from rlhf.errors import UserError
 from rlhf.io import atomic_write_json, atomic_write_text, sha256_file, sha256_text
 
@@ -137,13 +138,18 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> None:
 
 
 def begin(output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Prepare a stage output dir. Refuses to clobber a finished stage unless `overwrite`; checks it is writable."""
+    """Prepare a stage output dir. Refuses to clobber a finished stage unless `overwrite`; checks it is writable.
+
+    In a multi-process run every rank makes the same check, but only rank 0 touches the dir (it alone writes
+    the stage): two ranks unlinking one manifest would race."""
     out = Path(output_dir)
     check_output_dir(out, overwrite)
+    if not is_main_process():
+        return out
     if is_finished(out):
         # Mark the dir unfinished before anything else is touched, so a crash never leaves a stale manifest
         # next to new weights.
-        (out / MANIFEST).unlink()
+        (out / MANIFEST).unlink(missing_ok=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-probe-{os.getpid()}"
@@ -242,6 +248,7 @@ def finish(
         "git_commit": _git_commit(),
         "started_at": started_at,
         "finished_at": time.time(),
+        "processes": world_size(),
         **(extra or {}),
     }
     atomic_write_json(out / MANIFEST, manifest)

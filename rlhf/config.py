@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from rlhf.distributed import configure_launch
 from rlhf.errors import UserError
 
 
@@ -82,6 +83,7 @@ def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str 
     argv = list(argv or [])
     parser = _Parser(dataclass_types, prog)
     config_path = None
+    config: dict[str, Any] = {}
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
@@ -112,6 +114,11 @@ def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str 
         flag = next((a for a in unknown_args if a.startswith("-")), unknown_args[0])
         what = "unknown option" if flag.startswith("-") else "unexpected argument"
         raise UserError(f"{what} (see `{parser.prog} --help`)", "command line", flag.split("=", 1)[0])
+    # Under torchrun / accelerate launch: pick the CPU backend when there is no GPU. TrainingArguments sets up its
+    # devices while it is being built, so this comes first.
+    configure_launch(
+        deepspeed=bool(config.get("deepspeed")) or any(a.startswith("--deepspeed") for a in argv)
+    )
     try:
         out = parser.parse_args_into_dataclasses(args=argv)
     except UserError:

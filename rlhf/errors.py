@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,9 @@ def exit_on_user_error(fn: Callable[..., int | None]) -> Callable[..., int]:
         try:
             rc = fn(*args, **kwargs)
         except UserError as e:
-            print(e.line().replace("\n", " "), file=sys.stderr)
+            # Under a launcher every rank meets the same error: rank 0 says it, every rank exits 2.
+            if os.environ.get("RANK", "0") in ("0", ""):
+                print(e.line().replace("\n", " "), file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)

@@ -70,3 +70,10 @@ class SFTStageConfig(StageOptions, TrainingArguments):
     dataloader_pin_memory: bool = field(
         default=False, metadata={"help": "Pin host memory (only helps on GPU)."}
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={
+            "help": "DDP: look for parameters without a gradient every step (slower; only needed for models "
+            "that skip layers)."
+        },
+    )

@@ -11,6 +11,7 @@ from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Tra
 
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
+from rlhf.distributed import can_evaluate_before_training, final_model, gather_state_dict, main_print
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.models import (
     load_causal_lm,
@@ -30,7 +31,7 @@ def tokenize_rows(rows: list[dict], tokenizer, max_length: int, template: str) -
         warnings.simplefilter("always")
         enc = preprocess(sources, targets, tokenizer, max_length)
     for w in caught:
-        print(f"warning: {w.message}")
+        main_print(f"warning: {w.message}")
     if not enc["input_ids"]:
         raise UserError(
             f"no row has a trainable token at max_length={max_length}", "data", "key 'max_length'"
@@ -76,6 +77,18 @@ def make_collator(tokenizer, padding_free: bool):
     return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
 
 
+def rebuild_model(cfg: SFTStageConfig, vocab_size: int | None, lora):
+    """An unsharded copy of the model as it was trained (resized vocab, LoRA wrapping) for gathered weights."""
+    model = load_causal_lm(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
+    if vocab_size is not None:
+        model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    if lora is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora)
+    return model
+
+
 def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
@@ -96,6 +109,9 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     model = load_causal_lm(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
     added = smart_tokenizer_and_embedding_resize(missing_special_tokens(tokenizer), tokenizer, model)
     sync_special_token_ids(model, tokenizer)
+    lora = None
+    if cfg.use_lora:
+        lora = lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
 
     if cfg.padding_free and not isolates_packed_sequences(model):
         raise UserError(
@@ -111,13 +127,10 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
         cfg.eval_strategy = "no"
 
     out = checkpoint.begin(cfg.output_dir, overwrite=cfg.overwrite)
-    if cfg.use_lora:
+    if lora is not None:
         from peft import get_peft_model
 
-        model = get_peft_model(
-            model,
-            lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules),
-        )
+        model = get_peft_model(model, lora)
     cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
     trainer = Trainer(
         model=model,
@@ -137,7 +150,7 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
         "added_special_tokens": added,
     }
     metrics["dropped_rows"] = len(train_rows) - len(train_ds) + (len(eval_rows) - len(eval_ds or []))
-    if eval_ds is not None and resume_from is None:
+    if eval_ds is not None and resume_from is None and can_evaluate_before_training(trainer):
         metrics["initial_eval_loss"] = trainer.evaluate()["eval_loss"]
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics["train_loss"] = result.training_loss
@@ -147,9 +160,13 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     if eval_ds is not None:
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
 
+    # Only rank 0 writes the stage. A sharded model (ZeRO-3, FSDP) is gathered first, by every rank.
+    gathered = gather_state_dict(trainer)
     if not trainer.is_world_process_zero():
         return None
-    final = trainer.model.merge_and_unload() if cfg.use_lora else trainer.model
+    final = final_model(
+        trainer, gathered, lambda: rebuild_model(cfg, len(tokenizer) if added else None, lora), cfg.use_lora
+    )
     final.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     if not cfg.keep_checkpoints:
