@@ -96,7 +96,7 @@ def check_sft(chain, out, res):
     m = stage.metrics
     assert math.isfinite(m["eval_loss"]) and math.isfinite(m["train_loss"])
     # DDP split the data: half the optimizer steps of one process over the same rows.
-    batch = 32  # configs/demo/sft.yaml per_device_train_batch_size
+    batch = stage.manifest["config"]["per_device_train_batch_size"]  # from configs/demo/sft.yaml
     assert max(r["step"] for r in log_rows(out)) == math.ceil(m["train_rows"] / (batch * NPROC))
     assert res.stdout.count("sft: finished") == 1
     from transformers import AutoModelForCausalLM
@@ -147,7 +147,7 @@ def test_reward_ddp_two_processes(chain, tmp_path):
     m = stage.metrics
     assert {"eval_accuracy", "reward_mean", "reward_std", "train_loss"} <= set(m)
     assert m["eval_pairs"] > 0 and m["train_pairs"] > 50
-    batch = 32  # configs/demo/reward.yaml per_device_train_batch_size
+    batch = stage.manifest["config"]["per_device_train_batch_size"]  # from configs/demo/reward.yaml
     assert max(r["step"] for r in log_rows(out)) == math.ceil(m["train_pairs"] / (batch * NPROC))
     assert res.stdout.count("reward: finished") == 1
     from transformers import AutoModelForSequenceClassification
