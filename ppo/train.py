@@ -11,9 +11,9 @@ import torch
 from datasets import Dataset
 from torch import nn
 from transformers import TrainerCallback, set_seed
-from trl.experimental.ppo import PPOTrainer
 
 from ppo.config import PPOStageConfig
+from ppo.resumable import RESUME_FILES, ResumablePPOTrainer
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
 from rlhf.data import load_instructions
@@ -21,7 +21,15 @@ from rlhf.distributed import is_main_process, main_print, sharded_launch
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.templates import format_prompt
-from rlhf.training import LOG_FILE, JsonlLogger, lora_config, quiet_trainer, remove_checkpoints
+from rlhf.training import (
+    LOG_FILE,
+    JsonlLogger,
+    lora_config,
+    quiet_trainer,
+    remove_checkpoints,
+    resolve_resume,
+    start_log,
+)
 
 
 def check_chain(cfg: PPOStageConfig) -> tuple[checkpoint.Stage, checkpoint.Stage]:
@@ -140,12 +148,13 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         value_model = add_lora_to_value_backbone(value_model, cfg)
 
     out = checkpoint.begin(cfg.output_dir, overwrite=cfg.overwrite)
+    resume_from = resolve_resume(cfg.resume, out, required=RESUME_FILES)
     if is_main_process():
-        (out / LOG_FILE).unlink(missing_ok=True)
+        start_log(out, resume_from)
     cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
     if not len(eval_ds):
         cfg.num_sample_generations = 0
-    trainer = PPOTrainer(
+    trainer = ResumablePPOTrainer(
         args=cfg,
         processing_class=tokenizer,
         model=policy,
@@ -166,7 +175,7 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
     t0 = time.time()
     stopped_early = None
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume_from)
     except KLStop as e:
         stopped_early = str(e)
         main_print(f"ppo: stopped early: {stopped_early}")

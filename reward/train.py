@@ -20,7 +20,14 @@ from rlhf.io import sha256_text
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.scoring import RewardScorer, encode_example
 from rlhf.templates import format_prompt
-from rlhf.training import JsonlLogger, lora_config, quiet_trainer, remove_checkpoints, resolve_resume
+from rlhf.training import (
+    JsonlLogger,
+    lora_config,
+    quiet_trainer,
+    remove_checkpoints,
+    resolve_resume,
+    start_log,
+)
 
 
 def tokenize_pairs(
@@ -120,7 +127,10 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     )
     if cfg.quiet:
         quiet_trainer(trainer)
-    result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out))
+    resume_from = resolve_resume(cfg.resume, out)
+    if trainer.is_world_process_zero():
+        start_log(out, resume_from)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     # Only rank 0 scores and writes the stage. A sharded model (ZeRO-3, FSDP) is gathered first, by every rank.
     gathered = gather_state_dict(trainer)
     if not trainer.is_world_process_zero():

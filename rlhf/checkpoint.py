@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -148,8 +149,11 @@ def begin(output_dir: str | Path, overwrite: bool = False) -> Path:
         return out
     if is_finished(out):
         # Mark the dir unfinished before anything else is touched, so a crash never leaves a stale manifest
-        # next to new weights.
+        # next to new weights. The old run's checkpoint-N dirs go too: `resume: auto` must never continue the new
+        # run from the finished one.
         (out / MANIFEST).unlink(missing_ok=True)
+        for d in out.glob("checkpoint-*"):
+            shutil.rmtree(d, ignore_errors=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-probe-{os.getpid()}"

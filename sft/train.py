@@ -20,7 +20,14 @@ from rlhf.models import (
     smart_tokenizer_and_embedding_resize,
     sync_special_token_ids,
 )
-from rlhf.training import JsonlLogger, lora_config, quiet_trainer, remove_checkpoints, resolve_resume
+from rlhf.training import (
+    JsonlLogger,
+    lora_config,
+    quiet_trainer,
+    remove_checkpoints,
+    resolve_resume,
+    start_log,
+)
 from sft.config import SFTStageConfig
 from sft.data import fingerprint_rows, load_alpaca, preprocess, sources_and_targets, split_rows
 
@@ -144,6 +151,8 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     if cfg.quiet:
         quiet_trainer(trainer)
     resume_from = resolve_resume(cfg.resume, out)
+    if trainer.is_world_process_zero():
+        start_log(out, resume_from)
     metrics: dict = {
         "train_rows": len(train_ds),
         "eval_rows": len(eval_ds or []),
