@@ -116,6 +116,39 @@ class PassRecorder:
             yield batch
 
 
+# The settings that shape a PPO run's data stream and updates: a checkpoint only continues a run that has the same.
+SETTINGS = ("seed", "total_episodes", "per_device_train_batch_size", "gradient_accumulation_steps",
+            "num_mini_batches", "num_ppo_epochs", "learning_rate", "use_lora")  # fmt: skip
+
+
+def run_settings(args, n_prompts: int, n_processes: int) -> dict:
+    out = {k: getattr(args, k, None) for k in SETTINGS}
+    out.update(train_prompts=n_prompts, processes=n_processes)
+    return out
+
+
+def check_settings(ckpt: Path, meta: dict[str, str], now: dict) -> None:
+    saved = json.loads(meta.get("settings", "{}"))
+    for key, value in now.items():
+        if key in saved and saved[key] != value:
+            raise UserError(
+                f"checkpoint was written with {key} {saved[key]!r}, this run has {value!r}: rerun with the "
+                "settings it was made with, or pass --resume never to start over",
+                ckpt,
+                "key 'resume'",
+            )
+
+
+def check_resumable(resume_from: str | None, args, n_prompts: int, n_processes: int) -> None:
+    """Refuse, before any model loads, a checkpoint made with other settings (one error line, no loading bars)."""
+    if resume_from is None:
+        return
+    path = Path(resume_from) / loop_state_file(0, n_processes)
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    check_settings(Path(resume_from), meta, run_settings(args, n_prompts, n_processes))
+
+
 class _RestoreProgress(TrainerCallback):
     """TRL's train() zeroes the update counter and episode right before on_train_begin; put the checkpoint's back
     (first in the callback list, so the progress bar already sees them)."""
@@ -194,9 +227,9 @@ class ResumablePPOTrainer(PPOTrainer):
         meta = {
             "used": str(rec.used),
             "iteration": str(rec.pass_iteration),
-            "batches_per_pass": str(len(rec)),
-            "batch_size": str(self.args.batch_size),
-            "num_total_batches": str(self.args.num_total_batches + self._resumed_at),
+            "settings": json.dumps(
+                run_settings(self.args, self.train_dataset_len, self.accelerator.num_processes)
+            ),
         }
         name = loop_state_file(self.accelerator.process_index, self.accelerator.num_processes)
         safetensors.torch.save_file(tensors, ckpt / name, metadata=meta)
@@ -206,8 +239,6 @@ class ResumablePPOTrainer(PPOTrainer):
         super()._save_checkpoint(model, trial)  # policy, optimizer, scheduler, RNG; trainer_state.json last
 
     # ------------------------------------------------------------------------------------------------ resuming
-    _resumed_at = 0
-
     def train(self, resume_from_checkpoint: str | None = None):
         if not resume_from_checkpoint:
             return super().train()
@@ -220,12 +251,12 @@ class ResumablePPOTrainer(PPOTrainer):
         ckpt = Path(resume_from_checkpoint)
         saved = self._load_checkpoint(ckpt)
         total = self.args.num_total_batches
-        self._resumed_at = saved["global_step"]
+        resumed_at = saved["global_step"]
         restore = _RestoreProgress(saved, total)
         self.callback_handler.callbacks.insert(0, restore)
-        self.args.num_total_batches = total - self._resumed_at  # TRL's loop runs this many more updates
+        self.args.num_total_batches = total - resumed_at  # TRL's loop runs this many more updates
         try:
-            if self._sample_every and (self._resumed_at - 1) % self._sample_every == 0:
+            if self._sample_every and (resumed_at - 1) % self._sample_every == 0:
                 # The uninterrupted run sampled a table right after saving this checkpoint, drawing from the RNG:
                 # draw the same, or every later sample differs.
                 super().generate_completions(sampling=True)
@@ -249,16 +280,9 @@ class ResumablePPOTrainer(PPOTrainer):
         with safetensors.safe_open(str(loop_path), framework="pt") as f:
             meta = f.metadata()
             pass_start = {k.split(".", 1)[1]: f.get_tensor(k) for k in f.keys()}
-        now = {"batch_size": self.args.batch_size, "num_total_batches": self.args.num_total_batches}
-        now["batches_per_pass"] = len(self.dataloader)
-        for key, value in now.items():
-            if int(meta[key]) != value:
-                raise UserError(
-                    f"checkpoint was written with {key} {meta[key]}, this run has {value}: resume with the "
-                    "settings it was made with, or pass --resume never to start over",
-                    ckpt,
-                    "key 'resume'",
-                )
+        check_settings(
+            ckpt, meta, run_settings(self.args, self.train_dataset_len, self.accelerator.num_processes)
+        )
         unwrapped = self.accelerator.unwrap_model(self.model)
         _load_policy(unwrapped.policy, ckpt)
         safetensors.torch.load_model(unwrapped.value_model, str(ckpt / VALUE_WEIGHTS), strict=True)

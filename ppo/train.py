@@ -13,11 +13,11 @@ from torch import nn
 from transformers import TrainerCallback, set_seed
 
 from ppo.config import PPOStageConfig
-from ppo.resumable import RESUME_FILES, ResumablePPOTrainer
+from ppo.resumable import RESUME_FILES, ResumablePPOTrainer, check_resumable
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
 from rlhf.data import load_instructions
-from rlhf.distributed import is_main_process, main_print, sharded_launch
+from rlhf.distributed import is_main_process, main_print, sharded_launch, world_size
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.templates import format_prompt
@@ -134,6 +134,12 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
             f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts"
         )
 
+    # A killed run continues from its newest complete checkpoint (resume: auto), refused here, before any model
+    # loads, if it was made with other settings. Overwriting a finished stage starts over (begin drops its ones).
+    finished = checkpoint.is_finished(cfg.output_dir)
+    resume_from = None if finished else resolve_resume(cfg.resume, cfg.output_dir, required=RESUME_FILES)
+    check_resumable(resume_from, cfg, len(train_ds), world_size())
+
     policy = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     ref_policy = None if cfg.use_lora else load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     for m in (policy, ref_policy):
@@ -148,7 +154,6 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         value_model = add_lora_to_value_backbone(value_model, cfg)
 
     out = checkpoint.begin(cfg.output_dir, overwrite=cfg.overwrite)
-    resume_from = resolve_resume(cfg.resume, out, required=RESUME_FILES)
     if is_main_process():
         start_log(out, resume_from)
     cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
@@ -237,7 +242,7 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         started_at=started,
         template=sft.template,
         base_model=sft.manifest.get("base_model"),
-        extra={"adapter": adapter},
+        extra={"adapter": adapter, "resumed_from": resume_from and Path(resume_from).name},
     )
 
 

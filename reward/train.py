@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from pathlib import Path
 
 from datasets import Dataset
 from transformers import set_seed
@@ -178,6 +179,7 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
         started_at=started,
         template=parent.template,
         base_model=parent.manifest.get("base_model"),
+        extra={"resumed_from": resume_from and Path(resume_from).name},
     )
 
 

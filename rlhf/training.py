@@ -75,6 +75,21 @@ def start_log(output_dir: str | Path, resume_from: str | None) -> None:
     atomic_write_text(path, "".join(keep))
 
 
+def logged_value(output_dir: str | Path, key: str, step: int) -> float | None:
+    """The first value of `key` that log.jsonl recorded at `step` (None if it holds none)."""
+    path = Path(output_dir) / LOG_FILE
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("step") == step and key in row:
+            return row[key]
+    return None
+
+
 def remove_checkpoints(output_dir: str | Path) -> None:
     for d in Path(output_dir).glob("checkpoint-*"):
         shutil.rmtree(d, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -22,6 +23,7 @@ from rlhf.models import (
 )
 from rlhf.training import (
     JsonlLogger,
+    logged_value,
     lora_config,
     quiet_trainer,
     remove_checkpoints,
@@ -161,6 +163,8 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     metrics["dropped_rows"] = len(train_rows) - len(train_ds) + (len(eval_rows) - len(eval_ds or []))
     if eval_ds is not None and resume_from is None and can_evaluate_before_training(trainer):
         metrics["initial_eval_loss"] = trainer.evaluate()["eval_loss"]
+    elif resume_from is not None and (initial := logged_value(out, "eval_loss", step=0)) is not None:
+        metrics["initial_eval_loss"] = initial  # measured by the run that was interrupted
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics["train_loss"] = result.training_loss
     metrics["train_runtime"] = result.metrics.get("train_runtime")
@@ -190,6 +194,7 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
         started_at=started,
         template=cfg.template,
         base_model=cfg.model_name_or_path,
+        extra={"resumed_from": resume_from and Path(resume_from).name},
     )
 
 

@@ -1,0 +1,155 @@
+"""Interrupted runs resume: each stage is SIGKILLed as a subprocess after its first checkpoint, rerun with the same
+command (`resume: auto`), and must end where an uninterrupted run with the same seed ends: final metrics to 1e-4
+(in fact the weights come out identical on CPU). Also the pipeline killed inside the reward step.
+
+Not compared: `train_loss` and `train_runtime` (transformers reports the mean loss of the steps the last process
+trained, so a resumed run's differs by design).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from _faults import (
+    compared_metrics,
+    has_checkpoint,
+    kill_when,
+    manifest,
+    max_weight_difference,
+    run,
+    run_here,
+    stage_args,
+    start,
+    write_prefs,
+)
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_chain, demo_base, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("resume")
+    return {
+        "base": demo_base,
+        "sft_data": tiny_chain["root"] / "sft.json",
+        "sft": tiny_chain["sft"],
+        "reward": tiny_chain["reward"],
+        "prefs": write_prefs(root / "prefs.jsonl"),
+    }
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "ppo"])
+def test_sigkill_after_first_checkpoint_then_resume_matches_an_uninterrupted_run(stage, chain, tmp_path):
+    ref, out = tmp_path / "uninterrupted", tmp_path / "killed"
+    assert run_here(stage_args(stage, chain, ref)) == 0  # in this process: one interpreter start less
+
+    proc = start(stage_args(stage, chain, out), tmp_path / "killed.log")
+    assert kill_when(proc, has_checkpoint(out, stage)), "the stage finished before it could be killed"
+    assert not (out / "rlhf_stage.json").exists()  # killed: unfinished, and refused as a parent
+    assert run(stage_args(stage, chain, out), tmp_path / "killed.log") == 0, (
+        tmp_path / "killed.log"
+    ).read_text()
+
+    resumed = manifest(out)
+    assert resumed["resumed_from"] and resumed["resumed_from"].startswith("checkpoint-")
+    a, b = compared_metrics(ref, stage), compared_metrics(out, stage)
+    assert a.keys() == b.keys() and a
+    for k in a:
+        assert b[k] == pytest.approx(a[k], abs=1e-4), k
+    assert max_weight_difference(ref, out) <= 1e-6
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps), "the resumed log repeats or drops steps"
+    assert not list(out.glob("checkpoint-*"))  # keep_checkpoints false: cleaned up once finished
+    if stage == "ppo":
+        ref_log = [json.loads(x) for x in (ref / "log.jsonl").read_text().splitlines()]
+        got_log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+        key = "objective/scores"
+        assert [r[key] for r in got_log if key in r] == pytest.approx([r[key] for r in ref_log if key in r])
+
+
+@pytest.fixture(scope="module")
+def kept_ppo(chain, tmp_path_factory):
+    """A short PPO run (in this process) that keeps its checkpoints."""
+    out = tmp_path_factory.mktemp("kept") / "ppo"
+    assert (
+        run_here(stage_args("ppo", chain, out) + ["--keep_checkpoints", "true", "--total_episodes", "32"])
+        == 0
+    )
+    return out
+
+
+def test_ppo_checkpoint_stays_a_plain_model_dir_and_holds_the_value_model(kept_ppo):
+    """What rlhf compare's over-optimisation plot loads (keep_checkpoints), plus what a resume needs."""
+    from transformers import AutoModelForCausalLM
+
+    ckpt = kept_ppo / "checkpoint-2"
+    for f in ("model.safetensors", "value_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
+              "ppo_loop_state.safetensors", "trainer_state.json"):  # fmt: skip
+        assert (ckpt / f).is_file(), f
+    assert AutoModelForCausalLM.from_pretrained(ckpt).config.model_type == "llama"
+
+
+def test_resume_refuses_a_checkpoint_from_other_settings(kept_ppo, chain, tmp_path, capsys):
+    out = tmp_path / "ppo"
+    shutil.copytree(kept_ppo, out)
+    (out / "rlhf_stage.json").unlink()  # as if killed after its last checkpoint
+    ckpt = out / "checkpoint-2"
+    capsys.readouterr()
+    args = stage_args("ppo", chain, out) + ["--total_episodes", "32"]
+    assert run_here(args + ["--per_device_train_batch_size", "8"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line == (
+        f"error: {ckpt}:key 'resume': checkpoint was written with per_device_train_batch_size 16, this run has 8: "
+        "rerun with the settings it was made with, or pass --resume never to start over"
+    )
+    assert run_here(args + ["--resume", out / "nope"]) == 2
+    assert "not a complete trainer checkpoint" in capsys.readouterr().err
+    (ckpt / "value_model.safetensors").unlink()  # an old-style checkpoint: not resumable, refused by name
+    assert run_here(args + ["--resume", ckpt]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(
+        f"error: {ckpt}:key 'resume': not a complete trainer checkpoint"
+    )
+
+
+def test_rerunning_a_finished_stage_with_overwrite_starts_over(chain, tmp_path):
+    """A finished stage's kept checkpoints must not be 'resumed' by the run that replaces it."""
+    out = tmp_path / "sft"
+    args = stage_args("sft", chain, out) + ["--keep_checkpoints", "true"]
+    assert run_here(args) == 0
+    assert list(out.glob("checkpoint-*"))
+    assert run_here(args + ["--overwrite", "true"]) == 0
+    assert manifest(out)["resumed_from"] is None
+
+
+PIPE = REPO / "tests" / "data" / "pipeline_tiny.yaml"
+
+
+def test_pipeline_killed_inside_reward_redoes_reward_and_after_and_skips_sft(tmp_path):
+    import yaml
+
+    cfg = yaml.safe_load(PIPE.read_text())
+    # A reward step long enough to be caught mid-run, checkpointing every 10 steps.
+    cfg["reward"]["overrides"] = {"max_steps": 60, "per_device_train_batch_size": 1, "save_steps": 10}
+    conf = tmp_path / "pipeline.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    args = ["pipeline", "--config", conf, "--out", run_dir, "--quiet"]
+    proc = start(args, tmp_path / "first.log")
+    assert kill_when(proc, has_checkpoint(run_dir / "reward", "reward")), (tmp_path / "first.log").read_text()
+    assert (run_dir / "sft" / "rlhf_stage.json").is_file() and not (
+        run_dir / "reward" / "rlhf_stage.json"
+    ).exists()
+    sft_manifest = (run_dir / "sft" / "rlhf_stage.json").read_bytes()
+
+    assert run(args, tmp_path / "second.log") == 0, (tmp_path / "second.log").read_text()
+    log = (tmp_path / "second.log").read_text()
+    for step in ("data", "base", "sft", "pairs", "annotate"):
+        assert f"pipeline: {step}: up to date, skipped" in log
+    for step in ("reward", "ppo", "compare"):
+        assert f"pipeline: {step}: running" in log
+    assert (run_dir / "sft" / "rlhf_stage.json").read_bytes() == sft_manifest
+    assert manifest(run_dir / "reward")["resumed_from"].startswith("checkpoint-")
+    assert (run_dir / "report" / "metrics.json").is_file()
+    shutil.rmtree(run_dir)
