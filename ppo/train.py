@@ -19,6 +19,7 @@ from rlhf.config import config_to_dict, parse_config
 from rlhf.data import load_instructions
 from rlhf.distributed import is_main_process, main_print, sharded_launch, world_size
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.io import atomic_write_json
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.templates import format_prompt
 from rlhf.training import (
@@ -223,7 +224,7 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         cfg_path = out / "adapter_config.json"
         acfg = json.loads(cfg_path.read_text())
         acfg["base_model_name_or_path"] = os.path.relpath(sft.path.resolve(), out.resolve())
-        cfg_path.write_text(json.dumps(acfg, indent=2))
+        atomic_write_json(cfg_path, acfg)
     if cfg.use_lora:
         prefix = value_out.base_model_prefix
         setattr(value_out, prefix, getattr(value_out, prefix).merge_and_unload())

@@ -24,7 +24,7 @@ from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.generate import Completion, SamplingParams, generate, response_logprobs
-from rlhf.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from rlhf.io import atomic_write_files, atomic_write_jsonl, require_writable_dir
 from rlhf.models import load_causal_lm, load_policy_from_stage, load_tokenizer
 from rlhf.tasks import judge, parse_task
 from rlhf.templates import format_prompt
@@ -310,11 +310,10 @@ def report_tables(
     return headline, list(per), rows
 
 
-def write_report(
-    out: Path, metrics: dict, plots: dict[str, bytes], table: list[dict], names: list[str]
-) -> None:
-    for name, png in plots.items():
-        (out / f"{name}.png").write_bytes(png)
+def report_files(
+    metrics: dict, plots: dict[str, bytes], table: list[dict], names: list[str]
+) -> dict[str, bytes | str]:
+    """The report's files by name: the plots, report.md and report.html (metrics.json is added by the caller)."""
     headline, _, rows = report_tables(metrics, names)
     md = [
         "# Checkpoint comparison",
@@ -348,7 +347,7 @@ def write_report(
     for row in table:
         cells = [row["prompt"]] + [row[n] for n in names]
         md.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
+    report_md = "\n".join(md) + "\n"
 
     esc = html.escape
     head_rows = "".join(f"<tr><td><code>{esc(k)}</code></td><td>{esc(v)}</td></tr>" for k, v in headline)
@@ -371,7 +370,11 @@ white-space:pre-wrap}}img{{max-width:100%}}</style></head>
 <table>{head_rows}</table><h2>Per checkpoint</h2><table><tr>{th}</tr>{per_rows}</table><h2>Plots</h2>{imgs}
 <h2>Sample responses (greedy)</h2><table><tr>{"".join(f"<th>{esc(c)}</th>" for c in cols)}</tr>{samples}</table>
 </body></html>"""
-    atomic_write_text(out / "report.html", page)
+    return {
+        **{f"{name}.png": png for name, png in plots.items()},
+        "report.md": report_md,
+        "report.html": page,
+    }
 
 
 def compare(
@@ -414,8 +417,7 @@ def compare(
         from rlhf.scoring import RewardScorer
 
         scorer = RewardScorer.from_stage(reward)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = require_writable_dir(out)  # refused now, not after minutes of generation
     policies = [load_policy(p, (names or [None] * len(paths))[i]) for i, p in enumerate(paths)]
     if len({p.name for p in policies}) < len(policies):
         policies = [
@@ -556,8 +558,12 @@ def compare(
         for i, p in enumerate(prompts[:12])
     ]
     metrics["compare_seconds"] = time.time() - started
-    write_report(out, metrics, plots, table, names)
-    atomic_write_json(out / "metrics.json", metrics)
+    # All files of the report are written before any replaces its old version, metrics.json (what marks a report
+    # finished) last: a full disk or a kill never leaves new plots next to an old metrics.json.
+    files = report_files(metrics, plots, table, names)
+    atomic_write_files(
+        out, {**files, "metrics.json": json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"}
+    )
     return metrics
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from rlhf.argparse_utils import usage_error
 from rlhf.distributed import configure_launch
 from rlhf.errors import UserError
 
@@ -28,7 +29,7 @@ class _Parser:
 
         class Parser(TrlParser):
             def error(self, message):  # argparse calls this for unknown / malformed CLI args
-                raise UserError(f"{message} (see `{self.prog} --help`)", "command line")
+                raise usage_error(message, self.prog)
 
         return Parser(dataclass_types, prog=prog)
 
@@ -124,8 +125,17 @@ def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str 
     except UserError:
         raise
     except (ValueError, TypeError) as e:
-        # Dataclass __post_init__ validation (e.g. TrainingArguments) lands here.
-        raise UserError(f"invalid config: {str(e).splitlines()[0]}", config_path or "command line") from None
+        # Dataclass __post_init__ validation (e.g. TrainingArguments) lands here. An enum field (SchedulerType,
+        # IntervalStrategy, ...) says "<value> is not a valid <Type>": name the key or flag that gave the value.
+        msg = str(e).splitlines()[0]
+        flags = dict(zip(argv, argv[1:]))
+        for flag, value in flags.items():
+            if flag.startswith("--") and f"{value} is not a valid" in msg:
+                raise UserError(f"invalid value: {msg}", "command line", flag) from None
+        for key, value in config.items():
+            if f"{value} is not a valid" in msg:
+                raise UserError(f"invalid value: {msg}", config_path, f"key '{key}'") from None
+        raise UserError(f"invalid config: {msg}", config_path or "command line") from None
     for obj in out:
         if config_path is not None and hasattr(obj, "config_path"):
             obj.config_path = str(config_path)

@@ -73,7 +73,7 @@ def test_wrong_typed_yaml_value_names_key_and_file(tmp_path):
 
 def test_wrong_typed_flag_and_unknown_flag_name_the_command_line():
     line = error_line("--config", DEMO, "--num_train_epochs", "three")
-    assert line.startswith("error: command line: argument --num_train_epochs") and "'three'" in line
+    assert line.startswith("error: command line:--num_train_epochs: invalid float value: 'three'")
     line = error_line("--config", DEMO, "--learnig_rate", "1e-4")
     assert line.startswith("error: command line:--learnig_rate: unknown option")
     assert str(DEMO) not in line  # the YAML file is fine; the flag is the mistake

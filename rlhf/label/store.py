@@ -124,17 +124,26 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
         conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header: is it a database?
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"cannot open as an SQLite database ({e})", path) from None
+    return conn
+
+
+def _set_durable_mode(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL + synchronous=FULL (see the module docstring). Only once the file is known to be ours (or new): WAL
+    mode is persistent, and someone else's database must be left exactly as it was."""
+    try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
     except sqlite3.DatabaseError as e:
         raise UserError(f"cannot open as an SQLite database ({e})", path) from None
     if mode.lower() != "wal":
         raise UserError(
             f"cannot switch the database to WAL mode (got {mode!r}); is the folder writable?", path
         )
-    return conn
 
 
 class Store:
@@ -154,6 +163,14 @@ class Store:
                 raise UserError("folder does not exist", self.path.parent)
         self._lock = threading.Lock()
         self.conn = _connect(self.path)
+        try:
+            self._check_schema(create)
+        except UserError:
+            self.conn.close()
+            raise
+        _set_durable_mode(self.conn, self.path)
+
+    def _check_schema(self, create: bool) -> None:
         try:
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
