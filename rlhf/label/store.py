@@ -178,11 +178,17 @@ class Store:
         if tables and "meta" not in tables:
             raise UserError("not a labels database (no 'meta' table)", self.path)
         if "meta" in tables:
-            version = self._meta_raw().get("schema_version")
+            try:
+                version = self._meta_raw().get("schema_version")
+            except sqlite3.DatabaseError as e:
+                raise UserError(f"not a labels database ({e})", self.path) from None
             if version != str(SCHEMA_VERSION):
                 raise UserError(
                     f"labels database schema version {version!r}; this kit reads {SCHEMA_VERSION}", self.path
                 )
+            missing = sorted({"items", "assignments", "labels"} - tables)
+            if missing:  # the schema is created in one transaction: a file without all of it is not ours
+                raise UserError(f"incomplete labels database (no table {', '.join(missing)})", self.path)
         elif not create:
             raise UserError("empty database; expected a labels database", self.path)
 
