@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,12 @@ def storage_failure(exc: BaseException) -> str | None:
     return None
 
 
+def _is_refused_unpickle(exc: BaseException) -> bool:
+    """torch.load(weights_only=True) (transformers' and ours, for optimizer/scheduler/RNG files) meeting a pickle
+    that would call something: refused by design, reported as bad input."""
+    return isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc)
+
+
 def exit_on_user_error(fn: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a command's main: UserError -> one stderr line and exit code 2; anything else propagates (exit 1)."""
 
@@ -71,6 +78,15 @@ def exit_on_user_error(fn: Callable[..., int | None]) -> Callable[..., int]:
                 print(e.line().replace("\n", " "), file=sys.stderr)
             return 2
         except Exception as e:
+            if _is_refused_unpickle(e):
+                if os.environ.get("RANK", "0") in ("0", ""):
+                    print(
+                        f"error: {_output_location or 'checkpoint'}: a checkpoint file holds more than tensors, "
+                        "so it was not loaded (unpickling it could run code); delete that checkpoint-N dir or "
+                        "pass --resume never",
+                        file=sys.stderr,
+                    )
+                return 2
             reason = storage_failure(e)
             if reason is None:
                 raise

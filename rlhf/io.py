@@ -19,13 +19,23 @@ from typing import Any
 from rlhf.errors import UserError
 
 
+def _why_not_here(path: Path, e: OSError) -> str:
+    """The OS's reason, or which part of the path is a file where a folder must be (mkdir says "File exists")."""
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            break
+    return e.strerror or str(e)
+
+
 def _write_temp(path: Path, data: bytes) -> Path:
     """`data` in a fsynced temp file next to `path` (same filesystem, so the rename that follows is atomic)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise UserError(f"cannot write here ({e.strerror})", path) from None
+        raise UserError(f"cannot write here ({_why_not_here(path.parent, e)})", path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -113,7 +123,7 @@ def sibling_temp_dir(out: str | Path, what: str) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
     except OSError as e:
-        raise UserError(f"cannot create the output dir here ({e.strerror})", out) from None
+        raise UserError(f"cannot create the output dir here ({_why_not_here(out.parent, e)})", out) from None
     return tmp
 
 
@@ -127,7 +137,7 @@ def require_writable_dir(out: str | Path) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"output dir is not writable ({e.strerror})", out) from None
+        raise UserError(f"output dir is not writable ({_why_not_here(out, e)})", out) from None
     return out
 
 
