@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -59,10 +58,9 @@ def report(name: str, figures: list[dict], json_path: str | None) -> None:
             f"  ratio {ratio}  (goal {f.get('goal', '-')})"
         )
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(
-            json.dumps({"name": name, "figures": figures, "machine": machine()}, indent=2)
-        )
+        from rlhf.io import atomic_write_json
+
+        atomic_write_json(json_path, {"name": name, "figures": figures, "machine": machine()})
 
 
 def demo_policy(tmp: Path, seed: int = 0, rows: int = 1500):
