@@ -24,7 +24,7 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl.experimental.ppo import PPOTrainer
 
@@ -39,8 +39,13 @@ def loop_state_file(process_index: int, world_size: int) -> str:
     return f"{LOOP_STATE}.safetensors" if world_size <= 1 else f"{LOOP_STATE}_{process_index}.safetensors"
 
 
-# What a PPO checkpoint must hold to be resumed (on top of transformers' trainer_state.json).
-RESUME_FILES = (VALUE_WEIGHTS, loop_state_file(0, 1))
+def resume_files(world_size: int) -> tuple[str, ...]:
+    """What a PPO checkpoint must hold to be resumed by `world_size` processes, besides trainer_state.json. Rank 0
+    writes that last, but other ranks write their RNG file without waiting for it, so those are checked too."""
+    ranks = range(max(world_size, 1))
+    rng = ["rng_state.pth"] if world_size <= 1 else [f"rng_state_{i}.pth" for i in ranks]
+    loops = [loop_state_file(i, world_size) for i in ranks]
+    return (VALUE_WEIGHTS, "optimizer.pt", "scheduler.pt", *rng, *loops)
 
 
 def _rng_of(loader) -> dict[str, torch.Tensor]:
@@ -78,7 +83,12 @@ class PassRecorder:
     def __getattr__(self, name):  # everything else (batch_size, dataset, ...) is the real loader's
         return getattr(self.__dict__["loader"], name)
 
-    def replay(self, pass_start: dict[str, torch.Tensor], iteration: int, used: int) -> None:
+    def replay(self, pass_start: dict[str, torch.Tensor], now: dict, iteration: int, used: int) -> None:
+        """Continue as the saved run would: `now` is the sampler generator's state when the checkpoint was saved
+        (torch's global generator comes back with transformers' RNG file)."""
+        gen = getattr(self.loader, "synchronized_generator", None)
+        if gen is not None and "generator" in now:
+            gen.set_state(now["generator"])
         if used >= len(self.loader):  # that pass was finished: the next one starts fresh, as it would have
             self._set_iteration(iteration + 1)
         elif used > 0:
@@ -209,6 +219,9 @@ class ResumablePPOTrainer(PPOTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Read by transformers' save path on every rank; TRL's __init__ does not call Trainer's, which sets them.
+        self.is_distributed_loading_by_transformers = False
+        self.is_fsdp_xla_v1_enabled = self.is_fsdp_xla_v2_enabled = False
         self.dataloader = PassRecorder(self.dataloader)
         # TRL decides "sample a generation table now" from its loop's local update number, which restarts at 1 on
         # resume; decide from the true update number instead (the same updates as an uninterrupted run).
@@ -219,11 +232,23 @@ class ResumablePPOTrainer(PPOTrainer):
             self.sample_generations_freq = 1
 
     # ------------------------------------------------------------------------------------------------ saving
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """TRL saves `self.model.policy`, which under DDP is behind the DDP wrapper (TRL would save the whole
+        wrapper's state dict instead of an HF policy dir): unwrap it first."""
+        wrapped = self.model
+        if not self.is_deepspeed_enabled:
+            self.model = self.accelerator.unwrap_model(self.model)
+        try:
+            super().save_model(output_dir, _internal_call)
+        finally:
+            self.model = wrapped
+
     def _save_checkpoint(self, model, trial):
         ckpt = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         ckpt.mkdir(parents=True, exist_ok=True)
         rec = self.dataloader
         tensors = {f"pass_start.{k}": v for k, v in rec.pass_start.items()}
+        tensors.update({f"now.{k}": v for k, v in _rng_of(rec.loader).items() if k != "torch"})
         meta = {
             "used": str(rec.used),
             "iteration": str(rec.pass_iteration),
@@ -236,7 +261,10 @@ class ResumablePPOTrainer(PPOTrainer):
         if self.args.should_save:
             value_model = self.accelerator.unwrap_model(self.model).value_model
             safetensors.torch.save_model(value_model, str(ckpt / VALUE_WEIGHTS))
-        super()._save_checkpoint(model, trial)  # policy, optimizer, scheduler, RNG; trainer_state.json last
+        # transformers' own (skipping TRL's override, whose model card reads self.model.config, which a DDP wrapper
+        # lacks; the stage writes its card when it finishes): policy, optimizer, scheduler, RNG, and
+        # trainer_state.json last.
+        Trainer._save_checkpoint(self, model, trial)
 
     # ------------------------------------------------------------------------------------------------ resuming
     def train(self, resume_from_checkpoint: str | None = None):
@@ -279,7 +307,9 @@ class ResumablePPOTrainer(PPOTrainer):
                 raise UserError("not a resumable PPO checkpoint (written by another version?)", f)
         with safetensors.safe_open(str(loop_path), framework="pt") as f:
             meta = f.metadata()
-            pass_start = {k.split(".", 1)[1]: f.get_tensor(k) for k in f.keys()}
+            saved_rng = {k: f.get_tensor(k) for k in f.keys()}
+        pass_start = {k.split(".", 1)[1]: v for k, v in saved_rng.items() if k.startswith("pass_start.")}
+        now = {k.split(".", 1)[1]: v for k, v in saved_rng.items() if k.startswith("now.")}
         check_settings(
             ckpt, meta, run_settings(self.args, self.train_dataset_len, self.accelerator.num_processes)
         )
@@ -287,14 +317,16 @@ class ResumablePPOTrainer(PPOTrainer):
         _load_policy(unwrapped.policy, ckpt)
         safetensors.torch.load_model(unwrapped.value_model, str(ckpt / VALUE_WEIGHTS), strict=True)
         # transformers' own files (optimizer.pt, scheduler.pt): tensors and plain containers, so weights_only
-        # loading reads them and refuses anything that would run code.
-        device = self.accelerator.device if self.accelerator.num_processes > 1 else "cpu"
+        # loading reads them and refuses anything that would run code. Read onto the CPU (a DDP run tags its
+        # storages "cpu:0", which torch cannot map back by itself); the optimizer moves its state to its params.
         self.optimizer.load_state_dict(
-            torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True)
+            torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True)
         )
-        self.lr_scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+        self.lr_scheduler.load_state_dict(
+            torch.load(ckpt / "scheduler.pt", map_location="cpu", weights_only=True)
+        )
         self._load_rng_state(
             str(ckpt)
         )  # last: nothing after it may draw a random number before the loop does
-        self.dataloader.replay(pass_start, int(meta["iteration"]), int(meta["used"]))
+        self.dataloader.replay(pass_start, now, int(meta["iteration"]), int(meta["used"]))
         return saved

@@ -13,7 +13,7 @@ from torch import nn
 from transformers import TrainerCallback, set_seed
 
 from ppo.config import PPOStageConfig
-from ppo.resumable import RESUME_FILES, ResumablePPOTrainer, check_resumable
+from ppo.resumable import ResumablePPOTrainer, check_resumable, resume_files
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
 from rlhf.data import load_instructions
@@ -138,7 +138,8 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
     # A killed run continues from its newest complete checkpoint (resume: auto), refused here, before any model
     # loads, if it was made with other settings. Overwriting a finished stage starts over (begin drops its ones).
     finished = checkpoint.is_finished(cfg.output_dir)
-    resume_from = None if finished else resolve_resume(cfg.resume, cfg.output_dir, required=RESUME_FILES)
+    required = resume_files(world_size())
+    resume_from = None if finished else resolve_resume(cfg.resume, cfg.output_dir, required=required)
     check_resumable(resume_from, cfg, len(train_ds), world_size())
 
     policy = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)

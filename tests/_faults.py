@@ -26,7 +26,8 @@ COMPARED = {
     "ppo": ("objective_scores", "objective_kl", "objective_rlhf_reward", "loss_value_avg", "episodes"),
 }
 # Files a checkpoint needs before the stage can resume from it (transformers writes trainer_state.json last).
-RESUME_FILES = {"sft": (), "reward": (), "ppo": ("value_model.safetensors", "ppo_loop_state.safetensors")}
+RESUME_FILES = {"sft": (), "reward": (), "ppo": ("value_model.safetensors", "ppo_loop_state.safetensors",
+                                                  "rng_state.pth", "optimizer.pt")}  # fmt: skip
 
 
 def write_prefs(path: Path, n: int = 200, seed: int = 7) -> Path:
@@ -99,8 +100,26 @@ def run_here(args: list) -> int:
     return main([str(a) for a in args])
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (torchrun starts its workers in sessions of their own, out of its group)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        found += kids
+        todo += kids
+    return found
+
+
 def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 600) -> bool:
-    """SIGKILL the process group once `ready()` holds. False if the process ended first."""
+    """SIGKILL the process, its group and everything it started once `ready()` holds. False if it ended first."""
     deadline = time.monotonic() + timeout
     while proc.poll() is None and not ready():
         if time.monotonic() > deadline:
@@ -108,7 +127,15 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float 
         time.sleep(0.01)
     if proc.poll() is not None:
         return False
-    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in [*descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     proc.wait()
     return True
 

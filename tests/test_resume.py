@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from _faults import (
@@ -72,6 +73,39 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_an_uninterrupted_run
         got_log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
         key = "objective/scores"
         assert [r[key] for r in got_log if key in r] == pytest.approx([r[key] for r in ref_log if key in r])
+
+
+@pytest.mark.slow  # three 2-process runs, about a minute
+def test_ppo_under_ddp_resumes_exactly(chain, tmp_path):
+    """Two processes (torchrun, gloo): each rank's RNG and prompt-stream position (the sampler generator that
+    accelerate keeps in sync across ranks) come back, killed mid-pass over the prompts."""
+    import os
+    import subprocess
+    import sys
+
+    from ppo.resumable import resume_files
+    from rlhf.training import complete_checkpoints
+
+    def torchrun(out: Path) -> list:
+        args = stage_args("ppo", chain, out)[1:] + ["--total_episodes", "192", "--demo_prompts", "96"]
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ppo",
+                *map(str, args)]  # fmt: skip
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    for k in ("ACCELERATE_USE_CPU", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(k, None)
+    ref, out = tmp_path / "uninterrupted", tmp_path / "killed"
+    for target in (ref, out):
+        if target == out:
+            proc = subprocess.Popen(torchrun(out), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            assert kill_when(proc, lambda: bool(complete_checkpoints(out, resume_files(2))))
+            assert not (out / "rlhf_stage.json").exists()
+        res = subprocess.run(torchrun(target), env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr[-3000:]
+    assert manifest(out)["resumed_from"] == "checkpoint-2"  # 3 prompt batches per rank and pass: mid-pass
+    assert compared_metrics(out, "ppo") == compared_metrics(ref, "ppo")
+    assert max_weight_difference(ref, out) == 0.0
 
 
 @pytest.fixture(scope="module")
