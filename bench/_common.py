@@ -42,6 +42,31 @@ def machine() -> dict:
     }
 
 
+def matmul_peak_gflops(sizes=(256, 512, 1024), seconds: float = 0.5) -> dict:
+    """This CPU's fp32 matmul rate with torch's current thread setting: the best GFLOP/s of square
+    torch.matmul calls (2 n^3 FLOPs each) over `sizes`, each timed for about `seconds` after a warm-up call.
+    The denominator of model FLOPs utilisation (MFU)."""
+    import time
+
+    import torch
+
+    rates = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        torch.matmul(a, b, out=out)
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            torch.matmul(a, b, out=out)
+            calls += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds:
+                break
+        rates[n] = 2 * n**3 * calls / elapsed / 1e9
+    best = max(rates, key=rates.get)
+    return {"gflops": rates[best], "size": best, "by_size": rates, "threads": torch.get_num_threads()}
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", help="write the result record here")

@@ -97,13 +97,19 @@ def tasks_cli(argv=None, prog="rlhf tasks") -> int:
     p.add_argument(
         "--gold", action="store_true", help="write the bare correct answers instead (eval references)"
     )
+    p.add_argument("--distinct", action="store_true", help="never repeat a prompt (for evaluation sets)")
     p.add_argument("--out", required=True, help="output .json")
     a = p.parse_args(argv)
     kinds = _kinds(a.kinds)
-    if a.gold:
-        rows = [t.to_row() for t in make_tasks(a.n, a.seed, kinds, split=a.split)]
-    else:
-        rows = make_sft_rows(a.n, a.seed, kinds, a.verbose_share, a.wrong_share, split=a.split)
+    if not (0 <= a.verbose_share and 0 <= a.wrong_share and a.verbose_share + a.wrong_share <= 1):
+        raise UserError("expected shares >= 0 that add up to at most 1", "command line", "--verbose-share")
+    try:
+        if a.gold:
+            rows = [t.to_row() for t in make_tasks(a.n, a.seed, kinds, split=a.split, distinct=a.distinct)]
+        else:
+            rows = make_sft_rows(a.n, a.seed, kinds, a.verbose_share, a.wrong_share, split=a.split)
+    except ValueError as e:  # a prompt space too small for --n
+        raise UserError(str(e), "command line", "--n") from None
     atomic_write_json(a.out, rows)
     print(f"tasks: wrote {len(rows)} {a.split} rows of {', '.join(kinds)} to {a.out}")
     return 0

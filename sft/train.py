@@ -77,6 +77,20 @@ def isolates_packed_sequences(model) -> bool:
     return torch.allclose(packed, alone, atol=1e-3, rtol=1e-2)
 
 
+def final_eval_loss(trainer) -> float:
+    """Eval loss of the trained model: the Trainer's own last evaluation when it ran after the last step (an
+    epoch-end or step eval; the same weights and data give the same number), else one more evaluation."""
+    state = trainer.state
+    if trainer.args.load_best_model_at_end:  # the weights now are the best checkpoint's, not the last step's
+        return trainer.evaluate()["eval_loss"]
+    for entry in reversed(state.log_history):
+        if "eval_loss" in entry:
+            if entry.get("step") == state.global_step:
+                return entry["eval_loss"]
+            break
+    return trainer.evaluate()["eval_loss"]
+
+
 def make_collator(tokenizer, padding_free: bool):
     if padding_free:
         # One [1, total_tokens] row with position_ids restarting per example: no pad tokens are computed.
@@ -171,7 +185,7 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     n_tokens = sum(sum(1 for t in ids if t != -100) for ids in train_ds["labels"])
     metrics["train_target_tokens"] = n_tokens
     if eval_ds is not None:
-        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+        metrics["eval_loss"] = final_eval_loss(trainer)
 
     # Only rank 0 writes the stage. A sharded model (ZeRO-3, FSDP) is gathered first, by every rank.
     gathered = gather_state_dict(trainer)
