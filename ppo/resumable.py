@@ -8,12 +8,15 @@ hold the policy, optimizer, scheduler, RNG and trainer state but not the value m
 - `value_model.safetensors`: the value model, exactly as trained (LoRA wrapping included);
 - `ppo_loop_state.safetensors`: where the prompt stream stands, i.e. the RNG state the current pass over the
   prompts started from and how many of its batches were used, so a resumed run redraws that pass's shuffle and
-  skips them (one file per process under a launcher).
+  skips them; under a launcher one file per process, with the sampler generator accelerate keeps in sync across
+  ranks; and the settings that shape the run, so a checkpoint made with others is refused.
 
 The policy stays a plain HF dir (`model.safetensors` or a LoRA adapter), so `rlhf compare` and
 `AutoModelForCausalLM.from_pretrained(checkpoint-N)` keep working. Resuming restores the policy, the value model,
-the optimizer and scheduler (transformers' loaders, `torch.load(weights_only=True)`), the python/numpy/torch RNG,
-the update counter, episode count and log history, then runs the remaining updates of TRL's unmodified loop.
+the optimizer and scheduler (`torch.load(weights_only=True)`), the python/numpy/torch RNG (transformers' loader),
+the update counter, episode count and log history, then runs the remaining updates of TRL's unmodified loop. On
+CPU the result is bit-identical to an uninterrupted run (tests/test_resume.py, bench/faults.py), single process
+and DDP; resuming under DeepSpeed is refused.
 """
 
 from __future__ import annotations
@@ -172,11 +175,8 @@ class _RestoreProgress(TrainerCallback):
         state.log_history = list(self.saved.get("log_history", []))
         state.total_flos = self.saved.get("total_flos", 0)
         state.max_steps = self.max_steps
-        for name in (
-            "logging_steps",
-            "eval_steps",
-            "save_steps",
-        ):  # TRL resolved fractions of the shortened run
+        # TRL resolved steps given as fractions (0.1 = every tenth of the run) against the shortened run.
+        for name in ("logging_steps", "eval_steps", "save_steps"):
             value = getattr(args, name)
             if value is not None and value < 1:
                 setattr(state, name, math.ceil(self.max_steps * value))
@@ -325,8 +325,7 @@ class ResumablePPOTrainer(PPOTrainer):
         self.lr_scheduler.load_state_dict(
             torch.load(ckpt / "scheduler.pt", map_location="cpu", weights_only=True)
         )
-        self._load_rng_state(
-            str(ckpt)
-        )  # last: nothing after it may draw a random number before the loop does
+        # Last: nothing between here and TRL's loop may draw a random number.
+        self._load_rng_state(str(ckpt))
         self.dataloader.replay(pass_start, now, int(meta["iteration"]), int(meta["used"]))
         return saved
