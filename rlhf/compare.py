@@ -24,6 +24,7 @@ from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.generate import Completion, SamplingParams, generate, response_logprobs
+from rlhf.generate_cli import is_plain_model_dir
 from rlhf.io import atomic_write_files, atomic_write_jsonl, require_writable_dir
 from rlhf.models import load_causal_lm, load_policy_from_stage, load_tokenizer
 from rlhf.tasks import judge, parse_task
@@ -110,12 +111,12 @@ def distinct_n(texts: list[str], n: int) -> float:
 
 def load_policy(path: str | Path, name: str | None = None) -> Policy:
     path = Path(path)
-    if checkpoint.is_finished(path):
-        stage = checkpoint.require(path, kind=("sft", "ppo"))
-        model, tok = load_policy_from_stage(stage)
-        return Policy(name or stage.kind, path, stage.kind, model, tok, stage.template)
-    # A plain HF dir, e.g. a PPO checkpoint-N dir: loaded as a model, template alpaca.
-    return Policy(name or path.name, path, "model", load_causal_lm(path), load_tokenizer(path))
+    if not checkpoint.is_finished(path) and is_plain_model_dir(path):
+        # A plain HF dir, e.g. a complete PPO checkpoint-N dir: loaded as a model, template alpaca.
+        return Policy(name or path.name, path, "model", load_causal_lm(path), load_tokenizer(path))
+    stage = checkpoint.require(path, kind=("sft", "ppo"))  # an unfinished stage dir is refused here
+    model, tok = load_policy_from_stage(stage)
+    return Policy(name or stage.kind, path, stage.kind, model, tok, stage.template)
 
 
 def run_policy(
@@ -410,8 +411,8 @@ def compare(
     for p in paths:  # every checkpoint is validated before any model loads
         if not Path(p).is_dir():
             raise UserError("checkpoint does not exist", p)
-        if (Path(p) / checkpoint.MANIFEST).exists():
-            checkpoint.require(p, kind=("sft", "ppo"))
+        if (Path(p) / checkpoint.MANIFEST).exists() or not is_plain_model_dir(Path(p)):
+            checkpoint.require(p, kind=("sft", "ppo"))  # unfinished, wrong kind, no weights: refused now
     scorer = None
     if reward:
         from rlhf.scoring import RewardScorer
@@ -504,7 +505,7 @@ def compare(
         if log.is_file() and (png := plot_ppo_curves(log)):
             plots[f"ppo_curves_{pol.name}"] = png
         ckpts = sorted(
-            (d for d in pol.path.glob("checkpoint-*") if (d / "config.json").is_file()),
+            (d for d in pol.path.glob("checkpoint-*") if d.name[11:].isdigit() and is_plain_model_dir(d)),
             key=lambda d: int(d.name.split("-")[1]),
         )
         if ckpts and scorer is not None and overopt_prompts:

@@ -130,6 +130,20 @@ def test_ppo_checkpoint_stays_a_plain_model_dir_and_holds_the_value_model(kept_p
     assert AutoModelForCausalLM.from_pretrained(ckpt).config.model_type == "llama"
 
 
+def test_a_complete_checkpoint_loads_for_generation_and_one_cut_short_is_refused(kept_ppo, tmp_path, capsys):
+    from rlhf.cli import main
+
+    args = ["--instruction", "Pick the biggest number.", "--input", "1, 5, 3", "--max-new-tokens", "3"]
+    capsys.readouterr()
+    assert main(["generate", str(kept_ppo / "checkpoint-2"), *args]) == 0
+    cut = tmp_path / "checkpoint-2"
+    shutil.copytree(kept_ppo / "checkpoint-2", cut)
+    (cut / "trainer_state.json").unlink()  # killed before transformers' last write
+    capsys.readouterr()
+    assert main(["generate", str(cut), *args]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: {cut}: unfinished run")
+
+
 def test_resume_refuses_a_checkpoint_from_other_settings(kept_ppo, chain, tmp_path, capsys):
     out = tmp_path / "ppo"
     shutil.copytree(kept_ppo, out)
@@ -153,6 +167,23 @@ def test_resume_refuses_a_checkpoint_from_other_settings(kept_ppo, chain, tmp_pa
     )
 
 
+def test_overwriting_a_finished_stage_drops_its_checkpoints_first(tmp_path):
+    """A finished stage's kept checkpoints must not be 'resumed' by the run that replaces it: begin() marks the
+    dir unfinished (manifest gone), then removes them."""
+    from rlhf import checkpoint
+
+    out = tmp_path / "sft"
+    (out / "checkpoint-6").mkdir(parents=True)
+    (out / "checkpoint-6" / "trainer_state.json").write_text(json.dumps({"global_step": 6}))
+    (out / "rlhf_stage.json").write_text("{}")
+    with pytest.raises(UserError, match="holds a finished stage"):
+        checkpoint.begin(out)
+    assert (out / "checkpoint-6").is_dir()  # refused: nothing touched
+    checkpoint.begin(out, overwrite=True)
+    assert not (out / "rlhf_stage.json").exists() and not list(out.glob("checkpoint-*"))
+
+
+@pytest.mark.slow  # two SFT runs; the mechanism is checked just above
 def test_rerunning_a_finished_stage_with_overwrite_starts_over(chain, tmp_path):
     """A finished stage's kept checkpoints must not be 'resumed' by the run that replaces it."""
     out = tmp_path / "sft"
