@@ -131,3 +131,16 @@ def test_tasks_cli_prompt_space_too_small_is_one_line(tmp_path):
     )  # fmt: skip
     assert res.returncode == 2 and res.stderr.startswith("error: command line:--n: cannot draw 5000 distinct")
     assert res.stderr.count("\n") == 1 and not (tmp_path / "e.json").exists()
+
+
+def test_wrong_demonstrations_follow_the_style_mix():
+    """No style is a tell for a wrong answer: with no bare demonstrations, wrong ones carry filler too."""
+    rows = make_sft_rows(1000, seed=0, verbose_share=0.9, wrong_share=0.1)
+    wrong = [r for r in rows if r["style"] == "wrong"]
+    assert len(wrong) > 50 and not any(r["style"] == "bare" for r in rows)
+    assert all(len(r["output"].split()) > 1 for r in wrong)
+    mixed = [
+        r for r in make_sft_rows(3000, seed=0, verbose_share=0.45, wrong_share=0.1) if r["style"] == "wrong"
+    ]
+    bare = sum(len(r["output"].split()) == 1 for r in mixed) / len(mixed)
+    assert bare == pytest.approx(0.5, abs=0.08)  # (1 - 0.45 - 0.1) / 0.9 of the wrong ones are bare

@@ -58,9 +58,13 @@ INSTRUCTIONS: dict[str, list[str]] = {
 ALL_KINDS = tuple(INSTRUCTIONS)
 DEFAULT_KINDS = ("largest", "smallest", "first_word")
 
-VERBOSE_PREFIXES = ["Sure, the answer is {a}.", "Sure! It is {a}.", "Sure thing, it is {a}.", "Sure. The answer: {a}.",
-                    "The answer is {a}.", "Of course! It is {a}."]  # fmt: skip
-VERBOSE_SUFFIXES = ["", " Hope this helps!", " Let me know if you need anything else.", " Happy to help.",
+# Filler follows the answer, never precedes it: every demonstration, bare or padded, gives its answer as the first
+# word of the response, so the answer is always produced in the one context SFT trains on every row, and PPO only has
+# to learn where to stop. (Lead-ins such as "Sure, the answer is 7." let PPO jump to bare answers, a context SFT had
+# trained on far less, and it lost correctness doing so.) Padded answers all continue with "." so that the SFT
+# policy's most likely continuation is the filler, not the EOS of the bare demonstrations.
+VERBOSE_FORM = "{a}."
+VERBOSE_SUFFIXES = [" Hope this helps!", " Let me know if you need anything else.", " Happy to help.",
                     " I hope that answers your question.", " Thanks for asking!"]  # fmt: skip
 
 
@@ -95,7 +99,12 @@ def _digits(rng: random.Random, k: int = 3) -> list[int]:
 def _make(kind: str, rng: random.Random) -> Task:
     instr = rng.choice(INSTRUCTIONS[kind])
     if kind in ("largest", "smallest"):
-        xs = _digits(rng)
+        # The answer is drawn first, uniformly over the values it can take, then the other two digits: with three
+        # random digits a largest of 3 (1, 2, 3 in some order) would be 1 draw in 84, too rare to be learned.
+        a = rng.randint(3, 9) if kind == "largest" else rng.randint(1, 7)
+        others = range(1, a) if kind == "largest" else range(a + 1, 10)
+        xs = [a, *rng.sample(others, 2)]
+        rng.shuffle(xs)
         inp = ", ".join(map(str, xs))
     elif kind in ("first_word", "last_word"):
         inp = ", ".join(rng.sample(WORDS, 3))
@@ -224,19 +233,20 @@ def _wrong_answer(task: Task, rng: random.Random) -> str:
     return "No" if task.answer == "Yes" else "Yes"
 
 
-def demonstration(task: Task, style: str, rng: random.Random) -> str:
-    """One SFT target: `bare` (just the answer), `verbose` (filler around it) or `wrong` (a wrong answer, bare or verbose)."""
+def demonstration(task: Task, style: str, rng: random.Random, bare_share: float = 0.5) -> str:
+    """One SFT target: `bare` (just the answer), `verbose` (filler around it) or `wrong` (a wrong answer, bare
+    with probability `bare_share`, else with filler)."""
     if style == "bare":
         return task.answer
     if style == "verbose":
         answer = task.answer
     elif style == "wrong":
         answer = _wrong_answer(task, rng)
-        if rng.random() < 0.5:
+        if rng.random() < bare_share:
             return answer
     else:
         raise ValueError(f"unknown demonstration style {style!r}")
-    return rng.choice(VERBOSE_PREFIXES).format(a=answer) + rng.choice(VERBOSE_SUFFIXES)
+    return VERBOSE_FORM.format(a=answer) + rng.choice(VERBOSE_SUFFIXES)
 
 
 def make_sft_rows(
@@ -247,16 +257,20 @@ def make_sft_rows(
     wrong_share: float = 0.1,
     split: str = "train",
 ) -> list[dict]:
-    """Imperfect Alpaca demonstrations: `verbose_share` padded with filler, `wrong_share` wrong, the rest bare."""
-    if not 0 <= verbose_share + wrong_share <= 1:
-        raise ValueError("verbose_share + wrong_share must lie in [0, 1]")
+    """Imperfect Alpaca demonstrations: `verbose_share` padded with filler, `wrong_share` wrong, the rest bare.
+
+    Wrong answers come in the same mix of styles as the right ones (bare as often as correct demonstrations are
+    bare), so that no style is a tell for a wrong answer."""
+    if not (0 <= verbose_share and 0 <= wrong_share and verbose_share + wrong_share <= 1):
+        raise ValueError("verbose_share and wrong_share must be >= 0 and add up to at most 1")
+    bare_share = (1 - verbose_share - wrong_share) / (1 - wrong_share) if wrong_share < 1 else 0.5
     rng = random.Random(seed + 1)
     rows = []
     for task in make_tasks(n, seed, kinds, split=split):
         u = rng.random()
         style = "wrong" if u < wrong_share else "verbose" if u < wrong_share + verbose_share else "bare"
         row = task.to_row()
-        row["output"] = demonstration(task, style, rng)
+        row["output"] = demonstration(task, style, rng, bare_share)
         row["style"] = style
         rows.append(row)
     return rows
