@@ -13,7 +13,7 @@ from sft.config import SFTStageConfig
 REPO = Path(__file__).resolve().parents[1]
 BAD = Path(__file__).parent / "data" / "bad"
 DEMO = REPO / "configs" / "demo" / "sft.yaml"
-ALPACA = REPO / "configs" / "alpaca" / "sft.yaml"
+ALPACA = REPO / "configs" / "opt-125m" / "sft.yaml"
 
 
 def parse(*argv) -> SFTStageConfig:
@@ -45,7 +45,9 @@ def test_cli_overrides_yaml_which_overrides_defaults():
     assert (both.max_length, both.padding_free, both.seed) == (64, True, 3)
     # the rest of the YAML stays
     assert (both.num_train_epochs, both.per_device_train_batch_size) == (
-        values["num_train_epochs"], values["per_device_train_batch_size"])
+        values["num_train_epochs"],
+        values["per_device_train_batch_size"],
+    )
     assert parse().learning_rate == 2e-5 and parse().config_path is None
 
 
@@ -105,8 +107,10 @@ def test_alpaca_recipe():
     assert cfg.max_length == 512
     assert cfg.per_device_train_batch_size == 4 and cfg.gradient_accumulation_steps == 8
     assert cfg.template == "alpaca" and not cfg.padding_free and not cfg.use_lora
-    assert cfg.train_sampling_strategy == "group_by_length"  # bench/sft_throughput.py: fastest correct for OPT
-    assert cfg.output_dir == "runs/alpaca/sft"
+    assert (
+        cfg.train_sampling_strategy == "group_by_length"
+    )  # bench/sft_throughput.py: fastest correct for OPT
+    assert cfg.output_dir == "runs/opt-125m/sft"
 
 
 def test_demo_recipe_parses():
