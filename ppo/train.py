@@ -17,7 +17,7 @@ from ppo.config import PPOStageConfig
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
 from rlhf.data import load_instructions
-from rlhf.distributed import is_main_process, main_print, sharded_launch
+from rlhf.distributed import end_of_run, is_main_process, main_print, sharded_launch
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.templates import format_prompt
@@ -103,6 +103,17 @@ def add_lora_to_value_backbone(value_model, cfg: PPOStageConfig):
     return value_model
 
 
+def expose_policy_through_ddp(trainer: PPOTrainer) -> None:
+    """LoRA under DDP: TRL 1.12 computes the reference log-probs through `self.model.policy` (with the adapter
+    disabled), but once accelerate has wrapped the policy+value model in DistributedDataParallel that attribute is
+    gone ("'DistributedDataParallel' object has no attribute 'policy'"). Give the wrapper a plain attribute pointing
+    at the inner policy: that pass runs under no_grad, so it needs none of DDP's gradient hooks."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(trainer.model, DistributedDataParallel) and not hasattr(trainer.model, "policy"):
+        object.__setattr__(trainer.model, "policy", trainer.model.module.policy)  # not a registered submodule
+
+
 def main(cfg: PPOStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
@@ -163,6 +174,7 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
     )
     if cfg.quiet:
         quiet_trainer(trainer)
+    expose_policy_through_ddp(trainer)
     t0 = time.time()
     stopped_early = None
     try:
@@ -237,6 +249,7 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf ppo") -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     (cfg,) = parse_config([PPOStageConfig], argv, prog=prog)
     stage = main(cfg)
+    end_of_run()
     if stage is not None:
         m = stage.metrics
         print(
