@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -43,6 +42,31 @@ def machine() -> dict:
     }
 
 
+def matmul_peak_gflops(sizes=(256, 512, 1024), seconds: float = 0.5) -> dict:
+    """This CPU's fp32 matmul rate with torch's current thread setting: the best GFLOP/s of square
+    torch.matmul calls (2 n^3 FLOPs each) over `sizes`, each timed for about `seconds` after a warm-up call.
+    The denominator of model FLOPs utilisation (MFU)."""
+    import time
+
+    import torch
+
+    rates = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        torch.matmul(a, b, out=out)
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            torch.matmul(a, b, out=out)
+            calls += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds:
+                break
+        rates[n] = 2 * n**3 * calls / elapsed / 1e9
+    best = max(rates, key=rates.get)
+    return {"gflops": rates[best], "size": best, "by_size": rates, "threads": torch.get_num_threads()}
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", help="write the result record here")
@@ -59,10 +83,9 @@ def report(name: str, figures: list[dict], json_path: str | None) -> None:
             f"  ratio {ratio}  (goal {f.get('goal', '-')})"
         )
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(
-            json.dumps({"name": name, "figures": figures, "machine": machine()}, indent=2)
-        )
+        from rlhf.io import atomic_write_json
+
+        atomic_write_json(json_path, {"name": name, "figures": figures, "machine": machine()})
 
 
 def demo_policy(tmp: Path, seed: int = 0, rows: int = 1500):

@@ -11,7 +11,16 @@ import time
 
 from _common import REPO, machine
 
-BENCHES = ["sft_throughput.py", "generation.py", "reward_scoring.py", "ppo_overhead.py", "end_to_end.py"]
+from rlhf.io import atomic_write_text
+
+BENCHES = [
+    "sft_throughput.py",
+    "generation.py",
+    "reward_scoring.py",
+    "ppo_overhead.py",
+    "end_to_end.py",
+    "faults.py",
+]
 
 
 def main() -> int:
@@ -57,7 +66,7 @@ def main() -> int:
     notes = REPO / "bench" / "NOTES.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
-    (REPO / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(REPO / "BENCHMARKS.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     if failed:
         print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)

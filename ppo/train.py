@@ -11,17 +11,26 @@ import torch
 from datasets import Dataset
 from torch import nn
 from transformers import TrainerCallback, set_seed
-from trl.experimental.ppo import PPOTrainer
 
 from ppo.config import PPOStageConfig
+from ppo.resumable import ResumablePPOTrainer, check_resumable, resume_files
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
 from rlhf.data import load_instructions
-from rlhf.distributed import end_of_run, is_main_process, main_print, sharded_launch
+from rlhf.distributed import end_of_run, is_main_process, main_print, sharded_launch, world_size
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.io import atomic_write_json
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.templates import format_prompt
-from rlhf.training import LOG_FILE, JsonlLogger, lora_config, quiet_trainer, remove_checkpoints
+from rlhf.training import (
+    LOG_FILE,
+    JsonlLogger,
+    lora_config,
+    quiet_trainer,
+    remove_checkpoints,
+    resolve_resume,
+    start_log,
+)
 
 
 def check_chain(cfg: PPOStageConfig) -> tuple[checkpoint.Stage, checkpoint.Stage]:
@@ -167,6 +176,13 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
             f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts"
         )
 
+    # A killed run continues from its newest complete checkpoint (resume: auto), refused here, before any model
+    # loads, if it was made with other settings. Overwriting a finished stage starts over (begin drops its ones).
+    finished = checkpoint.is_finished(cfg.output_dir)
+    required = resume_files(world_size())
+    resume_from = None if finished else resolve_resume(cfg.resume, cfg.output_dir, required=required)
+    check_resumable(resume_from, cfg, len(train_ds), world_size())
+
     policy = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     ref_policy = None if cfg.use_lora else load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     for m in (policy, ref_policy):
@@ -183,11 +199,11 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
 
     out = checkpoint.begin(cfg.output_dir, overwrite=cfg.overwrite)
     if is_main_process():
-        (out / LOG_FILE).unlink(missing_ok=True)
+        start_log(out, resume_from)
     cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
     if not len(eval_ds):
         cfg.num_sample_generations = 0
-    trainer = PPOTrainer(
+    trainer = ResumablePPOTrainer(
         args=cfg,
         processing_class=tokenizer,
         model=policy,
@@ -209,7 +225,7 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
     t0 = time.time()
     stopped_early = None
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume_from)
     except KLStop as e:
         stopped_early = str(e)
         main_print(f"ppo: stopped early: {stopped_early}")
@@ -252,7 +268,7 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         cfg_path = out / "adapter_config.json"
         acfg = json.loads(cfg_path.read_text())
         acfg["base_model_name_or_path"] = os.path.relpath(sft.path.resolve(), out.resolve())
-        cfg_path.write_text(json.dumps(acfg, indent=2))
+        atomic_write_json(cfg_path, acfg)
     if cfg.use_lora:
         prefix = value_out.base_model_prefix
         backbone = getattr(value_out, prefix)
@@ -273,7 +289,7 @@ def main(cfg: PPOStageConfig) -> checkpoint.Stage:
         started_at=started,
         template=sft.template,
         base_model=sft.manifest.get("base_model"),
-        extra={"adapter": adapter},
+        extra={"adapter": adapter, "resumed_from": resume_from and Path(resume_from).name},
     )
 
 

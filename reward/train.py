@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from pathlib import Path
 
 from datasets import Dataset
 from transformers import set_seed
@@ -20,7 +21,14 @@ from rlhf.io import sha256_text
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.scoring import RewardScorer, encode_example
 from rlhf.templates import format_prompt
-from rlhf.training import JsonlLogger, lora_config, quiet_trainer, remove_checkpoints, resolve_resume
+from rlhf.training import (
+    JsonlLogger,
+    lora_config,
+    quiet_trainer,
+    remove_checkpoints,
+    resolve_resume,
+    start_log,
+)
 
 
 def tokenize_pairs(
@@ -120,7 +128,10 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     )
     if cfg.quiet:
         quiet_trainer(trainer)
-    result = trainer.train(resume_from_checkpoint=resolve_resume(cfg.resume, out))
+    resume_from = resolve_resume(cfg.resume, out)
+    if trainer.is_world_process_zero():
+        start_log(out, resume_from)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     # Only rank 0 scores and writes the stage. A sharded model (ZeRO-3, FSDP) is gathered first, by every rank.
     gathered = gather_state_dict(trainer)
     if not trainer.is_world_process_zero():
@@ -168,6 +179,7 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
         started_at=started,
         template=parent.template,
         base_model=parent.manifest.get("base_model"),
+        extra={"resumed_from": resume_from and Path(resume_from).name},
     )
 
 

@@ -134,12 +134,15 @@ def annotate(
             "command line",
             "--annotator",
         )
-    prefs, ties = [], 0
+    prefs, ties, empty = [], 0, 0
     for (r, a, b), lab, name in zip(idx, labels, names):
+        row = rows[r]
+        if not row["responses"][a].strip() or not row["responses"][b].strip():
+            empty += 1  # the preference readers refuse empty responses (nothing to learn a reward for)
+            continue
         if lab == "tie":
             ties += 1
             continue
-        row = rows[r]
         win, lose = (a, b) if lab == "A" else (b, a)
         prefs.append(
             {
@@ -155,6 +158,7 @@ def annotate(
     stats: dict = {
         "pairs": len(idx),
         "ties_dropped": ties,
+        "empty_dropped": empty,
         "preferences": len(prefs),
         "labels": dict(Counter(labels)),
     }
@@ -203,13 +207,20 @@ def cli(argv=None, prog="rlhf annotate") -> int:
     )
     if not prefs:
         raise UserError(
-            f"all {stats['pairs']} pairs were ties: no preference to learn from (sample more prompts, "
-            "or at a higher temperature)",
+            f"all {stats['pairs']} pairs were ties or had an empty response: no preference to learn from "
+            "(sample more prompts, or at a higher temperature)",
             a.pairs,
         )
     atomic_write_jsonl(a.out, prefs)
     atomic_write_json(str(a.out) + ".stats.json", stats)  # agreement figures, for reports and tests
-    print(f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped")
+    print(
+        f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped"
+        + (
+            f", {stats['empty_dropped']} pairs with an empty response dropped"
+            if stats["empty_dropped"]
+            else ""
+        )
+    )
     for key in ("agreement_with_gold", "inter_annotator_agreement"):
         if key in stats:
             print(f"annotate: {key.replace('_', ' ')}: {stats[key]:.3f}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.distributed import is_main_process, world_size
-from rlhf.errors import UserError
-from rlhf.io import atomic_write_json, atomic_write_text, sha256_file, sha256_text
+from rlhf.errors import UserError, note_output_location
+from rlhf.io import atomic_write_json, atomic_write_text, require_writable_dir, sha256_file, sha256_text
 
 MANIFEST = "rlhf_stage.json"
 SCHEMA_VERSION = 1
@@ -148,16 +149,13 @@ def begin(output_dir: str | Path, overwrite: bool = False) -> Path:
         return out
     if is_finished(out):
         # Mark the dir unfinished before anything else is touched, so a crash never leaves a stale manifest
-        # next to new weights.
+        # next to new weights. The old run's checkpoint-N dirs go too: `resume: auto` must never continue the new
+        # run from the finished one.
         (out / MANIFEST).unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"output dir is not writable ({e.strerror})", out) from None
-    return out
+        for d in out.glob("checkpoint-*"):
+            shutil.rmtree(d, ignore_errors=True)
+    note_output_location(out)
+    return require_writable_dir(out)
 
 
 def _versions() -> dict[str, str]:

@@ -24,7 +24,8 @@ from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.generate import Completion, SamplingParams, generate, response_logprobs
-from rlhf.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from rlhf.generate_cli import is_plain_model_dir
+from rlhf.io import atomic_write_files, atomic_write_jsonl, require_writable_dir
 from rlhf.models import load_causal_lm, load_policy_from_stage, load_tokenizer
 from rlhf.tasks import judge, parse_task
 from rlhf.templates import format_prompt
@@ -110,12 +111,12 @@ def distinct_n(texts: list[str], n: int) -> float:
 
 def load_policy(path: str | Path, name: str | None = None) -> Policy:
     path = Path(path)
-    if checkpoint.is_finished(path):
-        stage = checkpoint.require(path, kind=("sft", "ppo"))
-        model, tok = load_policy_from_stage(stage)
-        return Policy(name or stage.kind, path, stage.kind, model, tok, stage.template)
-    # A plain HF dir, e.g. a PPO checkpoint-N dir: loaded as a model, template alpaca.
-    return Policy(name or path.name, path, "model", load_causal_lm(path), load_tokenizer(path))
+    if not checkpoint.is_finished(path) and is_plain_model_dir(path):
+        # A plain HF dir, e.g. a complete PPO checkpoint-N dir: loaded as a model, template alpaca.
+        return Policy(name or path.name, path, "model", load_causal_lm(path), load_tokenizer(path))
+    stage = checkpoint.require(path, kind=("sft", "ppo"))  # an unfinished stage dir is refused here
+    model, tok = load_policy_from_stage(stage)
+    return Policy(name or stage.kind, path, stage.kind, model, tok, stage.template)
 
 
 def run_policy(
@@ -310,11 +311,10 @@ def report_tables(
     return headline, list(per), rows
 
 
-def write_report(
-    out: Path, metrics: dict, plots: dict[str, bytes], table: list[dict], names: list[str]
-) -> None:
-    for name, png in plots.items():
-        (out / f"{name}.png").write_bytes(png)
+def report_files(
+    metrics: dict, plots: dict[str, bytes], table: list[dict], names: list[str]
+) -> dict[str, bytes | str]:
+    """The report's files by name: the plots, report.md and report.html (metrics.json is added by the caller)."""
     headline, _, rows = report_tables(metrics, names)
     md = [
         "# Checkpoint comparison",
@@ -348,7 +348,7 @@ def write_report(
     for row in table:
         cells = [row["prompt"]] + [row[n] for n in names]
         md.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
+    report_md = "\n".join(md) + "\n"
 
     esc = html.escape
     head_rows = "".join(f"<tr><td><code>{esc(k)}</code></td><td>{esc(v)}</td></tr>" for k, v in headline)
@@ -371,7 +371,11 @@ white-space:pre-wrap}}img{{max-width:100%}}</style></head>
 <table>{head_rows}</table><h2>Per checkpoint</h2><table><tr>{th}</tr>{per_rows}</table><h2>Plots</h2>{imgs}
 <h2>Sample responses (greedy)</h2><table><tr>{"".join(f"<th>{esc(c)}</th>" for c in cols)}</tr>{samples}</table>
 </body></html>"""
-    atomic_write_text(out / "report.html", page)
+    return {
+        **{f"{name}.png": png for name, png in plots.items()},
+        "report.md": report_md,
+        "report.html": page,
+    }
 
 
 def compare(
@@ -407,15 +411,14 @@ def compare(
     for p in paths:  # every checkpoint is validated before any model loads
         if not Path(p).is_dir():
             raise UserError("checkpoint does not exist", p)
-        if (Path(p) / checkpoint.MANIFEST).exists():
-            checkpoint.require(p, kind=("sft", "ppo"))
+        if (Path(p) / checkpoint.MANIFEST).exists() or not is_plain_model_dir(Path(p)):
+            checkpoint.require(p, kind=("sft", "ppo"))  # unfinished, wrong kind, no weights: refused now
     scorer = None
     if reward:
         from rlhf.scoring import RewardScorer
 
         scorer = RewardScorer.from_stage(reward)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = require_writable_dir(out)  # refused now, not after minutes of generation
     policies = [load_policy(p, (names or [None] * len(paths))[i]) for i, p in enumerate(paths)]
     if len({p.name for p in policies}) < len(policies):
         policies = [
@@ -502,7 +505,7 @@ def compare(
         if log.is_file() and (png := plot_ppo_curves(log)):
             plots[f"ppo_curves_{pol.name}"] = png
         ckpts = sorted(
-            (d for d in pol.path.glob("checkpoint-*") if (d / "config.json").is_file()),
+            (d for d in pol.path.glob("checkpoint-*") if d.name[11:].isdigit() and is_plain_model_dir(d)),
             key=lambda d: int(d.name.split("-")[1]),
         )
         if ckpts and scorer is not None and overopt_prompts:
@@ -556,8 +559,12 @@ def compare(
         for i, p in enumerate(prompts[:12])
     ]
     metrics["compare_seconds"] = time.time() - started
-    write_report(out, metrics, plots, table, names)
-    atomic_write_json(out / "metrics.json", metrics)
+    # All files of the report are written before any replaces its old version, metrics.json (what marks a report
+    # finished) last: a full disk or a kill never leaves new plots next to an old metrics.json.
+    files = report_files(metrics, plots, table, names)
+    atomic_write_files(
+        out, {**files, "metrics.json": json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"}
+    )
     return metrics
 
 

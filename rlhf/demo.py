@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import UserError, exit_on_user_error
-from rlhf.io import atomic_write_json
+from rlhf.io import atomic_write_json, replace_dir, sibling_temp_dir
 from rlhf.tasks import ALL_KINDS, DEFAULT_KINDS, make_sft_rows
 from rlhf.tasks.demo import demonstration, make_tasks
 from rlhf.templates import format_prompt
@@ -59,7 +60,19 @@ def build_demo_checkpoint(
         intermediate_size=intermediate_size,
         seed=seed,
     )
-    return save_pretrained_dir(model, tok, out)
+    # Built under a temp name and renamed into place: a dir with config.json is a complete model (the pipeline's
+    # `base` step takes it as done), never one a kill cut short.
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise UserError("holds other files; expected a new dir or a model dir to replace", out)
+    tmp = sibling_temp_dir(out, "building")
+    try:
+        save_pretrained_dir(model, tok, tmp)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
 
 
 @exit_on_user_error
@@ -84,13 +97,19 @@ def tasks_cli(argv=None, prog="rlhf tasks") -> int:
     p.add_argument(
         "--gold", action="store_true", help="write the bare correct answers instead (eval references)"
     )
+    p.add_argument("--distinct", action="store_true", help="never repeat a prompt (for evaluation sets)")
     p.add_argument("--out", required=True, help="output .json")
     a = p.parse_args(argv)
     kinds = _kinds(a.kinds)
-    if a.gold:
-        rows = [t.to_row() for t in make_tasks(a.n, a.seed, kinds, split=a.split)]
-    else:
-        rows = make_sft_rows(a.n, a.seed, kinds, a.verbose_share, a.wrong_share, split=a.split)
+    if not (0 <= a.verbose_share and 0 <= a.wrong_share and a.verbose_share + a.wrong_share <= 1):
+        raise UserError("expected shares >= 0 that add up to at most 1", "command line", "--verbose-share")
+    try:
+        if a.gold:
+            rows = [t.to_row() for t in make_tasks(a.n, a.seed, kinds, split=a.split, distinct=a.distinct)]
+        else:
+            rows = make_sft_rows(a.n, a.seed, kinds, a.verbose_share, a.wrong_share, split=a.split)
+    except ValueError as e:  # a prompt space too small for --n
+        raise UserError(str(e), "command line", "--n") from None
     atomic_write_json(a.out, rows)
     print(f"tasks: wrote {len(rows)} {a.split} rows of {', '.join(kinds)} to {a.out}")
     return 0

@@ -20,11 +20,17 @@ from rlhf.errors import UserError, exit_on_user_error
 STAGE_MARKERS = ("log.jsonl", "README.md", "trainer_state.json")
 
 
-def _is_plain_model_dir(path: Path) -> bool:
-    """A HF model dir that no stage of ours wrote. A stage dir without its manifest is an unfinished (or
-    interrupted --overwrite) run whose weights may be stale: that one is refused, not loaded."""
+def is_plain_model_dir(path: Path) -> bool:
+    """A HF model dir that no stage of ours wrote, or a complete trainer checkpoint-N dir (PPO's hold a plain
+    policy; transformers writes trainer_state.json last). A stage dir without its manifest is an unfinished (or
+    interrupted --overwrite) run whose weights may be stale, and a checkpoint-N cut short is incomplete: those
+    are refused, not loaded."""
+    from rlhf.training import is_complete_checkpoint
+
     if not (path / "config.json").is_file():
         return False
+    if path.name.startswith("checkpoint-"):
+        return is_complete_checkpoint(path)
     if any((path / m).exists() for m in STAGE_MARKERS) or any(path.glob("checkpoint-*")):
         return False
     return True
@@ -36,7 +42,7 @@ def load_for_generation(path: str | Path):
     from rlhf.models import load_causal_lm, load_policy_from_stage, load_tokenizer, sync_special_token_ids
 
     path = Path(path)
-    if path.is_dir() and not checkpoint.is_finished(path) and _is_plain_model_dir(path):
+    if path.is_dir() and not checkpoint.is_finished(path) and is_plain_model_dir(path):
         tokenizer = load_tokenizer(path)
         model = load_causal_lm(path)
         sync_special_token_ids(model, tokenizer)

@@ -38,6 +38,18 @@ def _resolve(name_or_path: str | Path, required: str = "config.json") -> str:
     return name  # a hub id; transformers resolves it (from the local cache when offline)
 
 
+def _custom_code_refusal(e: Exception, name: str) -> UserError | None:
+    """transformers' ValueError for a model whose config names its own code (auto_map) while trust_remote_code
+    is off, as one clear refusal; None for any other error."""
+    if "trust_remote_code" not in str(e):
+        return None
+    return UserError(
+        "contains custom model code (auto_map in its config), which is not run unless you set "
+        "trust_remote_code: true; do that only for code you have read and trust",
+        name,
+    )
+
+
 def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
@@ -46,18 +58,40 @@ def load_tokenizer(name_or_path: str | Path, *, trust_remote_code: bool = False,
         tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except OSError as e:
         raise UserError(f"cannot load a tokenizer ({str(e).splitlines()[0]})", name) from None
+    except ValueError as e:
+        if (refusal := _custom_code_refusal(e, name)) is None:
+            raise
+        raise refusal from None
     tok.padding_side = padding_side
     return tok
 
 
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+
+
 def _load(auto_cls, name_or_path, *, trust_remote_code: bool, dtype, **kwargs):
     name = _resolve(name_or_path)
+    local = Path(name)
+    if (
+        local.is_dir()
+        and not any(local.glob("*.safetensors"))
+        and any((local / f).exists() for f in PICKLE_WEIGHTS)
+    ):
+        raise UserError(
+            "holds weights only in a pickle-based format (pytorch_model.bin or similar), which this kit never "
+            "loads: unpickling can run code. Convert them to model.safetensors where you trust the file",
+            name,
+        )
     try:
         return auto_cls.from_pretrained(
             name, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True, **kwargs
         )
     except OSError as e:
         raise UserError(f"cannot load model weights ({str(e).splitlines()[0]})", name) from None
+    except ValueError as e:
+        if (refusal := _custom_code_refusal(e, name)) is None:
+            raise
+        raise refusal from None
 
 
 def load_causal_lm(name_or_path: str | Path, *, trust_remote_code: bool = False, dtype=torch.float32):

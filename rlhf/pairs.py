@@ -1,7 +1,8 @@
 """`rlhf pairs`: sample n candidate responses per prompt from a policy checkpoint, for labeling.
 
 Rows: {"id", "instruction", "input", "prompt", "responses", "finished", "policy", "sampling"}; "flagged" is set
-when the n responses stay identical after `--resample` extra draws (a pair of equal responses teaches nothing).
+when the n responses stay identical, or one stays empty, after `--resample` extra draws (a pair of equal responses
+teaches nothing; an empty one is refused by the preference readers, so `rlhf annotate` drops and counts it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ def load_policy(path: str | Path):
     return (stage, *load_policy_from_stage(stage))
 
 
+def _usable(samples) -> int:
+    """Distinct non-empty responses: what a labeler can actually compare."""
+    return len({c.text for c in samples if c.text.strip()})
+
+
+def _problem(samples) -> str | None:
+    if any(not c.text.strip() for c in samples):
+        return "empty response"
+    if len({c.text for c in samples}) < len(samples):
+        return "identical responses"
+    return None
+
+
 def sample_pairs(
     stage,
     model,
@@ -41,9 +55,9 @@ def sample_pairs(
 ) -> list[dict]:
     texts = [format_prompt(p["instruction"], p.get("input", ""), stage.template) for p in prompts]
     samples = generate(model, tokenizer, texts, params, batch_size=batch_size, progress=progress)
-    # Resample prompts whose responses all came out identical, with fresh seeds.
+    # Resample prompts whose responses came out identical or empty, with fresh seeds.
     for attempt in range(1, resample + 1):
-        same = [i for i, s in enumerate(samples) if len({c.text for c in s}) < params.num_samples]
+        same = [i for i, s in enumerate(samples) if _problem(s)]
         if not same:
             break
         redo = generate(
@@ -54,7 +68,7 @@ def sample_pairs(
             batch_size=batch_size,
         )
         for i, new in zip(same, redo):
-            if len({c.text for c in new}) > len({c.text for c in samples[i]}):
+            if _usable(new) > _usable(samples[i]):
                 samples[i] = new
     policy = {"path": str(stage.path), "kind": stage.kind, "manifest_sha256": stage.sha256}
     rows = []
@@ -69,8 +83,8 @@ def sample_pairs(
             "policy": policy,
             "sampling": params.to_dict(),
         }
-        if len({c.text for c in s}) < len(s):
-            row["flagged"] = "identical responses"
+        if problem := _problem(s):
+            row["flagged"] = problem
         rows.append(row)
     return rows
 

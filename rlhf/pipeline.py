@@ -151,6 +151,7 @@ def plan(cfg: dict, run: Path, seed: int) -> list[Step]:
                     "--kinds",
                     kinds,
                     "--gold",
+                    "--distinct",
                     "--split",
                     "eval",
                     "--out",

@@ -11,33 +11,83 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from rlhf.errors import UserError
+from rlhf.io import atomic_write_text
 
 LOG_FILE = "log.jsonl"
+TRAINER_STATE = "trainer_state.json"
 
 
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """checkpoint-N dirs that finished saving (trainer_state.json is written last), oldest first."""
+def is_complete_checkpoint(path: str | Path, required: tuple[str, ...] = ()) -> bool:
+    """Whether a checkpoint-N dir finished saving: transformers writes trainer_state.json last (not atomically,
+    so it must also parse), and a stage may need files of its own (`required`, e.g. PPO's value model)."""
+    path = Path(path)
+    try:
+        json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return all((path / f).is_file() for f in required)
+
+
+def complete_checkpoints(output_dir: str | Path, required: tuple[str, ...] = ()) -> list[Path]:
+    """checkpoint-N dirs that finished saving, oldest first (a dir cut short by a kill is left out)."""
     out = Path(output_dir)
     if not out.is_dir():
         return []
     found = []
     for d in out.glob("checkpoint-*"):
         suffix = d.name.split("-", 1)[1]
-        if d.is_dir() and suffix.isdigit() and (d / "trainer_state.json").is_file():
+        if d.is_dir() and suffix.isdigit() and is_complete_checkpoint(d, required):
             found.append((int(suffix), d))
     return [d for _, d in sorted(found)]
 
 
-def resolve_resume(resume: str | None, output_dir: str | Path) -> str | None:
+def resolve_resume(resume: str | None, output_dir: str | Path, required: tuple[str, ...] = ()) -> str | None:
     """Map the `resume` option to what `Trainer.train(resume_from_checkpoint=...)` takes."""
     if resume in (None, "", "never", "false", "False"):
         return None
     if resume in ("auto", "true", "True"):
-        ckpts = complete_checkpoints(output_dir)
+        ckpts = complete_checkpoints(output_dir, required)
         return str(ckpts[-1]) if ckpts else None
-    if not (Path(resume) / "trainer_state.json").is_file():
-        raise UserError("not a complete trainer checkpoint (no trainer_state.json)", resume, "key 'resume'")
+    if not is_complete_checkpoint(resume, required):
+        needs = ", ".join((TRAINER_STATE, *required))
+        raise UserError(f"not a complete trainer checkpoint (needs {needs})", resume, "key 'resume'")
     return resume
+
+
+def start_log(output_dir: str | Path, resume_from: str | None) -> None:
+    """A fresh run starts with no log.jsonl; a resumed one keeps the rows up to its checkpoint's step (later rows
+    belong to the part of the run that was lost, and are logged again)."""
+    path = Path(output_dir) / LOG_FILE
+    if not path.is_file():
+        return
+    if resume_from is None:
+        path.unlink()
+        return
+    step = json.loads((Path(resume_from) / TRAINER_STATE).read_text(encoding="utf-8"))["global_step"]
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line cut short by the kill
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            keep.append(line + "\n")
+    atomic_write_text(path, "".join(keep))
+
+
+def logged_value(output_dir: str | Path, key: str, step: int) -> float | None:
+    """The first value of `key` that log.jsonl recorded at `step` (None if it holds none)."""
+    path = Path(output_dir) / LOG_FILE
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("step") == step and key in row:
+            return row[key]
+    return None
 
 
 def remove_checkpoints(output_dir: str | Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from datasets import Dataset
@@ -26,7 +27,15 @@ from rlhf.models import (
     smart_tokenizer_and_embedding_resize,
     sync_special_token_ids,
 )
-from rlhf.training import JsonlLogger, lora_config, quiet_trainer, remove_checkpoints, resolve_resume
+from rlhf.training import (
+    JsonlLogger,
+    logged_value,
+    lora_config,
+    quiet_trainer,
+    remove_checkpoints,
+    resolve_resume,
+    start_log,
+)
 from sft.config import SFTStageConfig
 from sft.data import fingerprint_rows, load_alpaca, preprocess, sources_and_targets, split_rows
 
@@ -72,6 +81,20 @@ def isolates_packed_sequences(model) -> bool:
     finally:
         model.train(was_training)
     return torch.allclose(packed, alone, atol=1e-3, rtol=1e-2)
+
+
+def final_eval_loss(trainer) -> float:
+    """Eval loss of the trained model: the Trainer's own last evaluation when it ran after the last step (an
+    epoch-end or step eval; the same weights and data give the same number), else one more evaluation."""
+    state = trainer.state
+    if trainer.args.load_best_model_at_end:  # the weights now are the best checkpoint's, not the last step's
+        return trainer.evaluate()["eval_loss"]
+    for entry in reversed(state.log_history):
+        if "eval_loss" in entry:
+            if entry.get("step") == state.global_step:
+                return entry["eval_loss"]
+            break
+    return trainer.evaluate()["eval_loss"]
 
 
 def make_collator(tokenizer, padding_free: bool):
@@ -150,6 +173,8 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     if cfg.quiet:
         quiet_trainer(trainer)
     resume_from = resolve_resume(cfg.resume, out)
+    if trainer.is_world_process_zero():
+        start_log(out, resume_from)
     metrics: dict = {
         "train_rows": len(train_ds),
         "eval_rows": len(eval_ds or []),
@@ -158,13 +183,15 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     metrics["dropped_rows"] = len(train_rows) - len(train_ds) + (len(eval_rows) - len(eval_ds or []))
     if eval_ds is not None and resume_from is None and can_evaluate_before_training(trainer):
         metrics["initial_eval_loss"] = trainer.evaluate()["eval_loss"]
+    elif resume_from is not None and (initial := logged_value(out, "eval_loss", step=0)) is not None:
+        metrics["initial_eval_loss"] = initial  # measured by the run that was interrupted
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics["train_loss"] = result.training_loss
     metrics["train_runtime"] = result.metrics.get("train_runtime")
     n_tokens = sum(sum(1 for t in ids if t != -100) for ids in train_ds["labels"])
     metrics["train_target_tokens"] = n_tokens
     if eval_ds is not None:
-        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+        metrics["eval_loss"] = final_eval_loss(trainer)
 
     # Only rank 0 writes the stage. A sharded model (ZeRO-3, FSDP) is gathered first, by every rank.
     gathered = gather_state_dict(trainer)
@@ -187,6 +214,7 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
         started_at=started,
         template=cfg.template,
         base_model=cfg.model_name_or_path,
+        extra={"resumed_from": resume_from and Path(resume_from).name},
     )
 
 

@@ -13,7 +13,7 @@ from sft.config import SFTStageConfig
 REPO = Path(__file__).resolve().parents[1]
 BAD = Path(__file__).parent / "data" / "bad"
 DEMO = REPO / "configs" / "demo" / "sft.yaml"
-ALPACA = REPO / "configs" / "opt-125m" / "sft.yaml"
+ALPACA = REPO / "configs" / "alpaca" / "sft.yaml"
 
 
 def parse(*argv) -> SFTStageConfig:
@@ -75,7 +75,7 @@ def test_wrong_typed_yaml_value_names_key_and_file(tmp_path):
 
 def test_wrong_typed_flag_and_unknown_flag_name_the_command_line():
     line = error_line("--config", DEMO, "--num_train_epochs", "three")
-    assert line.startswith("error: command line: argument --num_train_epochs") and "'three'" in line
+    assert line.startswith("error: command line:--num_train_epochs: invalid float value: 'three'")
     line = error_line("--config", DEMO, "--learnig_rate", "1e-4")
     assert line.startswith("error: command line:--learnig_rate: unknown option")
     assert str(DEMO) not in line  # the YAML file is fine; the flag is the mistake
@@ -110,7 +110,7 @@ def test_alpaca_recipe():
     assert (
         cfg.train_sampling_strategy == "group_by_length"
     )  # bench/sft_throughput.py: fastest correct for OPT
-    assert cfg.output_dir == "runs/opt-125m/sft"
+    assert cfg.output_dir == "runs/alpaca/sft"
 
 
 def test_demo_recipe_parses():

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    res = run_cli("pipeline", "--config", REPO / "configs/demo/pipeline.yaml", "--out", out, "--quiet", timeout=1800)
+    res = run_cli(
+        "pipeline", "--config", REPO / "configs/demo/pipeline.yaml", "--out", out, "--quiet", timeout=1800
+    )
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     print("\n".join(line for line in res.stdout.splitlines() if line.startswith("  ")))
     return out, metrics
@@ -30,8 +32,10 @@ def demo(tmp_path_factory):
 def test_reward_model_learns_gold_preferences_from_noisy_labels(demo):
     out, m = demo
     stats = json.loads((out / "prefs.jsonl.stats.json").read_text())
-    print(f"labels flipped vs gold: {stats['flipped_vs_gold']:.3f}; RM held-out gold agreement "
-          f"{m['reward.gold_agreement']:.3f}, accuracy on noisy labels {m['reward.eval_accuracy']:.3f}")
+    print(
+        f"labels flipped vs gold: {stats['flipped_vs_gold']:.3f}; RM held-out gold agreement "
+        f"{m['reward.gold_agreement']:.3f}, accuracy on noisy labels {m['reward.eval_accuracy']:.3f}"
+    )
     assert stats["flipped_vs_gold"] >= 0.18  # 20% flip rate (sampling noise around it)
     assert m["reward.gold_agreement"] >= 0.80
 
@@ -39,8 +43,19 @@ def test_reward_model_learns_gold_preferences_from_noisy_labels(demo):
 def test_ppo_improves_on_sft(demo):
     out, m = demo
     ppo_cfg = checkpoint.require(out / "ppo", kind="ppo").manifest["config"]
-    print({k: round(m[k], 3) for k in ("sft.rm_score_mean", "ppo.rm_score_mean", "sft.gold_accuracy",
-                                       "ppo.gold_accuracy", "ppo.kl_to_sft", "ppo.gold_winrate_vs_sft")})
+    print(
+        {
+            k: round(m[k], 3)
+            for k in (
+                "sft.rm_score_mean",
+                "ppo.rm_score_mean",
+                "sft.gold_accuracy",
+                "ppo.gold_accuracy",
+                "ppo.kl_to_sft",
+                "ppo.gold_winrate_vs_sft",
+            )
+        }
+    )
     assert m["ppo.rm_score_mean"] > m["sft.rm_score_mean"]
     assert m["ppo.gold_accuracy"] >= m["sft.gold_accuracy"]  # brevity gained without trading away correctness
     assert m["ppo.kl_to_sft"] < ppo_cfg["kl_stop"]
@@ -54,7 +69,10 @@ def test_saved_policy_reloads_and_generates(demo):
     tok = AutoTokenizer.from_pretrained(out / "ppo")
     model = AutoModelForCausalLM.from_pretrained(out / "ppo")
     ids = tok("Which number is the largest?", return_tensors="pt")
-    assert model.generate(**ids, max_new_tokens=4, pad_token_id=tok.pad_token_id).shape[1] > ids["input_ids"].shape[1]
+    assert (
+        model.generate(**ids, max_new_tokens=4, pad_token_id=tok.pad_token_id).shape[1]
+        > ids["input_ids"].shape[1]
+    )
 
 
 @pytest.mark.browser
@@ -68,11 +86,25 @@ def test_report_renders_with_every_plot(demo):
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith(("file:", "data:")) else route.continue_())
+        page.route(
+            "**/*",
+            lambda route: (
+                route.abort() if not route.request.url.startswith(("file:", "data:")) else route.continue_()
+            ),
+        )
         page.goto(html.as_uri())
         imgs = page.eval_on_selector_all("img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth])")
         shot = page.screenshot(full_page=True, path=str(artifacts / "demo_report.png"))

@@ -7,11 +7,15 @@ from conftest import REPO
 def test_config_reference_is_generated_from_the_dataclasses():
     from rlhf.config_reference import render
 
-    assert (REPO / "docs" / "CONFIG.md").read_text() == render(), "run: python -m rlhf.config_reference > docs/CONFIG.md"
+    assert (REPO / "docs" / "CONFIG.md").read_text() == render(), (
+        "run: python -m rlhf.config_reference > docs/CONFIG.md"
+    )
 
 
 def test_readme_opens_with_the_two_commands():
     head = (REPO / "README.md").read_text().splitlines()[:15]
-    assert any(line.startswith("make demo") for line in head) and any(line.startswith("make test") for line in head)
+    assert any(line.startswith("make demo") for line in head) and any(
+        line.startswith("make test") for line in head
+    )
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci

@@ -33,9 +33,20 @@ def test_first_run_runs_every_step_and_reports(tiny_run):
     for step in ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "compare"):
         assert f"pipeline: {step}: running" in log
     metrics = json.loads((out / "report" / "metrics.json").read_text())
-    for key in ("sft.gold_accuracy", "ppo.gold_accuracy", "reward.eval_accuracy", "reward.gold_agreement",
-                "ppo.gold_winrate_vs_sft", "ppo.gold_winrate_vs_sft_ci_low", "ppo.gold_winrate_vs_sft_ci_high",
-                "sft.rm_score_mean", "ppo.rm_score_mean", "ppo.kl_to_sft", "wall_seconds", "step_seconds.sft"):
+    for key in (
+        "sft.gold_accuracy",
+        "ppo.gold_accuracy",
+        "reward.eval_accuracy",
+        "reward.gold_agreement",
+        "ppo.gold_winrate_vs_sft",
+        "ppo.gold_winrate_vs_sft_ci_low",
+        "ppo.gold_winrate_vs_sft_ci_high",
+        "sft.rm_score_mean",
+        "ppo.rm_score_mean",
+        "ppo.kl_to_sft",
+        "wall_seconds",
+        "step_seconds.sft",
+    ):
         assert key in metrics, key
     assert "report.html" in log and (out / "report" / "report.html").is_file()
 
@@ -78,4 +89,8 @@ def test_unknown_pipeline_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.read_text() + "\nsurprise: 1\n")
     res = run_cli("pipeline", "--config", bad, "--out", tmp_path / "x", check=False)
-    assert res.returncode == 2 and res.stderr.strip() == f"error: {bad}:key 'surprise': unknown pipeline key; expected one of seed, kinds, data, model, sft, pairs, annotate, reward, ppo, compare"
+    assert (
+        res.returncode == 2
+        and res.stderr.strip()
+        == f"error: {bad}:key 'surprise': unknown pipeline key; expected one of seed, kinds, data, model, sft, pairs, annotate, reward, ppo, compare"
+    )

@@ -18,7 +18,7 @@ import torch
 from rlhf.models import IGNORE_INDEX, load_tokenizer
 from rlhf.tasks import ALL_KINDS, make_sft_rows
 from rlhf.templates import PROMPT_DICT, format_prompt
-from sft.data import preprocess, sources_and_targets
+from sft.data import preprocess, prompt_lengths, sources_and_targets, splits_locally
 
 # Verbatim from Stanford Alpaca's train.py.
 ALPACA_PROMPT_DICT = {
@@ -87,6 +87,18 @@ HANDWRITTEN = [
     {"instruction": "Explain {input} literally.", "input": "{instruction}", "output": "Braces stay as written."},
     {"instruction": "اكتب كلمة مرحبا", "input": "", "output": "مرحبا"},
     {"instruction": "日本語で挨拶してください。", "input": "", "output": "こんにちは！"},
+    # answers and prompts whose boundary is not a pre-token boundary (GPT-2's regex joins ':' with '"' or '-',
+    # whitespace runs with what follows), and special-token text inside the data
+    {"instruction": "Quote the slogan.", "input": "", "output": '"Be the change."'},
+    {"instruction": "List two items.", "input": "", "output": "- one\n- two"},
+    {"instruction": "Draw a smiley.", "input": "", "output": ":-)"},
+    {"instruction": "Finish the word.", "input": "John", "output": "'s"},
+    {"instruction": "Start with blank lines.", "input": "", "output": "\n\nSecond paragraph."},
+    {"instruction": "Count to three.", "input": "", "output": "123"},
+    {"instruction": "Trailing spaces here   ", "input": "and here  ", "output": "Fine."},
+    # (not the pad token's text in a prompt: Alpaca counts a prompt's tokens as its non-pad ids, so a literal
+    # "<pad>" there would shorten its mask; ours masks len(tokenize(source)) tokens, as the method says)
+    {"instruction": "Echo the tags.", "input": "</s> <s> <|endoftext|>", "output": "</s><pad>[PAD]"},
     {"instruction": "Continue the story " + "and then " * 40, "input": "Once upon a time " * 20,
      "output": "They lived happily ever after. " * 30},
 ]  # fmt: skip
@@ -218,3 +230,53 @@ def test_alpaca_reference_is_what_we_think(demo_tokenizer):
         len(demo_tokenizer("a")["input_ids"]),
     ]
     assert isinstance(ref["input_ids"][0], torch.Tensor)
+
+
+def test_prompt_length_shortcut_is_taken_where_exact(rows, tokenizer):
+    """Most prompts' lengths are read off the prompt + response encoding; the rows whose boundary is not a
+    pre-token boundary (the handwritten ones above, for GPT-2's regex) are tokenized on their own. The results
+    themselves are checked against Alpaca in test_preprocess_matches_alpaca."""
+    sources, targets = sources_and_targets(rows, tokenizer.eos_token)
+    assert splits_locally(tokenizer)
+    enc = tokenizer([s + t for s, t in zip(sources, targets)], return_attention_mask=False)
+    lengths, shortcut = prompt_lengths(sources, enc, tokenizer, 4096)
+    assert lengths == _lengths(tokenizer, sources)
+    assert 0.8 * len(rows) <= shortcut < len(rows), shortcut  # both paths taken
+
+
+def _variant(tokenizer, change: str):
+    """A copy of `tokenizer` with one thing changed that the prompt-length shortcut must notice."""
+    import copy
+
+    from tokenizers import AddedToken, normalizers, processors
+
+    tok = copy.deepcopy(tokenizer)
+    backend = tok.backend_tokenizer
+    if change == "normalizer":
+        backend.normalizer = normalizers.Lowercase()
+    elif change == "bos":  # special tokens only before the text: the shortcut still holds
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{tok.bos_token} $A", special_tokens=[(tok.bos_token, tok.bos_token_id)]
+        )
+    elif change == "bos+eos":  # a token after the text: tokenize(source) is no longer a prefix
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{tok.bos_token} $A {tok.eos_token}",
+            special_tokens=[(tok.bos_token, tok.bos_token_id), (tok.eos_token, tok.eos_token_id)],
+        )
+    elif change == "rstrip":  # an added token that eats the whitespace after it looks past its own text
+        backend.add_tokens([AddedToken("Response:", rstrip=True)])
+    return tok
+
+
+@pytest.mark.parametrize(
+    "change,shortcut", [("normalizer", False), ("bos", True), ("bos+eos", False), ("rstrip", False)]
+)
+def test_preprocess_matches_alpaca_for_other_tokenizer_pipelines(rows, demo_tokenizer, change, shortcut):
+    tok = _variant(demo_tokenizer, change)
+    assert splits_locally(tok) is shortcut
+    sources, targets = sources_and_targets(rows, tok.eos_token)
+    ours = preprocess(sources, targets, tok, 4096)
+    ref = alpaca_preprocess(sources, targets, tok, 4096)
+    assert ours["kept"] == list(range(len(rows)))
+    assert ours["input_ids"] == [x.tolist() for x in ref["input_ids"]]
+    assert ours["labels"] == [x.tolist() for x in ref["labels"]]

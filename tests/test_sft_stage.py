@@ -62,6 +62,11 @@ def test_sft_lowers_eval_loss_and_records_the_run(sft_dir, demo_base):
     assert not list(sft_dir.glob("checkpoint-*"))
     log = [json.loads(line) for line in (sft_dir / "log.jsonl").read_text().splitlines()]
     assert any("eval_loss" in row for row in log) and any("loss" in row for row in log)
+    # the final eval_loss is the epoch-end evaluation after the last step, reused rather than run twice
+    last_step = max(row["step"] for row in log)
+    assert [row["eval_loss"] for row in log if "eval_loss" in row and row["step"] == last_step] == [
+        m["eval_loss"]
+    ]
 
 
 def test_saved_dir_reloads_with_auto_classes_and_generates(sft_dir):

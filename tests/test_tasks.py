@@ -114,3 +114,20 @@ def test_tasks_cli_writes_alpaca_json(tmp_path):
         "error: command line:--kinds: unknown task kind 'nope'"
     )
     assert not (tmp_path / "y.json").exists()
+
+
+def test_eval_prompts_never_repeat():
+    """The comparison's CIs treat prompts as independent: the pipeline's eval set never repeats a prompt."""
+    evals = make_tasks(200, seed=3, kinds=("largest", "smallest"), split="eval", distinct=True)
+    assert len({(t.instruction, t.input) for t in evals}) == 200
+    train = make_tasks(2000, seed=3, kinds=("largest", "smallest"), split="train")
+    assert len({(t.instruction, t.input) for t in train}) < 2000  # training rows may repeat a prompt
+
+
+def test_tasks_cli_prompt_space_too_small_is_one_line(tmp_path):
+    res = run_cli(
+        "tasks", "--n", "5000", "--kinds", "largest", "--split", "eval", "--gold", "--distinct", "--out", tmp_path / "e.json",
+        check=False,
+    )  # fmt: skip
+    assert res.returncode == 2 and res.stderr.startswith("error: command line:--n: cannot draw 5000 distinct")
+    assert res.stderr.count("\n") == 1 and not (tmp_path / "e.json").exists()

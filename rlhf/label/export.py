@@ -8,9 +8,11 @@ A pairs row that had only a `prompt` (no `instruction`) exports that prompt as i
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+from rlhf.errors import UserError
 from rlhf.io import atomic_write_jsonl
 from rlhf.label.store import Store
 
@@ -22,6 +24,8 @@ def preference_rows(db_path: str | Path) -> tuple[list[dict[str, Any]], dict[str
     try:
         items = {it["id"]: it for it in store.items()}
         labels = store.labels(live_only=True)
+    except (sqlite3.DatabaseError, KeyError, ValueError) as e:  # our tables' names, someone else's columns
+        raise UserError(f"cannot read the labels database ({e})", db_path) from None
     finally:
         store.close()
     labels.sort(key=lambda lab: (items[lab["item_id"]]["idx"], lab["annotator"]))

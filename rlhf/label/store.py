@@ -124,17 +124,26 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
         conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header: is it a database?
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"cannot open as an SQLite database ({e})", path) from None
+    return conn
+
+
+def _set_durable_mode(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL + synchronous=FULL (see the module docstring). Only once the file is known to be ours (or new): WAL
+    mode is persistent, and someone else's database must be left exactly as it was."""
+    try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
     except sqlite3.DatabaseError as e:
         raise UserError(f"cannot open as an SQLite database ({e})", path) from None
     if mode.lower() != "wal":
         raise UserError(
             f"cannot switch the database to WAL mode (got {mode!r}); is the folder writable?", path
         )
-    return conn
 
 
 class Store:
@@ -155,17 +164,31 @@ class Store:
         self._lock = threading.Lock()
         self.conn = _connect(self.path)
         try:
+            self._check_schema(create)
+        except UserError:
+            self.conn.close()
+            raise
+        _set_durable_mode(self.conn, self.path)
+
+    def _check_schema(self, create: bool) -> None:
+        try:
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
             raise UserError(f"not an SQLite database ({e})", self.path) from None
         if tables and "meta" not in tables:
             raise UserError("not a labels database (no 'meta' table)", self.path)
         if "meta" in tables:
-            version = self._meta_raw().get("schema_version")
+            try:
+                version = self._meta_raw().get("schema_version")
+            except sqlite3.DatabaseError as e:
+                raise UserError(f"not a labels database ({e})", self.path) from None
             if version != str(SCHEMA_VERSION):
                 raise UserError(
                     f"labels database schema version {version!r}; this kit reads {SCHEMA_VERSION}", self.path
                 )
+            missing = sorted({"items", "assignments", "labels"} - tables)
+            if missing:  # the schema is created in one transaction: a file without all of it is not ours
+                raise UserError(f"incomplete labels database (no table {', '.join(missing)})", self.path)
         elif not create:
             raise UserError("empty database; expected a labels database", self.path)
 

@@ -176,19 +176,34 @@ def parse_task(instruction: str, input: str = "") -> Task | None:
 
 
 def make_tasks(
-    n: int, seed: int = 0, kinds=DEFAULT_KINDS, split: str | None = "train", eval_percent: int = 10
+    n: int,
+    seed: int = 0,
+    kinds=DEFAULT_KINDS,
+    split: str | None = "train",
+    eval_percent: int = 10,
+    distinct: bool = False,
 ):
-    """`n` tasks of the given kinds (round-robin), drawn with `seed`, restricted to one split (or any if None)."""
+    """`n` tasks of the given kinds (round-robin), drawn with `seed`, restricted to one split (or any if None).
+
+    `distinct` never repeats a prompt (instruction + input): an evaluation set with repeats would count one prompt
+    several times and make its confidence intervals too narrow. Some kinds have few eval prompts (name_three
+    has about one), so a distinct draw of many prompts of every kind can be refused as too small."""
     rng = random.Random(seed)
     kinds = list(kinds)
-    out, tries = [], 0
+    out, seen, tries = [], set(), 0
     while len(out) < n:
         tries += 1
         if tries > 200 * n + 1000:
-            raise ValueError(f"cannot draw {n} {split} tasks of kinds {kinds}: prompt space too small")
+            what = "distinct " if distinct else ""
+            raise ValueError(f"cannot draw {n} {what}{split} tasks of kinds {kinds}: prompt space too small")
         task = _make(kinds[len(out) % len(kinds)], rng)
-        if split is None or task.split(eval_percent) == split:
-            out.append(task)
+        if split is not None and task.split(eval_percent) != split:
+            continue
+        if distinct:
+            if (task.instruction, task.input) in seen:
+                continue
+            seen.add((task.instruction, task.input))
+        out.append(task)
     return out
 
 

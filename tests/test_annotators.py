@@ -1,0 +1,97 @@
+"""Simulated annotators (rlhf/annotators.py) and the pair sampler's flags: the label statistics match the
+configured noise, each annotator has its own seed, and unusable pairs are dropped and counted, never written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlhf.annotators import NoisyAnnotator, annotate, gold_label
+from rlhf.generate import Completion
+from rlhf.pairs import _problem
+from rlhf.tasks import make_tasks
+
+
+def _rows(n: int, seed: int = 0) -> list[dict]:
+    """Pairs whose gold label is known: a bare correct answer vs the same answer padded with filler."""
+    rows = []
+    for i, t in enumerate(make_tasks(n, seed, ("largest", "smallest"), split=None)):
+        rows.append(
+            {
+                "id": f"p{i}",
+                **t.to_row(),
+                "responses": [t.answer, f"Sure, the answer is {t.answer}. Hope this helps!"],
+            }
+        )
+    return rows
+
+
+def test_gold_label_prefers_the_concise_correct_answer():
+    row = _rows(1)[0]
+    assert gold_label(row, 0, 1) == "A" and gold_label(row, 1, 0) == "B"
+    wrong = next(x for x in row["input"].split(", ") if x != row["output"])
+    row["responses"] = [wrong, row["responses"][1]]
+    assert gold_label(row, 0, 1) == "B"  # correct but wordy beats concise but wrong
+    row["responses"] = [row["output"], row["output"] + "."]
+    assert gold_label(row, 0, 1) == "tie"  # punctuation is free
+
+
+def test_noisy_pool_matches_its_configured_noise():
+    rows = _rows(3000)
+    prefs, stats = annotate(rows, "noisy", pool_size=3, flip_rate=0.2, seed=7)
+    print(stats)
+    assert stats["flipped_vs_gold"] == pytest.approx(0.2, abs=0.03)
+    # two independent annotators agree when both or neither flip: 0.8^2 + 0.2^2 = 0.68
+    assert stats["inter_annotator_agreement"] == pytest.approx(0.68, abs=0.03)
+    assert {p["annotator"] for p in prefs} == {"noisy-0", "noisy-1", "noisy-2"}
+    assert stats["preferences"] == len(prefs) == 3000
+
+
+def test_position_bias_and_ties():
+    rows = _rows(3000)
+    ann = NoisyAnnotator("n", seed=1, flip_rate=0.0, position_bias=0.3, tie_rate=0.1)
+    labels = [ann.label(r, 1, 0) for r in rows]  # gold says B every time
+    share = {k: labels.count(k) / len(labels) for k in ("A", "B", "tie")}
+    assert share["tie"] == pytest.approx(0.1, abs=0.02)
+    assert share["A"] == pytest.approx(0.3, abs=0.03)
+    _, stats = annotate(rows, "noisy", pool_size=2, flip_rate=0.0, tie_rate=0.25, seed=1)
+    assert stats["ties_dropped"] == pytest.approx(0.25 * len(rows), rel=0.15)
+    assert stats["preferences"] + stats["ties_dropped"] == len(rows)
+
+
+def test_annotators_have_their_own_seeds():
+    rows = _rows(500)
+    a, b, a2 = NoisyAnnotator("a", seed=1), NoisyAnnotator("b", seed=2), NoisyAnnotator("a", seed=1)
+    la, lb, la2 = ([ann.label(r, 0, 1) for r in rows] for ann in (a, b, a2))
+    assert la == la2 and la != lb
+
+
+def test_pairs_with_an_empty_response_are_dropped_and_counted():
+    rows = _rows(10)
+    rows[3]["responses"][1] = ""
+    rows[6]["responses"][0] = "  "
+    prefs, stats = annotate(rows, "gold")
+    assert stats["empty_dropped"] == 2 and stats["preferences"] == 8
+    assert all(p["chosen"].strip() and p["rejected"].strip() for p in prefs)
+
+
+def test_sampler_flags_identical_and_empty_responses():
+    c = lambda t: Completion(t, True, 1)  # noqa: E731
+    assert _problem([c("7"), c("Sure, 7.")]) is None
+    assert _problem([c("7"), c("7")]) == "identical responses"
+    assert _problem([c("7"), c("")]) == "empty response"
+
+
+def test_annotate_cli_all_unusable_is_one_clear_error(tmp_path):
+    from conftest import run_cli
+
+    rows = _rows(3)
+    for r in rows:
+        r["responses"] = [r["output"], r["output"]]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = run_cli("annotate", path, "--annotator", "gold", "--out", tmp_path / "prefs.jsonl", check=False)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and str(path) in res.stderr and "ties" in res.stderr
+    assert not (tmp_path / "prefs.jsonl").exists()
