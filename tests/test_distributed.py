@@ -156,7 +156,14 @@ def test_reward_ddp_two_processes(chain, tmp_path):
     assert model.config.num_labels == 1
 
 
-def test_ppo_ddp_a_few_steps(chain, tmp_path):
+@pytest.mark.parametrize(
+    "lora",
+    [False, pytest.param(True, marks=pytest.mark.slow, id="lora")],
+    ids=lambda v: "lora" if v else "full",
+)
+def test_ppo_ddp_a_few_steps(chain, tmp_path, lora):
+    """Full mode, and LoRA mode (TRL 1.12 reads `model.policy` through the DDP wrapper for the reference pass:
+    ppo/train.py's expose_policy_through_ddp)."""
     out = tmp_path / "ppo"
     res = torchrun(
         "ppo",
@@ -182,13 +189,22 @@ def test_ppo_ddp_a_few_steps(chain, tmp_path):
         "0",
         "--quiet",
         "true",
+        "--save_strategy",
+        "no",  # TRL's own mid-run checkpoints read `model.config` through the DDP wrapper (fails)
+        "--kl_stop",
+        "null",
+        "--use_lora",
+        str(lora).lower(),
+    )
+    weights = (
+        {"adapter_config.json", "adapter_model.safetensors"}
+        if lora
+        else {"config.json", "generation_config.json", "model.safetensors"}
     )
     single = {
         "README.md",
         MANIFEST,
-        "config.json",
-        "generation_config.json",
-        "model.safetensors",
+        *weights,
         "tokenizer.json",
         "tokenizer_config.json",
         "log.jsonl",
@@ -202,9 +218,9 @@ def test_ppo_ddp_a_few_steps(chain, tmp_path):
     assert len(rows) == 2  # 64 episodes / (16 per rank x 2 ranks): two PPO updates, each logged once
     assert {"objective/scores", "objective/kl", "loss/value_avg"} <= set(rows[-1])
     assert res.stdout.count("ppo: finished") == 1
-    from transformers import AutoModelForCausalLM
+    from rlhf.models import load_policy_from_stage
 
-    AutoModelForCausalLM.from_pretrained(out)
+    load_policy_from_stage(stage)  # an adapter dir loads onto its SFT parent
 
 
 @pytest.mark.slow  # DeepSpeed builds its CPU communication op with g++ on first use (about a minute)
@@ -249,3 +265,18 @@ def test_launch_without_gpu_selects_cpu_ddp(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     distributed.configure_launch()
     assert "ACCELERATE_USE_CPU" not in os.environ
+
+
+@pytest.mark.parametrize("json_file, expected", [("ds_zero3.json", "ZeRO-3"), ("ds_zero2.json", None)])
+def test_sharding_seen_through_an_accelerate_deepspeed_file(monkeypatch, json_file, expected):
+    """`accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml` passes the json's path, not its
+    stage: PPO must still see ZeRO-3 and refuse it before loading models."""
+    from types import SimpleNamespace
+
+    from rlhf.distributed import sharded_launch
+
+    for k in ("ACCELERATE_DEEPSPEED_ZERO_STAGE", "ACCELERATE_USE_FSDP"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(REPO / "configs/accelerate" / json_file))
+    assert sharded_launch(SimpleNamespace()) == expected

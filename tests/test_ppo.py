@@ -109,6 +109,43 @@ def test_lora_adapter_survives_a_move_and_merges(tiny_chain, tmp_path):
     generates(moved / "merged")
 
 
+def test_lora_value_model_shares_the_frozen_reward_backbone(tiny_chain):
+    """LoRA mode keeps one copy of the reward dir's backbone: the value model's frozen base weights are the reward
+    model's tensors, its adapter does not leak into reward scores, and saving (which merges) leaves them intact."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ppo.train import add_lora_to_value_backbone, share_reward_backbone, unshare_parameters
+    from rlhf.models import load_scalar_head_model, load_tokenizer
+
+    tok = load_tokenizer(tiny_chain["reward"])
+    reward = load_scalar_head_model(tiny_chain["reward"], tok)
+    value = load_scalar_head_model(tiny_chain["reward"], tok)
+    share_reward_backbone(value, reward)
+    lora = SimpleNamespace(lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_target_modules="all-linear")
+    value = add_lora_to_value_backbone(value, lora)
+    reward_storage = {p.data_ptr() for p in reward.model.parameters()}
+    base = [p for n, p in value.model.named_parameters() if "lora_" not in n]
+    assert base and all(p.data_ptr() in reward_storage for p in base)
+    trainable = [n for n, p in value.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("score.") for n in trainable), trainable
+
+    ids = tok(["Which number is the largest? 3, 9, 4"], return_tensors="pt")
+    with torch.no_grad():
+        before = reward(**ids).logits.clone()
+        assert torch.allclose(value(**ids).logits, before)  # LoRA starts as a no-op: value = reward model
+        for n, p in value.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.05)  # as if trained
+        assert not torch.allclose(value(**ids).logits, before)
+        assert torch.equal(reward(**ids).logits, before)  # the adapter wraps the value model's layers only
+        unshare_parameters(value.model)
+        value.model = value.model.merge_and_unload()  # what the stage does before saving
+        assert torch.equal(reward(**ids).logits, before)
+        assert not torch.allclose(value(**ids).logits, before)
+
+
 def test_mismatched_parents_fail_before_loading(tiny_chain, tmp_path, monkeypatch, demo_base):
     """A reward model trained on another SFT run with another tokenizer is refused, naming both manifests."""
     from rlhf.demo import build_demo_checkpoint
