@@ -21,6 +21,13 @@ BENCHES = [
     "end_to_end.py",
     "faults.py",
 ]
+# Too long for every `make bench` (10-30 min each on 2 cores): run them alone with `--json BENCH_RESULTS/<name>`;
+# BENCHMARKS.md then includes their latest result, marked with the date it was measured.
+SEPARATE = {
+    "real_model.json": "python bench/real_model.py --json BENCH_RESULTS/real_model.json",
+    "ppo_overhead_smollm2.json": "python bench/ppo_overhead.py --model smollm2 --skip-bare "
+    "--json BENCH_RESULTS/ppo_overhead_smollm2.json",
+}
 
 
 def main() -> int:
@@ -45,6 +52,13 @@ def main() -> int:
         record = json.loads((out_dir / f"{path.stem}.json").read_text())
         record["seconds"] = time.time() - t0
         results.append(record)
+    for name, command in SEPARATE.items():
+        path = out_dir / name
+        if path.exists() and not only:
+            record = json.loads(path.read_text())
+            when = time.strftime("%Y-%m-%d", time.localtime(path.stat().st_mtime))
+            record["name"] = f"{record['name']} (`{command}`, {when})"
+            results.append(record)
     m = machine()
     lines = [
         "# Benchmarks",

@@ -142,7 +142,7 @@ def add_lora_to_value_backbone(value_model, cfg: PPOStageConfig):
     return value_model
 
 
-def expose_policy_through_ddp(trainer: PPOTrainer) -> None:
+def expose_policy_through_ddp(trainer: ResumablePPOTrainer) -> None:
     """LoRA under DDP: TRL 1.12 computes the reference log-probs through `self.model.policy` (with the adapter
     disabled), but once accelerate has wrapped the policy+value model in DistributedDataParallel that attribute is
     gone ("'DistributedDataParallel' object has no attribute 'policy'"). Give the wrapper a plain attribute pointing

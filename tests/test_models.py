@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -144,3 +146,20 @@ def test_unknown_hub_id_offline_is_a_user_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match=r"no-such-org/no-such-model: cannot load"):
         load_tokenizer("no-such-org/no-such-model")
+
+
+def test_wait_policy_is_passive_only_on_shared_cores(monkeypatch):
+    """rlhf/_omp.py: OpenMP threads sleep instead of spinning only while other processes use the cores."""
+    from rlhf import _omp
+
+    measured = _omp.cores_in_use_by_others(0.02)
+    assert measured is None or 0.0 <= measured <= (os.cpu_count() or 1) + 0.01
+    for busy, expected in ((1.7, "PASSIVE"), (0.1, None), (None, None)):
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        monkeypatch.setattr(_omp, "cores_in_use_by_others", lambda busy=busy: busy)
+        _omp.choose_wait_policy()
+        assert os.environ.get("OMP_WAIT_POLICY") == expected
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice wins
+    monkeypatch.setattr(_omp, "cores_in_use_by_others", lambda: 2.0)
+    _omp.choose_wait_policy()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
