@@ -1,12 +1,13 @@
 """The embedded demo, end to end, at its real size: the numbers the issues promise, on one seed per test run.
 
-One pipeline run (configs/demo/pipeline.yaml, ~5 minutes on 2 cores) is shared by every test in this module.
-Marked slow: it is the longest check, and (see the issues) the demo does not yet reach every promised number.
-Run it with `make test-slow` or `pytest -m slow tests/test_demo.py`."""
+One pipeline run (configs/demo/pipeline.yaml, seed from RLHF_DEMO_SEED, default 0; ~3-5 minutes on 2 cores) is
+shared by every test in this module. Marked slow: it is the longest check. Run it with `make test-slow` or
+`pytest -m slow tests/test_demo.py`; README.md's "Demo results" lists the numbers for seeds 0, 1 and 2."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    res = run_cli(
-        "pipeline", "--config", REPO / "configs/demo/pipeline.yaml", "--out", out, "--quiet", timeout=1800
-    )
+    seed = os.environ.get("RLHF_DEMO_SEED", "0")
+    res = run_cli("pipeline", "--config", REPO / "configs/demo/pipeline.yaml", "--out", out, "--seed", seed,
+                  "--quiet", timeout=1800)  # fmt: skip
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     print("\n".join(line for line in res.stdout.splitlines() if line.startswith("  ")))
     return out, metrics
@@ -36,7 +37,7 @@ def test_reward_model_learns_gold_preferences_from_noisy_labels(demo):
         f"labels flipped vs gold: {stats['flipped_vs_gold']:.3f}; RM held-out gold agreement "
         f"{m['reward.gold_agreement']:.3f}, accuracy on noisy labels {m['reward.eval_accuracy']:.3f}"
     )
-    assert stats["flipped_vs_gold"] >= 0.18  # 20% flip rate (sampling noise around it)
+    assert stats["flipped_vs_gold"] >= 0.20  # the issue's bar; the configured flip rate sits above it
     assert m["reward.gold_agreement"] >= 0.80
 
 
@@ -59,7 +60,10 @@ def test_ppo_improves_on_sft(demo):
     assert m["ppo.rm_score_mean"] > m["sft.rm_score_mean"]
     assert m["ppo.gold_accuracy"] >= m["sft.gold_accuracy"]  # brevity gained without trading away correctness
     assert m["ppo.kl_to_sft"] < ppo_cfg["kl_stop"]
-    assert m["ppo.gold_winrate_vs_sft"] >= 0.60 and m["ppo.gold_winrate_vs_sft_ci_low"] > 0.5
+    for mode in ("", "_sampled"):  # greedy, and T=0.7 with several samples per prompt
+        key = f"ppo.gold_winrate_vs_sft{mode}"
+        assert m[key] >= 0.65 and m[key + "_ci_low"] > 0.5, (key, m[key], m[key + "_ci_low"])
+    assert m["num_prompts"] >= 200
 
 
 def test_saved_policy_reloads_and_generates(demo):
