@@ -47,7 +47,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import regex  # noqa: E402  (a transformers dependency)
 import torch  # noqa: E402
@@ -252,8 +251,13 @@ def rate(n: int, fn, repeats: int) -> tuple[float, float, object]:
 # ------------------------------------------------------------------------------------------------ (a)
 
 
+def floor(backend, texts, tokenizer_threads):
+    with tokenizer_threads():  # the same Rust threads `preprocess` uses
+        return backend.encode_batch(texts)
+
+
 def bench_preprocess(rows, fast, slow, args) -> dict:
-    from sft.data import preprocess, prompt_lengths, sources_and_targets
+    from sft.data import preprocess, prompt_lengths, sources_and_targets, tokenizer_threads
 
     sources, targets = sources_and_targets(rows, fast.eos_token)
     texts = [s + t for s, t in zip(sources, targets)]
@@ -271,7 +275,7 @@ def bench_preprocess(rows, fast, slow, args) -> dict:
     # spends that tokenizes each row once with this tokenizer (Alpaca's semantics need those ids).
     methods = {
         "ours": (len(rows), ours),
-        "floor": (len(rows), lambda: backend.encode_batch(texts)),
+        "floor": (len(rows), lambda: floor(backend, texts, tokenizer_threads)),
         "alpaca_fast": (len(sub), lambda: alpaca_preprocess(s_sub, t_sub, fast, args.max_length)),
     }
     best = {name: [float("inf"), float("inf"), None] for name in methods}
@@ -471,7 +475,7 @@ def main(argv=None) -> int:
 
     rows, fast, slow, what = load_data_and_tokenizers(args)
     print(f"data: {what}; max_length {args.max_length}; torch threads {torch.get_num_threads()}, "
-          f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM')}")  # fmt: skip
+          f"tokenizer threads in preprocess and the floor: {os.environ.get('RAYON_NUM_THREADS', os.cpu_count())}")  # fmt: skip
 
     pre = bench_preprocess(rows, fast, slow, args)
     peak_before = matmul_peak_gflops()

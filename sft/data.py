@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from rlhf.data import load_instructions
@@ -42,6 +44,28 @@ def sources_and_targets(
     return sources, targets
 
 
+@contextmanager
+def tokenizer_threads():
+    """Let a fast tokenizer's batch calls use every core (Rust threads; rlhf/__init__.py turns them off by default so
+    that a later fork stays quiet and deadlock-free). The variable is read on each call and restored afterwards, so a
+    process forked later sees parallelism as configured off and neither warns nor uses the pool. A value the user
+    set wins."""
+    import rlhf
+
+    if rlhf.TOKENIZERS_PARALLELISM_SET_BY_USER:
+        yield
+        return
+    old = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = old
+
+
 def preprocess(sources: list[str], targets: list[str], tokenizer, max_length: int) -> dict:
     """Alpaca's `preprocess`, batched. Returns {"input_ids", "labels", "kept"} (kept: indices of rows kept).
 
@@ -49,6 +73,12 @@ def preprocess(sources: list[str], targets: list[str], tokenizer, max_length: in
     provably tokenize(source)'s length (see `prompt_lengths`), and only the other rows' prompts are tokenized
     on their own. Rows whose prompt alone fills `max_length` have no token left to learn from: they are dropped
     with a counted warning rather than trained on silently."""
+    with tokenizer_threads():
+        return _preprocess(sources, targets, tokenizer, max_length)
+
+
+def _preprocess(sources: list[str], targets: list[str], tokenizer, max_length: int) -> dict:
+    """`preprocess` on the calling thread (tokenizer threads already enabled)."""
     enc = tokenizer(
         [s + t for s, t in zip(sources, targets)],
         max_length=max_length,

@@ -280,3 +280,21 @@ def test_preprocess_matches_alpaca_for_other_tokenizer_pipelines(rows, demo_toke
     assert ours["kept"] == list(range(len(rows)))
     assert ours["input_ids"] == [x.tolist() for x in ref["input_ids"]]
     assert ours["labels"] == [x.tolist() for x in ref["labels"]]
+
+
+def test_tokenizer_threads_only_around_preprocess(monkeypatch):
+    """sft.data.tokenizer_threads turns the Rust tokenizer's threads on for the batch call and restores the
+    variable afterwards (a later fork sees them configured off); a value the user set is left alone."""
+    import os
+
+    import rlhf
+    from sft.data import tokenizer_threads
+
+    monkeypatch.setattr(rlhf, "TOKENIZERS_PARALLELISM_SET_BY_USER", False)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    with tokenizer_threads():
+        assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    monkeypatch.setattr(rlhf, "TOKENIZERS_PARALLELISM_SET_BY_USER", True)
+    with tokenizer_threads():
+        assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
