@@ -81,8 +81,12 @@ def demo_setup(tmp: Path) -> tuple[Path, Path, list[dict], Path]:
 
 
 def smollm2_setup(tmp: Path, chain: str | None) -> tuple[Path, Path, list[dict], Path]:
-    from rlhf.cli import main as rlhf
+    from rlhf.cli import main as rlhf_main
     from rlhf.convert import find_smollm2_gguf
+
+    def rlhf(args: list[str]) -> None:
+        if rlhf_main(args) not in (0, None):
+            raise SystemExit(f"rlhf {args[0]} failed (its error is above)")
 
     alpaca = json.loads((SHARED_DATA / "alpaca" / "alpaca_4000.json").read_text(encoding="utf-8"))
     rows = alpaca[1000 : 1000 + SMOLLM2["total_episodes"]]
@@ -102,7 +106,8 @@ def smollm2_setup(tmp: Path, chain: str | None) -> tuple[Path, Path, list[dict],
          + ["--data_path", str(tmp / "sft.json"), "--output_dir", str(sft), "--num_train_epochs", "1"]
          + ["--max_length", "256", "--eval_strategy", "no", "--eval_fraction", "0", *common])  # fmt: skip
     rlhf(["reward", "--config", str(REPO / "configs/smollm2-135m/reward.yaml"), "--sft_path", str(sft)]
-         + ["--pairs_path", str(tmp / "pairs.jsonl"), "--output_dir", str(rm), "--max_length", "256"]
+         + ["--pairs_path", str(tmp / "pairs.jsonl"), "--eval_pairs_path", "", "--output_dir", str(rm)]
+         + ["--max_length", "256"]
          + ["--eval_fraction", "0.25", *common])  # fmt: skip
     return sft, rm, rows, recipe
 
