@@ -33,13 +33,21 @@ SEPARATE = {
 def main() -> int:
     out_dir = REPO / "BENCH_RESULTS"
     out_dir.mkdir(exist_ok=True)
-    only = sys.argv[1:]
+    # `run_all.py NAME.py ...` runs only those; `run_all.py --report-only` reruns nothing and rewrites
+    # BENCHMARKS.md from the results already in BENCH_RESULTS/ (e.g. after running one bench alone).
+    report_only = "--report-only" in sys.argv[1:]
+    only = [a for a in sys.argv[1:] if a != "--report-only"]
     results, failed = [], []
     for name in BENCHES:
         if only and name not in only:
             continue
         path = REPO / "bench" / name
         if not path.exists():
+            continue
+        if report_only:
+            saved = out_dir / f"{path.stem}.json"
+            if saved.exists():
+                results.append(json.loads(saved.read_text()))
             continue
         t0 = time.time()
         print(f"bench: {name} ...", flush=True)
