@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import CHROMIUM, CHROMIUM_ARGS, REPO, run_cli
 
 from rlhf import checkpoint
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.slow
 
 
@@ -92,15 +90,7 @@ def test_report_renders_with_every_plot(demo):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=[
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
+            args=CHROMIUM_ARGS,
         )
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.route(

@@ -4,21 +4,11 @@ responses carrying <script> / onerror payloads show up as text and run nothing."
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 from _label_helpers import ROOT, free_port, pair_row, start_server, stop, write_pairs
+from conftest import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = [
