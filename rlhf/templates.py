@@ -20,6 +20,14 @@ PROMPT_DICT = {
 
 TEMPLATES = ("alpaca",)
 
+# The fixed text every prompt of a template starts with (before its instruction): SFT preprocessing tokenizes it
+# once for all rows where that is exact (sft.data.header_splits_off). Longest first.
+TEMPLATE_HEADERS = tuple(
+    sorted((PROMPT_DICT[k].split("{instruction}")[0] for k in ("prompt_input", "prompt_no_input")), key=len)[
+        ::-1
+    ]
+)
+
 
 def format_prompt(instruction: str, input: str = "", template: str = "alpaca") -> str:
     """The Alpaca prompt for one example: `prompt_input` when there is an input, else `prompt_no_input`."""

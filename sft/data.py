@@ -19,7 +19,7 @@ from pathlib import Path
 from rlhf.data import load_instructions
 from rlhf.errors import UserError
 from rlhf.models import IGNORE_INDEX
-from rlhf.templates import PROMPT_DICT, format_prompt
+from rlhf.templates import PROMPT_DICT, TEMPLATE_HEADERS, format_prompt
 
 __all__ = [
     "IGNORE_INDEX",
@@ -79,14 +79,21 @@ def preprocess(sources: list[str], targets: list[str], tokenizer, max_length: in
 
 def _preprocess(sources: list[str], targets: list[str], tokenizer, max_length: int) -> dict:
     """`preprocess` on the calling thread (tokenizer threads already enabled)."""
-    enc = tokenizer(
-        [s + t for s, t in zip(sources, targets)],
-        max_length=max_length,
-        truncation=True,
-        return_attention_mask=False,
-    )
-    full = enc["input_ids"]
-    n_src, _ = prompt_lengths(sources, enc, tokenizer, max_length)
+    full: list[list[int] | None] = [None] * len(sources)
+    n_src: list[int | None] = [None] * len(sources)
+    for header, group in rows_by_shared_header(sources, tokenizer, max_length).items():
+        encode_after_header(header, group, sources, targets, tokenizer, max_length, full, n_src)
+    plain = [i for i, ids in enumerate(full) if ids is None]
+    if plain:
+        enc = tokenizer(
+            [sources[i] + targets[i] for i in plain],
+            max_length=max_length,
+            truncation=True,
+            return_attention_mask=False,
+        )
+        lengths, _ = prompt_lengths([sources[i] for i in plain], enc, tokenizer, max_length)
+        for i, ids, n in zip(plain, enc["input_ids"], lengths):
+            full[i], n_src[i] = ids, n
     input_ids, labels, kept = [], [], []
     for i, (ids, n) in enumerate(zip(full, n_src)):
         if n >= len(ids):
@@ -98,9 +105,120 @@ def _preprocess(sources: list[str], targets: list[str], tokenizer, max_length: i
     if dropped:
         warnings.warn(
             f"dropped {dropped} of {len(full)} rows whose prompt fills max_length={max_length} (no trainable token)",
-            stacklevel=2,
+            stacklevel=3,
         )
     return {"input_ids": input_ids, "labels": labels, "kept": kept}
+
+
+def rows_by_shared_header(sources: list[str], tokenizer, max_length: int) -> dict[str, list[int]]:
+    """The rows whose prompt starts with one of the templates' fixed headers (the text before "{instruction}")
+    in a way that lets the header be tokenized once for all of them (`header_splits_off`), grouped by header.
+    Rows in no group take the plain path."""
+    headers = [h for h in TEMPLATE_HEADERS if header_splits_off(tokenizer, h, max_length)]
+    groups: dict[str, list[int]] = {h: [] for h in headers}
+    for i, source in enumerate(sources):
+        for h in headers:
+            # the character after the header must not be whitespace: GPT-2's regex would join it to the
+            # header's final newline (see header_splits_off)
+            if source.startswith(h) and len(source) > len(h) and not source[len(h)].isspace():
+                groups[h].append(i)
+                break
+    return {h: rows for h, rows in groups.items() if rows}
+
+
+def header_splits_off(tokenizer, header: str, max_length: int) -> bool:
+    """Whether tokenize(header + rest) == tokenize(header) + tokenize(rest, no special tokens) for every `rest`
+    that starts with a non-whitespace character, so that the header shared by all Alpaca prompts (a third of
+    their text) is tokenized once instead of once per row.
+
+    It holds for the tokenizers `splits_locally` accepts when, in addition, (1) no ByteLevel step adds a prefix
+    space (it would add one to `rest` alone), (2) the header ends in a whitespace character other than a space
+    after a non-whitespace one: under GPT-2's regex that character is then a pre-token of its own whenever the
+    next character is not whitespace (`\\s+(?!\\S)` fails, `\\s+` takes it alone; only a literal space joins a
+    following word), and nothing earlier in the header looks past it; digit splitting only cuts inside
+    pre-tokens; (3) no added token could start inside the header and end in `rest` (added tokens are matched on
+    the raw text before pre-tokenization). BPE then encodes each pre-token on its own, so the ids concatenate;
+    special tokens come only in front (`splits_locally`), and right truncation of the whole equals truncating
+    `rest` to what the header leaves."""
+    if not splits_locally(tokenizer) or len(header) < 2:
+        return False
+    last, before = header[-1], header[-2]
+    if not last.isspace() or last == " " or before.isspace():
+        return False
+    backend = tokenizer.backend_tokenizer
+    pre = json.loads(backend.pre_tokenizer.__getstate__())
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    if any(step["type"] == "ByteLevel" and step.get("add_prefix_space") for step in steps):
+        return False
+    for added in backend.get_added_tokens_decoder().values():
+        text = added.content
+        if any(header.endswith(text[:k]) for k in range(1, len(text))):
+            return False
+    return len(header_ids(tokenizer, header)) < max_length
+
+
+def header_ids(tokenizer, header: str) -> list[int]:
+    return tokenizer(header, return_attention_mask=False)["input_ids"]
+
+
+def encode_after_header(header, rows, sources, targets, tokenizer, max_length, full, n_src) -> None:
+    """Fill full[i] (= tokenize(source + target)[:max_length]) and n_src[i] (= len(tokenize(source)[:max_length]))
+    for `rows`, which all start with `header`: the header's ids once, then one batch call over the texts after
+    it, straight on the Rust tokenizer (no per-row conversion into a BatchEncoding). The prompt's length is read
+    off that encoding where the prompt ends on a pre-token boundary (`prompt_end`), else the prompt's own text
+    after the header is tokenized."""
+    backend = tokenizer.backend_tokenizer
+    head = header_ids(tokenizer, header)
+    cut = len(header)
+    with raw_backend(backend, max_length - len(head)):
+        encodings = backend.encode_batch(
+            [sources[i][cut:] + targets[i] for i in rows], add_special_tokens=False
+        )
+        own = []
+        for i, e in zip(rows, encodings):
+            full[i] = head + e.ids
+            n = prompt_end(e, len(sources[i]) - cut)
+            if n is None:
+                own.append(i)
+            else:
+                n_src[i] = len(head) + n
+        if own:
+            prompts = backend.encode_batch([sources[i][cut:] for i in own], add_special_tokens=False)
+            for i, e in zip(own, prompts):
+                n_src[i] = len(head) + len(e.ids)
+
+
+@contextmanager
+def raw_backend(backend, max_length: int):
+    """The Rust tokenizer with right truncation at `max_length` and no padding, its settings restored after (the
+    transformers wrapper sets both on each of its own calls)."""
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_padding()
+    backend.enable_truncation(max_length, direction="right")
+    try:
+        yield
+    finally:
+        backend.no_truncation() if truncation is None else backend.enable_truncation(**truncation)
+        if padding is not None:
+            backend.enable_padding(**padding)
+
+
+def prompt_end(encoding, end: int) -> int | None:
+    """The number of tokens of `encoding` before character `end` when `end` is a pre-token boundary inside the
+    encoded (possibly truncated) tokens, else None (see `prompt_lengths`)."""
+    if end == 0:
+        return None
+    last = encoding.char_to_token(end - 1)  # the token holding the prompt's last character
+    if last is None or last + 1 >= len(encoding) or encoding.token_to_chars(last)[1] != end:
+        return None
+    nxt = encoding.token_to_word(last + 1)
+    if (
+        nxt is not None
+        and nxt != encoding.token_to_word(last)
+        and encoding.token_to_chars(last + 1)[0] >= end
+    ):
+        return last + 1
+    return None
 
 
 def prompt_lengths(sources: list[str], full_enc, tokenizer, max_length: int) -> tuple[list[int], int]:
@@ -117,18 +235,9 @@ def prompt_lengths(sources: list[str], full_enc, tokenizer, max_length: int) -> 
     prompt is tokenized on its own, exactly as Alpaca does. Tokenizers without the property take that path for
     every row."""
     n_src: list[int | None] = [None] * len(sources)
-    encodings = full_enc.encodings if splits_locally(tokenizer) else None
-    if encodings is not None:
-        for i, (source, e) in enumerate(zip(sources, encodings)):
-            end = len(source)
-            if end == 0:
-                continue
-            last = e.char_to_token(end - 1)  # the token holding the prompt's last character
-            if last is None or last + 1 >= len(e) or e.token_to_chars(last)[1] != end:
-                continue
-            nxt = e.token_to_word(last + 1)
-            if nxt is not None and nxt != e.token_to_word(last) and e.token_to_chars(last + 1)[0] >= end:
-                n_src[i] = last + 1
+    if splits_locally(tokenizer):
+        for i, (source, e) in enumerate(zip(sources, full_enc.encodings)):
+            n_src[i] = prompt_end(e, len(source))
     rest = [i for i, n in enumerate(n_src) if n is None]
     if rest:
         own = tokenizer(

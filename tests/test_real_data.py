@@ -38,13 +38,15 @@ def test_every_row_preprocesses(alpaca_rows, which, request):
         warnings.simplefilter("always")
         out = preprocess(sources, targets, tok, max_length=512)
     src_lens = [len(x) for x in tok(sources)["input_ids"]]
-    full_lens = [len(x) for x in tok([s + t for s, t in zip(sources, targets)])["input_ids"]]
+    full_ids = tok([s + t for s, t in zip(sources, targets)])["input_ids"]
+    full_lens = [len(x) for x in full_ids]
     expected_kept = [i for i, n in enumerate(src_lens) if n < 512]  # dropped: prompts that fill max_length
     assert out["kept"] == expected_kept
     dropped = len(alpaca_rows) - len(expected_kept)
     assert not caught if dropped == 0 else f"dropped {dropped} of 4000" in str(caught[0].message)
     for k, i in enumerate(out["kept"]):
         ids, labels = out["input_ids"][k], out["labels"][k]
+        assert ids == full_ids[i][:512], i  # the header tokenized once changes nothing
         assert len(ids) == len(labels) == min(full_lens[i], 512)
         n_src = src_lens[i]
         assert labels[:n_src] == [IGNORE_INDEX] * n_src and labels[n_src:] == ids[n_src:]

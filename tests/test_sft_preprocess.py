@@ -17,8 +17,15 @@ import torch
 
 from rlhf.models import IGNORE_INDEX, load_tokenizer
 from rlhf.tasks import ALL_KINDS, make_sft_rows
-from rlhf.templates import PROMPT_DICT, format_prompt
-from sft.data import preprocess, prompt_lengths, sources_and_targets, splits_locally
+from rlhf.templates import PROMPT_DICT, TEMPLATE_HEADERS, format_prompt
+from sft.data import (
+    header_splits_off,
+    preprocess,
+    prompt_lengths,
+    rows_by_shared_header,
+    sources_and_targets,
+    splits_locally,
+)
 
 # Verbatim from Stanford Alpaca's train.py.
 ALPACA_PROMPT_DICT = {
@@ -96,6 +103,11 @@ HANDWRITTEN = [
     {"instruction": "Start with blank lines.", "input": "", "output": "\n\nSecond paragraph."},
     {"instruction": "Count to three.", "input": "", "output": "123"},
     {"instruction": "Trailing spaces here   ", "input": "and here  ", "output": "Fine."},
+    # instructions starting with whitespace: GPT-2's regex joins it to the header's final newline, so these
+    # rows cannot use the header tokenized once (sft.data.header_splits_off)
+    {"instruction": "  Indented instruction.", "input": "", "output": "Ok."},
+    {"instruction": " One space first.", "input": "x", "output": "Ok."},
+    {"instruction": "\n\n\nThree newlines first.", "input": "", "output": "Ok."},  # differs if split off
     # (not the pad token's text in a prompt: Alpaca counts a prompt's tokens as its non-pad ids, so a literal
     # "<pad>" there would shorten its mask; ours masks len(tokenize(source)) tokens, as the method says)
     {"instruction": "Echo the tags.", "input": "</s> <s> <|endoftext|>", "output": "</s><pad>[PAD]"},
@@ -244,6 +256,22 @@ def test_prompt_length_shortcut_is_taken_where_exact(rows, tokenizer):
     assert 0.8 * len(rows) <= shortcut < len(rows), shortcut  # both paths taken
 
 
+def test_template_header_is_tokenized_once_where_exact(rows, tokenizer):
+    """Rows whose instruction starts with a non-whitespace character share the template's header, tokenized once;
+    the whitespace-led ones take the plain path (both checked against Alpaca in test_preprocess_matches_alpaca).
+    Headers ending in a space (joined to the next word) or longer than max_length are never split off."""
+    sources, _ = sources_and_targets(rows, tokenizer.eos_token)
+    groups = rows_by_shared_header(sources, tokenizer, 4096)
+    assert set(groups) == set(TEMPLATE_HEADERS)
+    grouped = {i for g in groups.values() for i in g}
+    led_by_space = {i for i, r in enumerate(rows) if r["instruction"][0].isspace()}
+    assert len(led_by_space) == 3 and grouped == set(range(len(rows))) - led_by_space
+    for h in TEMPLATE_HEADERS:
+        assert header_splits_off(tokenizer, h, 4096)
+        assert not header_splits_off(tokenizer, h.rstrip("\n") + " ", 4096)
+        assert not header_splits_off(tokenizer, h, len(tokenizer(h)["input_ids"]))
+
+
 def _variant(tokenizer, change: str):
     """A copy of `tokenizer` with one thing changed that the prompt-length shortcut must notice."""
     import copy
@@ -265,15 +293,32 @@ def _variant(tokenizer, change: str):
         )
     elif change == "rstrip":  # an added token that eats the whitespace after it looks past its own text
         backend.add_tokens([AddedToken("Response:", rstrip=True)])
+    elif change == "prefix_space":  # ByteLevel adds a space to the text after the header when it stands alone
+        from tokenizers import pre_tokenizers
+
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    elif change == "added_across":  # an added token that starts in the header and ends in the instruction
+        backend.add_tokens([AddedToken("Instruction:\nWrite")])
     return tok
 
 
 @pytest.mark.parametrize(
-    "change,shortcut", [("normalizer", False), ("bos", True), ("bos+eos", False), ("rstrip", False)]
+    "change,shortcut,header_once",
+    [
+        ("normalizer", False, False),
+        ("bos", True, True),
+        ("bos+eos", False, False),
+        ("rstrip", False, False),
+        ("prefix_space", True, False),
+        ("added_across", True, False),
+    ],
 )
-def test_preprocess_matches_alpaca_for_other_tokenizer_pipelines(rows, demo_tokenizer, change, shortcut):
+def test_preprocess_matches_alpaca_for_other_tokenizer_pipelines(
+    rows, demo_tokenizer, change, shortcut, header_once
+):
     tok = _variant(demo_tokenizer, change)
     assert splits_locally(tok) is shortcut
+    assert all(header_splits_off(tok, h, 4096) is header_once for h in TEMPLATE_HEADERS)
     sources, targets = sources_and_targets(rows, tok.eos_token)
     ours = preprocess(sources, targets, tok, 4096)
     ref = alpaca_preprocess(sources, targets, tok, 4096)
