@@ -35,6 +35,13 @@ class SFTStageConfig(StageOptions, TrainingArguments):
             "help": "Concatenate a batch into one row with position_ids (no pad tokens); false pads to longest."
         },
     )
+    skip_prompt_logits: bool = field(
+        default=True,
+        metadata={
+            "help": "Run the LM head and loss only at positions whose next token is trained (not the masked "
+            "prompt): the same loss, less compute and memory. Models without logits_to_keep ignore it."
+        },
+    )
     use_lora: bool = field(
         default=False, metadata={"help": "Train a LoRA adapter (peft) instead of all weights."}
     )

@@ -289,3 +289,52 @@ def test_padding_free_is_refused_for_a_model_that_would_mix_examples(demo_base, 
         f"error: {DEMO_CONFIG}:key 'padding_free': not supported by this model (opt)"
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "opt"])
+@pytest.mark.parametrize("padding_free", [False, True])
+def test_skipping_prompt_logits_gives_the_same_loss_and_gradients(demo_base, tmp_path, name, padding_free):
+    """sft.train.SkipPromptLogits: the LM head runs only where a next token is trained, and the loss (plain mean,
+    and summed over the Trainer's count of trained tokens, as under gradient accumulation) and every gradient
+    equal those of the full logits. Dropout off (eval mode) so both passes see the same network."""
+    import random
+
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from sft.train import keeps_logits_selectively, make_collator
+
+    if padding_free and name == "opt":
+        pytest.skip("OPT does not isolate packed examples (padding_free is refused for it)")
+    tok = load_tokenizer(demo_base)
+    model = tiny_models(len(tok))[name].eval()
+    assert keeps_logits_selectively(model)
+    rng = random.Random(0)
+    feats = []
+    for n in (9, 14, 6, 11, 13):
+        ids = [rng.randrange(3, 100) for _ in range(n)]
+        prompt = rng.randrange(2, n - 1)
+        feats.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    full = make_collator(tok, padding_free, skip_prompt_logits=False)([dict(f) for f in feats])
+    skip = make_collator(tok, padding_free, skip_prompt_logits=True)([dict(f) for f in feats])
+    assert skip["shift_labels"].shape[-1] < full["input_ids"].shape[-1] - 1  # prompt positions were left out
+
+    trainer = Trainer(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    )
+    n_full = trainer._get_num_items_in_batch([full], torch.device("cpu"))
+    assert trainer._get_num_items_in_batch([skip], torch.device("cpu")) == n_full
+    for kwargs in ({}, {"num_items_in_batch": n_full}):
+        grads = []
+        for batch in (full, skip):
+            model.zero_grad()
+            out = model(**batch, **kwargs)
+            out.loss.backward()
+            grads.append(
+                (out.loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None])
+            )
+        (loss_a, g_a), (loss_b, g_b) = grads
+        torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-6)
+        assert len(g_a) == len(g_b)
+        for a, b in zip(g_a, g_b):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
