@@ -9,7 +9,6 @@ PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
-export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup demo test test-slow lint bench clean

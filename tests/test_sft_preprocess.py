@@ -343,3 +343,29 @@ def test_tokenizer_threads_only_around_preprocess(monkeypatch):
     monkeypatch.setattr(rlhf, "TOKENIZERS_PARALLELISM_SET_BY_USER", True)
     with tokenizer_threads():
         assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+
+
+def test_a_child_process_inherits_the_default_not_a_user_choice(tmp_path):
+    """rlhf turns tokenizer threads off by default and marks that default, so a process it starts (a pipeline
+    stage, a bench run) still lets sft.data.tokenizer_threads use the cores; a value the user set stays theirs."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import rlhf, os; print(rlhf.TOKENIZERS_PARALLELISM_SET_BY_USER, os.environ['TOKENIZERS_PARALLELISM'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("TOKENIZERS_PARALLELISM", rlhf_mark())}
+    chain = f"import rlhf, subprocess, sys; subprocess.run([sys.executable, '-c', {probe!r}])"
+
+    def run(code, **extra):
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                              check=True, cwd=tmp_path).stdout.split()  # fmt: skip
+
+    assert run(chain) == ["False", "false"]  # started by a process that imported rlhf: still our default
+    assert run(chain, TOKENIZERS_PARALLELISM="false") == ["True", "false"]  # the user's, all the way down
+    assert run(probe, TOKENIZERS_PARALLELISM="true") == ["True", "true"]
+
+
+def rlhf_mark() -> str:
+    import rlhf
+
+    return rlhf._MARK
