@@ -2,10 +2,10 @@
 values as our stage, none of our code around the trainer. Prints TRAIN_SECONDS and PEAK_RSS_KB."""
 
 import json
-import resource
 import sys
 import time
 
+from _common import peak_rss_kb  # bench/_common.py: no rlhf import, so the script stays bare TRL
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -47,4 +47,4 @@ trainer = PPOTrainer(
 t0 = time.time()
 trainer.train()
 print("TRAIN_SECONDS", time.time() - t0)
-print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print("PEAK_RSS_KB", peak_rss_kb())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import os
 import platform
 import sys
@@ -158,15 +159,39 @@ def demo_chain(tmp: Path, prompts: int = 256) -> tuple[Path, Path, Path]:
 
 # ------------------------------------------------------------------------------------ per-process measurement
 
-MEASURED = """
-import resource, sys, time
+
+def peak_rss_kb() -> int:
+    """This process's own peak RSS in KiB: VmHWM, the high-water mark of its address space, which execve starts
+    afresh. Not getrusage's ru_maxrss: Linux keeps that across execve, so a child started by a large parent reports
+    the parent's peak whenever its own is lower (a bench that had trained SFT and reward in-process, ~5.7 GB, made
+    its 3.8 GB LoRA PPO child read 5.8 GB: bench/NOTES.md)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource  # not Linux
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+# The same function pasted into the `python -c` children, which import nothing from bench/.
+PEAK_RSS = inspect.getsource(peak_rss_kb)
+
+MEASURED = (
+    PEAK_RSS
+    + """
+import sys, time
 from rlhf.cli import main
 t0 = time.perf_counter()
 rc = main(sys.argv[1:])
 print("WALL_SECONDS", time.perf_counter() - t0)
-print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print("PEAK_RSS_KB", peak_rss_kb())
 sys.exit(rc)
 """
+)
 
 
 def run_measured(rlhf_args: list, *, env: dict | None = None, echo: bool = False) -> dict:

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import REPO, SHARED_DATA, demo_chain, parser, report
+from _common import PEAK_RSS, REPO, SHARED_DATA, demo_chain, parser, report
 
 DEMO = {
     "total_episodes": 512,
@@ -63,16 +63,19 @@ def run(code: list[str]) -> dict:
     return vals
 
 
-OURS = """
-import resource, sys, json
+OURS = (
+    PEAK_RSS
+    + """
+import sys
 from rlhf.cli import main
 from rlhf import checkpoint
 rc = main(sys.argv[1:])
 assert rc == 0
 out = sys.argv[sys.argv.index("--output_dir") + 1]
 print("TRAIN_SECONDS", checkpoint.require(out, kind="ppo").metrics["train_seconds"])
-print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print("PEAK_RSS_KB", peak_rss_kb())
 """
+)
 
 
 def demo_setup(tmp: Path) -> tuple[Path, Path, list[dict], Path]:
