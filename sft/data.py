@@ -19,7 +19,7 @@ from pathlib import Path
 from rlhf.data import load_instructions
 from rlhf.errors import UserError
 from rlhf.models import IGNORE_INDEX
-from rlhf.templates import PROMPT_DICT, TEMPLATE_HEADERS, format_prompt
+from rlhf.templates import PROMPT_DICT, TEMPLATE_HEADERS, TEMPLATE_TAIL, format_prompt
 
 __all__ = [
     "IGNORE_INDEX",
@@ -163,19 +163,38 @@ def header_ids(tokenizer, header: str) -> list[int]:
 
 def encode_after_header(header, rows, sources, targets, tokenizer, max_length, full, n_src) -> None:
     """Fill full[i] (= tokenize(source + target)[:max_length]) and n_src[i] (= len(tokenize(source)[:max_length]))
-    for `rows`, which all start with `header`: the header's ids once, then one batch call over the texts after
-    it, straight on the Rust tokenizer (no per-row conversion into a BatchEncoding). The prompt's length is read
-    off that encoding where the prompt ends on a pre-token boundary (`prompt_end`), else the prompt's own text
-    after the header is tokenized."""
+    for `rows`, which all start with `header`: the header's ids once, then one batch call straight on the Rust
+    tokenizer (no per-row conversion into a BatchEncoding) over what follows it.
+
+    Where the prompt ends with the template's tail ("### Response:") and the response starts with a letter, digit
+    or whitespace (`response_splits_off`), the prompt's rest and the response are encoded as two texts and their
+    ids concatenated: the prompt's length is then simply its own token count. The other rows (e.g. a response
+    starting with '"' or '-', which GPT-2's regex joins to the ':') are encoded as one text, the prompt's length
+    read off that encoding where it ends on a pre-token boundary (`prompt_end`), else counted on its own."""
     backend = tokenizer.backend_tokenizer
     head = header_ids(tokenizer, header)
-    cut = len(header)
-    with raw_backend(backend, max_length - len(head)):
+    cut, room = len(header), max_length - len(head)
+    split_ok = response_splits_off(tokenizer, TEMPLATE_TAIL)
+    split, joint = [], []
+    for i in rows:
+        first = targets[i][:1]
+        if split_ok and first and (first.isalnum() or first.isspace()) and sources[i].endswith(TEMPLATE_TAIL):
+            split.append(i)
+        else:
+            joint.append(i)
+    with raw_backend(backend, room):  # each piece truncated at what the header leaves; the whole cut below
+        texts = [t for i in split for t in (sources[i][cut:], targets[i])]
+        encodings = backend.encode_batch(texts, add_special_tokens=False)
+        for k, i in enumerate(split):
+            prompt, response = encodings[2 * k].ids, encodings[2 * k + 1].ids
+            ids = head + prompt + response
+            full[i] = ids[:max_length] if len(ids) > max_length else ids
+            n_src[i] = len(head) + len(prompt)
         encodings = backend.encode_batch(
-            [sources[i][cut:] + targets[i] for i in rows], add_special_tokens=False
+            [sources[i][cut:] + targets[i] for i in joint], add_special_tokens=False
         )
         own = []
-        for i, e in zip(rows, encodings):
+        for i, e in zip(joint, encodings):
             full[i] = head + e.ids
             n = prompt_end(e, len(sources[i]) - cut)
             if n is None:
@@ -186,6 +205,22 @@ def encode_after_header(header, rows, sources, targets, tokenizer, max_length, f
             prompts = backend.encode_batch([sources[i][cut:] for i in own], add_special_tokens=False)
             for i, e in zip(own, prompts):
                 n_src[i] = len(head) + len(e.ids)
+
+
+def response_splits_off(tokenizer, tail: str) -> bool:
+    """Whether tokenize(P + R) == tokenize(P) + tokenize(R) (special tokens aside) for every prompt rest P that ends
+    with `tail` and every response R that starts with a letter, digit or whitespace character, for a tokenizer
+    `header_splits_off` accepted. Under GPT-2's regex a run of punctuation (` ?[^\\s\\p{L}\\p{N}]+`) ends before a
+    letter, digit or whitespace, so when `tail` ends in punctuation the pre-token holding it ends with P, and the
+    scan that starts R's pre-tokens restarts there exactly as on R alone (the regex looks ahead, never behind);
+    digit splitting cuts only inside pre-tokens. Plus: no added token could start inside `tail` and end in R."""
+    if not tail or tail[-1].isalnum() or tail[-1].isspace():
+        return False
+    for added in tokenizer.backend_tokenizer.get_added_tokens_decoder().values():
+        text = added.content
+        if any(tail.endswith(text[:k]) for k in range(1, len(text))):
+            return False
+    return True
 
 
 @contextmanager

@@ -17,11 +17,12 @@ import torch
 
 from rlhf.models import IGNORE_INDEX, load_tokenizer
 from rlhf.tasks import ALL_KINDS, make_sft_rows
-from rlhf.templates import PROMPT_DICT, TEMPLATE_HEADERS, format_prompt
+from rlhf.templates import PROMPT_DICT, TEMPLATE_HEADERS, TEMPLATE_TAIL, format_prompt
 from sft.data import (
     header_splits_off,
     preprocess,
     prompt_lengths,
+    response_splits_off,
     rows_by_shared_header,
     sources_and_targets,
     splits_locally,
@@ -266,6 +267,11 @@ def test_template_header_is_tokenized_once_where_exact(rows, tokenizer):
     grouped = {i for g in groups.values() for i in g}
     led_by_space = {i for i, r in enumerate(rows) if r["instruction"][0].isspace()}
     assert len(led_by_space) == 3 and grouped == set(range(len(rows))) - led_by_space
+    # the response is encoded on its own after a prompt ending in the tail's ':' (rows whose response starts
+    # with punctuation are encoded with their prompt; both paths are in the rows above)
+    assert response_splits_off(tokenizer, TEMPLATE_TAIL) and not response_splits_off(
+        tokenizer, "### Response"
+    )
     for h in TEMPLATE_HEADERS:
         assert header_splits_off(tokenizer, h, 4096)
         assert not header_splits_off(tokenizer, h.rstrip("\n") + " ", 4096)
@@ -297,8 +303,8 @@ def _variant(tokenizer, change: str):
         from tokenizers import pre_tokenizers
 
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    elif change == "added_across":  # an added token that starts in the header and ends in the instruction
-        backend.add_tokens([AddedToken("Instruction:\nWrite")])
+    elif change == "added_across":  # added tokens that start in the header / the tail and end after them
+        backend.add_tokens([AddedToken("Instruction:\nWrite"), AddedToken("Response:The")])
     return tok
 
 
@@ -319,6 +325,7 @@ def test_preprocess_matches_alpaca_for_other_tokenizer_pipelines(
     tok = _variant(demo_tokenizer, change)
     assert splits_locally(tok) is shortcut
     assert all(header_splits_off(tok, h, 4096) is header_once for h in TEMPLATE_HEADERS)
+    assert response_splits_off(tok, TEMPLATE_TAIL) is (change not in ("added_across",))
     sources, targets = sources_and_targets(rows, tok.eos_token)
     ours = preprocess(sources, targets, tok, 4096)
     ref = alpaca_preprocess(sources, targets, tok, 4096)
