@@ -184,7 +184,9 @@ def encode_after_header(header, rows, sources, targets, tokenizer, max_length, f
             joint.append(i)
     with raw_backend(backend, room):  # each piece truncated at what the header leaves; the whole cut below
         texts = [t for i in split for t in (sources[i][cut:], targets[i])]
-        encodings = backend.encode_batch(texts, add_special_tokens=False)
+        # no offsets needed here: the fast variant skips tracking them (a quarter of the encode time)
+        encode_ids = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        encodings = encode_ids(texts, add_special_tokens=False)
         for k, i in enumerate(split):
             prompt, response = encodings[2 * k].ids, encodings[2 * k + 1].ids
             ids = head + prompt + response
