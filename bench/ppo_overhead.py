@@ -34,7 +34,8 @@ DEMO = {
 # configs/smollm2-135m/ppo.yaml's settings, a shorter run, in micro-batches of 2 (4 accumulated: 8 episodes per
 # update). Peak RSS is weights + optimizer states + activations; with micro-batches of 8 the rollout and training
 # activations (8 x ~300 tokens x a 49K vocabulary of fp32 logits, several times over) were 3.5-5 GB of both modes'
-# peaks (LoRA/full 0.82x); with 2: 0.50x over 16 episodes, 0.79x over these 64 (bench/NOTES.md).
+# peaks (LoRA/full 0.82x); with 2: 0.50x over 16 episodes, 0.51x over these 64 (an earlier 0.79x was the parent's peak
+# read through ru_maxrss: bench/NOTES.md).
 SMOLLM2 = {
     "total_episodes": 64,
     "per_device_train_batch_size": 2,

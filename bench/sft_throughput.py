@@ -261,9 +261,11 @@ def encode_full_once(backend, texts, tokenizer_threads):
 
 
 def bench_preprocess(rows, fast, slow, args) -> dict:
+    from rlhf.templates import TEMPLATE_TAIL
     from sft.data import (
         preprocess,
         prompt_lengths,
+        response_splits_off,
         rows_by_shared_header,
         sources_and_targets,
         tokenizer_threads,
@@ -298,11 +300,24 @@ def bench_preprocess(rows, fast, slow, args) -> dict:
     for name, (wall, cpu, _) in best.items():
         out[f"{name}_rows_per_s"], out[f"{name}_rows_per_cpu_s"] = 1 / wall, 1 / cpu
     got, ref = best["ours"][2], best["alpaca_fast"][2]
-    enc = fast(texts, max_length=args.max_length, truncation=True, return_attention_mask=False)
-    out["prompt_length_read_off_full_encoding"] = prompt_lengths(sources, enc, fast, args.max_length)[1]
-    out["header_tokenized_once"] = sum(
-        map(len, rows_by_shared_header(sources, fast, args.max_length).values())
+    # which path each row took in `preprocess` (sft/data.py): the header split off, then the response split off
+    # (prompt and response encoded apart), else one encoding with the prompt length read off it where exact
+    grouped = {i for g in rows_by_shared_header(sources, fast, args.max_length).values() for i in g}
+    split = response_splits_off(fast, TEMPLATE_TAIL)
+    apart = [
+        i
+        for i in grouped
+        if split and targets[i][:1] and (targets[i][0].isalnum() or targets[i][0].isspace())
+    ]
+    joint = [i for i in range(len(rows)) if i not in set(apart)]
+    enc = fast(
+        [texts[i] for i in joint], max_length=args.max_length, truncation=True, return_attention_mask=False
     )
+    out["header_tokenized_once"] = len(grouped)
+    out["response_encoded_apart"] = len(apart)
+    out["prompt_length_read_off_joint_encoding"] = prompt_lengths(
+        [sources[i] for i in joint], enc, fast, args.max_length
+    )[1]
 
     # identical output (rows ours drops have no trainable token: Alpaca keeps them all -100)
     pos = {i: k for k, i in enumerate(got["kept"])}
@@ -530,9 +545,9 @@ def main(argv=None) -> int:
         ratio = "" if key == "ours" else f"{pre['ours_rows_per_s'] / wall:.1f}x"
         ratio_cpu = "" if key == "ours" else f"{pre['ours_rows_per_cpu_s'] / cpu:.1f}x"
         print(f"  {label:<48} {wall:>7.0f} {ratio:>7} {cpu:>10.0f} {ratio_cpu:>7}")
-    print(f"  prompt length read off the prompt + response encoding for {pre['prompt_length_read_off_full_encoding']}"
-          f" of {pre['rows']} rows (the others' prompts tokenized on their own); template header tokenized once"
-          f" for {pre['header_tokenized_once']} rows")  # fmt: skip
+    print(f"  of {pre['rows']} rows: template header tokenized once for {pre['header_tokenized_once']}; prompt and"
+          f" response encoded apart for {pre['response_encoded_apart']}; of the others, prompt length read off the"
+          f" joint encoding for {pre['prompt_length_read_off_joint_encoding']} (the rest tokenized on their own)")  # fmt: skip
     print()
     print(f"(b) training: {len(examples)} identical examples, batch {args.batch_size}, "
           f"{len(examples) // args.batch_size} steps, demo-shape Llama with vocab {len(fast)}; best of {args.repeats}")  # fmt: skip
@@ -563,7 +578,7 @@ def main(argv=None) -> int:
         figures = [
             {"figure": "preprocess rows/s vs Alpaca per-example, same fast tokenizer", "unit": "rows/s",
              "ours": pre["ours_rows_per_s"], "baseline": pre["alpaca_fast_rows_per_s"],
-             "ratio": pre["ours_rows_per_s"] / pre["alpaca_fast_rows_per_s"], "goal": ">= 10x"},
+             "ratio": pre["ours_rows_per_s"] / pre["alpaca_fast_rows_per_s"], "goal": "- (batching alone)"},
         ]  # fmt: skip
         if "alpaca_slow_rows_per_s" in pre:
             figures.append(
