@@ -265,6 +265,7 @@ def bench_preprocess(rows, fast, slow, args) -> dict:
     from sft.data import (
         preprocess,
         prompt_lengths,
+        response_apart,
         response_splits_off,
         rows_by_shared_header,
         sources_and_targets,
@@ -304,12 +305,9 @@ def bench_preprocess(rows, fast, slow, args) -> dict:
     # (prompt and response encoded apart), else one encoding with the prompt length read off it where exact
     grouped = {i for g in rows_by_shared_header(sources, fast, args.max_length).values() for i in g}
     split = response_splits_off(fast, TEMPLATE_TAIL)
-    apart = [
-        i
-        for i in grouped
-        if split and targets[i][:1] and (targets[i][0].isalnum() or targets[i][0].isspace())
-    ]
-    joint = [i for i in range(len(rows)) if i not in set(apart)]
+    apart = [i for i in grouped if split and response_apart(sources[i], targets[i])]
+    apart_set = set(apart)
+    joint = [i for i in range(len(rows)) if i not in apart_set]
     enc = fast(
         [texts[i] for i in joint], max_length=args.max_length, truncation=True, return_attention_mask=False
     )

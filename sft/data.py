@@ -150,10 +150,8 @@ def header_splits_off(tokenizer, header: str, max_length: int) -> bool:
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
     if any(step["type"] == "ByteLevel" and step.get("add_prefix_space") for step in steps):
         return False
-    for added in backend.get_added_tokens_decoder().values():
-        text = added.content
-        if any(header.endswith(text[:k]) for k in range(1, len(text))):
-            return False
+    if added_token_could_span(tokenizer, header):
+        return False
     return len(header_ids(tokenizer, header)) < max_length
 
 
@@ -177,11 +175,7 @@ def encode_after_header(header, rows, sources, targets, tokenizer, max_length, f
     split_ok = response_splits_off(tokenizer, TEMPLATE_TAIL)
     split, joint = [], []
     for i in rows:
-        first = targets[i][:1]
-        if split_ok and first and (first.isalnum() or first.isspace()) and sources[i].endswith(TEMPLATE_TAIL):
-            split.append(i)
-        else:
-            joint.append(i)
+        (split if split_ok and response_apart(sources[i], targets[i]) else joint).append(i)
     with raw_backend(backend, room):  # each piece truncated at what the header leaves; the whole cut below
         texts = [t for i in split for t in (sources[i][cut:], targets[i])]
         # no offsets needed here: the fast variant skips tracking them (a quarter of the encode time)
@@ -218,11 +212,24 @@ def response_splits_off(tokenizer, tail: str) -> bool:
     digit splitting cuts only inside pre-tokens. Plus: no added token could start inside `tail` and end in R."""
     if not tail or tail[-1].isalnum() or tail[-1].isspace():
         return False
+    return not added_token_could_span(tokenizer, tail)
+
+
+def response_apart(source: str, target: str) -> bool:
+    """Whether this row's response is encoded apart from its prompt (when `response_splits_off` holds): the prompt
+    ends with the template's tail and the response starts with a letter, digit or whitespace character."""
+    first = target[:1]
+    return bool(first) and (first.isalnum() or first.isspace()) and source.endswith(TEMPLATE_TAIL)
+
+
+def added_token_could_span(tokenizer, before: str) -> bool:
+    """Whether an added token could start inside `before` and end in the text after it (added tokens are matched
+    on the raw text before pre-tokenization): some proper prefix of its content is a suffix of `before`."""
     for added in tokenizer.backend_tokenizer.get_added_tokens_decoder().values():
         text = added.content
-        if any(tail.endswith(text[:k]) for k in range(1, len(text))):
-            return False
-    return True
+        if any(before.endswith(text[:k]) for k in range(1, len(text))):
+            return True
+    return False
 
 
 @contextmanager
