@@ -2,9 +2,11 @@
 
 Semantics follow Stanford Alpaca's train.py exactly: source = the prompt template filled in, target = output + EOS,
 input_ids = tokenize(source + target) truncated at max_length, labels = input_ids with the first
-len(tokenize(source)) positions set to IGNORE_INDEX (-100). Ours tokenizes a whole batch in one call instead
-of one string at a time, and each row once rather than twice where that is provably exact (`prompt_lengths`);
-bench/sft_throughput.py measures it against Alpaca's per-example tokenization.
+len(tokenize(source)) positions set to IGNORE_INDEX (-100). Ours gives the same ids and labels with batched calls
+on the Rust tokenizer instead of one string at a time, the template's shared header tokenized once, and each row
+once rather than twice (prompt and response encoded apart and joined, or the prompt's length read off the joint
+encoding) wherever that is provably exact for the tokenizer (`header_splits_off`, `response_splits_off`,
+`prompt_lengths`); bench/sft_throughput.py measures it against Alpaca's per-example tokenization.
 """
 
 from __future__ import annotations
@@ -69,10 +71,10 @@ def tokenizer_threads():
 def preprocess(sources: list[str], targets: list[str], tokenizer, max_length: int) -> dict:
     """Alpaca's `preprocess`, batched. Returns {"input_ids", "labels", "kept"} (kept: indices of rows kept).
 
-    Each row is tokenized once, as source + target; the prompt's length is read off that encoding where it is
-    provably tokenize(source)'s length (see `prompt_lengths`), and only the other rows' prompts are tokenized
-    on their own. Rows whose prompt alone fills `max_length` have no token left to learn from: they are dropped
-    with a counted warning rather than trained on silently."""
+    Each row is tokenized once (`encode_after_header`; the plain path, `prompt_lengths`, for prompts that are not
+    the template's or tokenizers where the shortcuts are not exact), and only prompts whose length cannot be
+    read off that encoding are tokenized on their own. Rows whose prompt alone fills `max_length` have no token
+    left to learn from: they are dropped with a counted warning rather than trained on silently."""
     with tokenizer_threads():
         return _preprocess(sources, targets, tokenizer, max_length)
 
