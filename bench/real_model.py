@@ -60,13 +60,17 @@ from transformers import set_seed
 from reward.data import load_preferences
 from rlhf import checkpoint
 from rlhf.models import load_scalar_head_model, load_tokenizer
-from rlhf.scoring import RewardScorer
-sft, pairs_path, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+from rlhf.scoring import RewardScorer, encode_example
+from rlhf.templates import format_prompt
+sft, pairs_path, seed, max_length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 stage = checkpoint.require(sft, kind="sft")
 set_seed(seed)  # what the reward stage does before it builds the same model
 tok = load_tokenizer(stage.path)
 model = load_scalar_head_model(stage.path, tok)
-pairs = load_preferences(pairs_path, verbose=False)
+# the pairs the reward stage scores: it drops those longer than max_length (reward/train.py tokenize_pairs)
+pairs = [p for p in load_preferences(pairs_path, verbose=False)
+         if max(len(encode_example(tok, format_prompt(p["instruction"], p["input"], stage.template), p[k]))
+                for k in ("chosen", "rejected")) <= max_length]
 print(json.dumps({"accuracy": RewardScorer(model, tok, stage.template, batch_size=16).pairwise_accuracy(pairs),
                   "pairs": len(pairs)}))
 """
@@ -177,7 +181,15 @@ def run_chain(work: Path, gguf: Path, a) -> tuple[list[dict], dict]:
 
     untrained = json.loads(
         subprocess.run(
-            [sys.executable, "-c", UNTRAINED_HEAD, str(sft), str(data["eval_pairs"]), str(a.seed)],
+            [
+                sys.executable,
+                "-c",
+                UNTRAINED_HEAD,
+                str(sft),
+                str(data["eval_pairs"]),
+                str(a.seed),
+                str(a.rm_max_length),
+            ],
             capture_output=True,
             text=True,
             check=True,
