@@ -2,9 +2,9 @@
 """SFT throughput: our preprocessing and batching against Stanford Alpaca's, measured in the same run on the
 same data and model.
 
-(a) preprocessing, rows/s: `sft.data.preprocess` (the template's header tokenized once, one batched Rust call
-    over every row's text after it, prompt lengths read off that encoding where exact) against Alpaca's `_tokenize_fn`/`preprocess` (one tokenizer call per string,
-    return_tensors="pt", padding="longest"), run two ways:
+(a) preprocessing, rows/s: `sft.data.preprocess` (the template's header tokenized once, prompt and response
+    encoded apart in one batched Rust call where exact) against Alpaca's `_tokenize_fn`/`preprocess` (one
+    tokenizer call per string, return_tensors="pt", padding="longest"), run two ways:
       - as Alpaca's train.py runs it: `use_fast=False`, i.e. a pure-Python byte-level BPE tokenizer (for its
         default model facebook/opt-125m that is GPT-2's BPE; transformers 5 no longer ships one, so a faithful
         Python GPT-2 BPE is defined below and checked to give the fast tokenizer's ids);
@@ -261,13 +261,8 @@ def encode_full_once(backend, texts, tokenizer_threads):
 
 
 def bench_preprocess(rows, fast, slow, args) -> dict:
-    from rlhf.templates import TEMPLATE_TAIL
     from sft.data import (
         preprocess,
-        prompt_lengths,
-        response_apart,
-        response_splits_off,
-        rows_by_shared_header,
         sources_and_targets,
         tokenizer_threads,
     )
@@ -301,21 +296,7 @@ def bench_preprocess(rows, fast, slow, args) -> dict:
     for name, (wall, cpu, _) in best.items():
         out[f"{name}_rows_per_s"], out[f"{name}_rows_per_cpu_s"] = 1 / wall, 1 / cpu
     got, ref = best["ours"][2], best["alpaca_fast"][2]
-    # which path each row took in `preprocess` (sft/data.py): the header split off, then the response split off
-    # (prompt and response encoded apart), else one encoding with the prompt length read off it where exact
-    grouped = {i for g in rows_by_shared_header(sources, fast, args.max_length).values() for i in g}
-    split = response_splits_off(fast, TEMPLATE_TAIL)
-    apart = [i for i in grouped if split and response_apart(sources[i], targets[i])]
-    apart_set = set(apart)
-    joint = [i for i in range(len(rows)) if i not in apart_set]
-    enc = fast(
-        [texts[i] for i in joint], max_length=args.max_length, truncation=True, return_attention_mask=False
-    )
-    out["header_tokenized_once"] = len(grouped)
-    out["response_encoded_apart"] = len(apart)
-    out["prompt_length_read_off_joint_encoding"] = prompt_lengths(
-        [sources[i] for i in joint], enc, fast, args.max_length
-    )[1]
+    out.update(got["paths"])  # which tokenization path the rows took in `preprocess` (sft/data.py)
 
     # identical output (rows ours drops have no trainable token: Alpaca keeps them all -100)
     pos = {i: k for k, i in enumerate(got["kept"])}
@@ -543,9 +524,9 @@ def main(argv=None) -> int:
         ratio = "" if key == "ours" else f"{pre['ours_rows_per_s'] / wall:.1f}x"
         ratio_cpu = "" if key == "ours" else f"{pre['ours_rows_per_cpu_s'] / cpu:.1f}x"
         print(f"  {label:<48} {wall:>7.0f} {ratio:>7} {cpu:>10.0f} {ratio_cpu:>7}")
-    print(f"  of {pre['rows']} rows: template header tokenized once for {pre['header_tokenized_once']}; prompt and"
-          f" response encoded apart for {pre['response_encoded_apart']}; of the others, prompt length read off the"
-          f" joint encoding for {pre['prompt_length_read_off_joint_encoding']} (the rest tokenized on their own)")  # fmt: skip
+    print(f"  of {pre['rows']} rows: template header tokenized once for {pre['header_once']}; prompt and response"
+          f" encoded apart for {pre['encoded_apart']}; of the others, prompt length read off the joint encoding for"
+          f" {pre['read_off_joint']}, prompt tokenized on its own for {pre['prompt_own']}")  # fmt: skip
     print()
     print(f"(b) training: {len(examples)} identical examples, batch {args.batch_size}, "
           f"{len(examples) // args.batch_size} steps, demo-shape Llama with vocab {len(fast)}; best of {args.repeats}")  # fmt: skip

@@ -69,7 +69,8 @@ def tokenizer_threads():
 
 
 def preprocess(sources: list[str], targets: list[str], tokenizer, max_length: int) -> dict:
-    """Alpaca's `preprocess`, batched. Returns {"input_ids", "labels", "kept"} (kept: indices of rows kept).
+    """Alpaca's `preprocess`, batched. Returns {"input_ids", "labels", "kept", "paths"} (kept: indices of rows
+    kept; paths: how many rows took each tokenization path below).
 
     Each row is tokenized once (`encode_after_header`; the plain path, `prompt_lengths`, for prompts that are not
     the template's or tokenizers where the shortcuts are not exact), and only prompts whose length cannot be
@@ -83,8 +84,10 @@ def _preprocess(sources: list[str], targets: list[str], tokenizer, max_length: i
     """`preprocess` on the calling thread (tokenizer threads already enabled)."""
     full: list[list[int] | None] = [None] * len(sources)
     n_src: list[int | None] = [None] * len(sources)
+    # how many rows took each path (bench/sft_throughput.py prints them)
+    paths = {"header_once": 0, "encoded_apart": 0, "read_off_joint": 0, "prompt_own": 0}
     for header, group in rows_by_shared_header(sources, tokenizer, max_length).items():
-        encode_after_header(header, group, sources, targets, tokenizer, max_length, full, n_src)
+        encode_after_header(header, group, sources, targets, tokenizer, max_length, full, n_src, paths)
     plain = [i for i, ids in enumerate(full) if ids is None]
     if plain:
         enc = tokenizer(
@@ -93,7 +96,9 @@ def _preprocess(sources: list[str], targets: list[str], tokenizer, max_length: i
             truncation=True,
             return_attention_mask=False,
         )
-        lengths, _ = prompt_lengths([sources[i] for i in plain], enc, tokenizer, max_length)
+        lengths, read_off = prompt_lengths([sources[i] for i in plain], enc, tokenizer, max_length)
+        paths["read_off_joint"] += read_off
+        paths["prompt_own"] += len(plain) - read_off
         for i, ids, n in zip(plain, enc["input_ids"], lengths):
             full[i], n_src[i] = ids, n
     input_ids, labels, kept = [], [], []
@@ -109,7 +114,7 @@ def _preprocess(sources: list[str], targets: list[str], tokenizer, max_length: i
             f"dropped {dropped} of {len(full)} rows whose prompt fills max_length={max_length} (no trainable token)",
             stacklevel=3,
         )
-    return {"input_ids": input_ids, "labels": labels, "kept": kept}
+    return {"input_ids": input_ids, "labels": labels, "kept": kept, "paths": paths}
 
 
 def rows_by_shared_header(sources: list[str], tokenizer, max_length: int) -> dict[str, list[int]]:
@@ -161,7 +166,7 @@ def header_ids(tokenizer, header: str) -> list[int]:
     return tokenizer(header, return_attention_mask=False)["input_ids"]
 
 
-def encode_after_header(header, rows, sources, targets, tokenizer, max_length, full, n_src) -> None:
+def encode_after_header(header, rows, sources, targets, tokenizer, max_length, full, n_src, paths) -> None:
     """Fill full[i] (= tokenize(source + target)[:max_length]) and n_src[i] (= len(tokenize(source)[:max_length]))
     for `rows`, which all start with `header`: the header's ids once, then one batch call straight on the Rust
     tokenizer (no per-row conversion into a BatchEncoding) over what follows it.
@@ -178,6 +183,8 @@ def encode_after_header(header, rows, sources, targets, tokenizer, max_length, f
     split, joint = [], []
     for i in rows:
         (split if split_ok and response_apart(sources[i], targets[i]) else joint).append(i)
+    paths["header_once"] += len(rows)
+    paths["encoded_apart"] += len(split)
     with raw_backend(backend, room):  # each piece truncated at what the header leaves; the whole cut below
         texts = [t for i in split for t in (sources[i][cut:], targets[i])]
         # no offsets needed here: the fast variant skips tracking them (a quarter of the encode time)
@@ -199,6 +206,8 @@ def encode_after_header(header, rows, sources, targets, tokenizer, max_length, f
                 own.append(i)
             else:
                 n_src[i] = len(head) + n
+        paths["read_off_joint"] += len(joint) - len(own)
+        paths["prompt_own"] += len(own)
         if own:
             prompts = backend.encode_batch([sources[i][cut:] for i in own], add_special_tokens=False)
             for i, e in zip(own, prompts):

@@ -117,8 +117,8 @@ class SkipPromptLogits:
     token is trained in any row) and `shift_labels` (those next tokens, -100 elsewhere): transformers' models
     slice the hidden states before the LM head and its causal-LM loss takes `shift_labels` as given, and the
     Trainer counts the trained tokens from `shift_labels`, so the loss, its gradient-accumulation scaling and
-    the eval loss are the ones of the full logits (tests/test_sft_stage.py), with a third less LM-head compute
-    on the demo and a [batch, kept, vocab] logits tensor instead of [batch, length, vocab]."""
+    the eval loss are the ones of the full logits (tests/test_sft_stage.py); the LM head runs on the trained
+    positions only (about 40% of a demo row) and the logits are [batch, kept, vocab], not [batch, length, vocab]."""
 
     def __init__(self, inner):
         self.inner = inner
