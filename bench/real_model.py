@@ -60,8 +60,8 @@ from transformers import set_seed
 from reward.data import load_preferences
 from rlhf import checkpoint
 from rlhf.models import load_scalar_head_model, load_tokenizer
-from rlhf.scoring import RewardScorer, encode_example
-from rlhf.templates import format_prompt
+from rlhf.scoring import RewardScorer
+from reward.train import encode_pair, fits
 sft, pairs_path, seed, max_length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 stage = checkpoint.require(sft, kind="sft")
 set_seed(seed)  # what the reward stage does before it builds the same model
@@ -69,8 +69,7 @@ tok = load_tokenizer(stage.path)
 model = load_scalar_head_model(stage.path, tok)
 # the pairs the reward stage scores: it drops those longer than max_length (reward/train.py tokenize_pairs)
 pairs = [p for p in load_preferences(pairs_path, verbose=False)
-         if max(len(encode_example(tok, format_prompt(p["instruction"], p["input"], stage.template), p[k]))
-                for k in ("chosen", "rejected")) <= max_length]
+         if fits(*encode_pair(p, tok, stage.template), max_length)]
 print(json.dumps({"accuracy": RewardScorer(model, tok, stage.template, batch_size=16).pairwise_accuracy(pairs),
                   "pairs": len(pairs)}))
 """

@@ -31,6 +31,19 @@ from rlhf.training import (
 )
 
 
+def encode_pair(pair: dict, tokenizer, template: str) -> tuple[list[int], list[int]]:
+    """The chosen and rejected token ids of one preference pair, each with its prompt."""
+    prompt = format_prompt(pair["instruction"], pair["input"], template)
+    return encode_example(tokenizer, prompt, pair["chosen"]), encode_example(
+        tokenizer, prompt, pair["rejected"]
+    )
+
+
+def fits(chosen: list[int], rejected: list[int], max_length: int | None) -> bool:
+    """The stage's length rule: a pair is kept only if both sides fit max_length."""
+    return max_length is None or max(len(chosen), len(rejected)) <= max_length
+
+
 def tokenize_pairs(
     pairs: list[dict], tokenizer, template: str, max_length: int | None
 ) -> tuple[Dataset, int]:
@@ -38,12 +51,8 @@ def tokenize_pairs(
     (RewardTrainer would drop them silently)."""
     chosen, rejected, margins, dropped = [], [], [], 0
     for p in pairs:
-        prompt = format_prompt(p["instruction"], p["input"], template)
-        c, r = (
-            encode_example(tokenizer, prompt, p["chosen"]),
-            encode_example(tokenizer, prompt, p["rejected"]),
-        )
-        if max_length is not None and max(len(c), len(r)) > max_length:
+        c, r = encode_pair(p, tokenizer, template)
+        if not fits(c, r, max_length):
             dropped += 1
             continue
         chosen.append(c)
