@@ -1,4 +1,4 @@
-"""User errors: one line on stderr, exit code 2, no traceback (see DESIGN.md, Conventions)."""
+"""User errors: one line on stderr, exit code 2, no traceback (docs/ARCHITECTURE.md, "Conventions")."""
 
 from __future__ import annotations
 
