@@ -8,8 +8,15 @@ import pytest
 from conftest import run_cli
 
 from rlhf.data import load_instructions
-from rlhf.tasks import ALL_KINDS, DEFAULT_KINDS, judge, make_sft_rows, make_tasks, parse_task
-from rlhf.tasks.demo import INSTRUCTIONS
+from rlhf.tasks.demo import (
+    ALL_KINDS,
+    DEFAULT_KINDS,
+    INSTRUCTIONS,
+    judge,
+    make_sft_rows,
+    make_tasks,
+    parse_task,
+)
 
 
 def test_same_seed_same_rows_other_seed_other_rows():
