@@ -52,7 +52,8 @@ MODEL_JSON_FILES = (
     "model.safetensors.index.json",
     "adapter_config.json",
 )
-TOKENIZER_JSON_FILES = (
+TOKENIZER_JSON_FILES = (  # AutoTokenizer reads config.json too, to find the tokenizer class
+    "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
