@@ -94,7 +94,7 @@ def run(args: list, log: Path, watch: Path | None = None) -> tuple[float, float]
 def build_chain(root: Path, log: Path) -> dict:
     """The tiny SFT -> reward chain the stages start from (as tests/conftest.py's tiny_chain builds it)."""
     from rlhf.io import atomic_write_json
-    from rlhf.tasks import make_sft_rows
+    from rlhf.tasks.demo import make_sft_rows
 
     atomic_write_json(root / "sft.json", make_sft_rows(600, seed=0, kinds=("largest", "smallest")))
     run(["demo-model", "--out", root / "base", "--seed", "0"], log)

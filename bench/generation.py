@@ -17,7 +17,7 @@ def main() -> None:
     a = p.parse_args()
     from rlhf.generate import SamplingParams, generate
     from rlhf.models import load_causal_lm, load_tokenizer
-    from rlhf.tasks import make_tasks
+    from rlhf.tasks.demo import make_tasks
     from rlhf.templates import format_prompt
 
     with tempfile.TemporaryDirectory() as tmp:

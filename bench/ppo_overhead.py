@@ -80,7 +80,7 @@ print("PEAK_RSS_KB", peak_rss_kb())
 
 
 def demo_setup(tmp: Path) -> tuple[Path, Path, list[dict], Path]:
-    from rlhf.tasks import make_tasks
+    from rlhf.tasks.demo import make_tasks
 
     sft, _, rm = demo_chain(tmp)
     rows = [t.to_row() for t in make_tasks(DEMO["total_episodes"], 101, ("largest", "smallest"))]

@@ -213,9 +213,8 @@ def load_data_and_tokenizers(args):
         fast.add_special_tokens(specials)
         slow.add_special_tokens(specials)
         return rows, fast, slow, f"{data} ({len(rows)} rows), GPT-2 BPE tokenizer"
-    from rlhf.demo import tokenizer_corpus
-    from rlhf.models import train_bpe_tokenizer
-    from rlhf.tasks import ALL_KINDS, make_sft_rows
+    from rlhf.tasks.demo import ALL_KINDS, make_sft_rows
+    from rlhf.tasks.demo_model import tokenizer_corpus, train_bpe_tokenizer
 
     rows = make_sft_rows(4000, seed=0, kinds=ALL_KINDS)
     fast = train_bpe_tokenizer(tokenizer_corpus(), vocab_size=1000)

@@ -29,13 +29,20 @@ class PPOStageConfig(StageOptions, PPOConfig):
     prompts_path: str | None = field(
         default=None, metadata={"help": "Alpaca json/jsonl whose instruction/input are the PPO prompts."}
     )
-    demo_prompts: int = field(
+    task: str = field(
+        default="demo", metadata={"help": "Task (rlhf.tasks) whose prompts task_prompts draws, e.g. demo."}
+    )
+    task_prompts: int = field(
         default=0,
-        metadata={"help": "If > 0 and prompts_path is unset: this many demo task prompts (train split)."},
+        metadata={"help": "If > 0 and prompts_path is unset: this many prompts of `task` (its train split)."},
     )
-    demo_kinds: str = field(
-        default="largest,smallest", metadata={"help": "Demo task kinds for demo_prompts."}
+    task_kinds: str = field(
+        default="", metadata={"help": "Comma-separated kinds of `task` to draw (empty: the task's defaults)."}
     )
+    demo_prompts: int = field(
+        default=0, metadata={"help": "Old name of task_prompts (task_prompts wins when both are set)."}
+    )
+    demo_kinds: str = field(default="", metadata={"help": "Old name of task_kinds (task_kinds wins)."})
     num_eval_prompts: int = field(
         default=8, metadata={"help": "Held-out prompts for TRL's sample-generation table (0 disables it)."}
     )

@@ -48,15 +48,24 @@ def load_prompts(cfg: PPOStageConfig) -> tuple[list[dict], list[dict]]:
         rows = load_instructions(cfg.prompts_path, require_output=False)
         n_eval = min(cfg.num_eval_prompts, len(rows) // 10)
         return rows[n_eval:], rows[:n_eval]
-    if cfg.demo_prompts > 0:
-        from rlhf.tasks import make_tasks
+    n = cfg.task_prompts or cfg.demo_prompts
+    if n > 0:
+        from rlhf import tasks
 
-        kinds = [k.strip() for k in cfg.demo_kinds.split(",") if k.strip()]
-        train = [t.to_row() for t in make_tasks(cfg.demo_prompts, cfg.seed + 101, kinds, split="train")]
-        evals = [t.to_row() for t in make_tasks(cfg.num_eval_prompts, cfg.seed + 202, kinds, split="eval")]
+        where = cfg.config_path or "command line"
+        kinds = tuple(k.strip() for k in (cfg.task_kinds or cfg.demo_kinds).split(",") if k.strip()) or None
+        try:
+            task = tasks.get(cfg.task)
+        except ValueError as e:
+            raise UserError(str(e), where, "key 'task'") from None
+        try:
+            train = task.prompts(n, seed=cfg.seed + 101, split="train", kinds=kinds)
+            evals = task.prompts(cfg.num_eval_prompts, seed=cfg.seed + 202, split="eval", kinds=kinds)
+        except ValueError as e:  # an unknown kind, or a prompt space too small
+            raise UserError(str(e), where, "key 'task_kinds'") from None
         return train, evals
     raise UserError(
-        "set prompts_path (Alpaca json/jsonl) or demo_prompts > 0",
+        "set prompts_path (Alpaca json/jsonl) or task_prompts > 0",
         cfg.config_path or "command line",
         "key 'prompts_path'",
     )

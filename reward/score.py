@@ -11,7 +11,7 @@ from rlhf.scoring import RewardScorer
 @exit_on_user_error
 def cli(argv=None, prog="rlhf score") -> int:
     p = ArgumentParser(prog=prog, description="Score with a reward model (a finished reward stage dir).")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a finished reward stage dir (or a sequence-classification model dir)")
     p.add_argument("--pairs", help="preference pairs file: prints pairwise accuracy")
     p.add_argument("--instruction", help="score one response to this instruction")
     p.add_argument("--input", default="")

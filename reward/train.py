@@ -65,15 +65,16 @@ def tokenize_pairs(
 
 
 def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int] | None:
-    """Held-out accuracy against the demo tasks' gold judge (pairs whose gold scores tie are left out)."""
-    from rlhf.tasks import judge, parse_task
+    """Held-out accuracy against the gold judge of the task the pairs come from (None when they are no known
+    task's); pairs whose gold scores tie are left out."""
+    from rlhf import tasks
 
+    task = tasks.detect(pairs)
+    if task is None:
+        return None
     keep = []
     for p in pairs:
-        task = parse_task(p["instruction"], p["input"])
-        if task is None:
-            return None
-        gc, gr = judge(task, p["chosen"]), judge(task, p["rejected"])
+        gc, gr = task.judge(p, p["chosen"]), task.judge(p, p["rejected"])
         if gc != gr:
             keep.append(p if gc > gr else {**p, "chosen": p["rejected"], "rejected": p["chosen"]})
     return (scorer.pairwise_accuracy(keep), len(keep)) if keep else None

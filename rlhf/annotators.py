@@ -1,7 +1,7 @@
 """Simulated annotators in the AlpacaFarm manner: `gold`, a pool of `noisy` ones, or a trained reward model.
 
 Each annotator looks at a prompt and two responses (A, B) and returns "A", "B" or "tie".
-- gold: the demo tasks' gold judge (higher gold score wins; equal scores tie).
+- gold: the gold judge of the task the prompts come from (`rlhf.tasks`; higher gold score wins, equal scores tie).
 - noisy: gold, then per annotator (own seed) a tie with prob `tie_rate`, "A" regardless with prob `position_bias`,
   and a flipped label with prob `flip_rate`. A pool of several gives measurable inter-annotator agreement.
 - reward:CKPT: a trained reward model's scores (ties when they differ by less than `tie_margin`).
@@ -13,23 +13,25 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
+from rlhf import tasks
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import read_records
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, atomic_write_jsonl
-from rlhf.tasks import judge, parse_task
+from rlhf.tasks import Task
 
 
-def gold_label(row: dict, a: int, b: int) -> str:
-    task = parse_task(row.get("instruction", ""), row.get("input", ""))
+def gold_label(row: dict, a: int, b: int, task: Task | None = None) -> str:
+    """The gold judge's label for responses a and b of `row`, by `task` (default: the task that recognises it)."""
+    task = task or tasks.detect([row])
     if task is None:
         raise UserError(
-            "the gold annotator only labels demo tasks (rlhf tasks)",
+            f"the gold annotator labels only prompts of a task with a gold judge ({', '.join(tasks.names())})",
             row.get("_path", "pairs"),
             row.get("_row"),
         )
     fin = row.get("finished") or [True] * len(row["responses"])
-    sa, sb = judge(task, row["responses"][a], fin[a]), judge(task, row["responses"][b], fin[b])
+    sa, sb = task.judge(row, row["responses"][a], fin[a]), task.judge(row, row["responses"][b], fin[b])
     return "tie" if sa == sb else ("A" if sa > sb else "B")
 
 
@@ -40,12 +42,15 @@ class NoisyAnnotator:
     flip_rate: float = 0.2
     position_bias: float = 0.0
     tie_rate: float = 0.0
+    task: Task | None = (
+        None  # whose gold judge the noise is applied to (default: the one recognising each row)
+    )
 
     def __post_init__(self):
         self.rng = random.Random(self.seed)
 
     def label(self, row: dict, a: int, b: int) -> str:
-        gold = gold_label(row, a, b)
+        gold = gold_label(row, a, b, self.task)
         if gold == "tie":
             return "tie"
         u = self.rng.random()
@@ -107,13 +112,16 @@ def annotate(
 ) -> tuple[list[dict], dict]:
     """Label every pair; returns (preference rows without ties, stats)."""
     idx = pair_indices(rows)
-    gold = [gold_label(rows[r], a, b) for r, a, b in idx] if annotator != "reward" else None
+    task = tasks.detect(rows)  # None here: gold_label names the first row no task recognises
+    gold = (
+        [gold_label(rows[r], a, b, task) for r, a, b in idx] if not annotator.startswith("reward:") else None
+    )
     pool_labels: dict[str, list[str]] = {}
     if annotator == "gold":
         labels, names = gold, ["gold"] * len(idx)
     elif annotator == "noisy":
         pool = [
-            NoisyAnnotator(f"noisy-{k}", seed * 1000 + k, flip_rate, position_bias, tie_rate)
+            NoisyAnnotator(f"noisy-{k}", seed * 1000 + k, flip_rate, position_bias, tie_rate, task)
             for k in range(pool_size)
         ]
         # Every annotator labels every pair (cheap: it is simulated) so agreement can be measured; each pair's
@@ -125,7 +133,7 @@ def annotate(
         rm = RewardModelAnnotator(annotator.split(":", 1)[1])
         labels, names = rm.label_all(rows, idx), [rm.name] * len(idx)
         try:
-            gold = [gold_label(rows[r], a, b) for r, a, b in idx]
+            gold = [gold_label(rows[r], a, b, task) for r, a, b in idx]
         except UserError:
             gold = None
     else:

@@ -1,6 +1,7 @@
 """`rlhf compare`: judge policy checkpoints side by side on the same prompts, samples and seeds.
 
-Per checkpoint: reward-model score (mean, 95% bootstrap CI), gold-judge accuracy (demo tasks), response length,
+Per checkpoint: reward-model score (mean, 95% bootstrap CI), gold-judge accuracy (when the prompts are a task's
+with a gold judge, see rlhf.tasks), response length,
 distinct-1/2, ROUGE-L against reference outputs, KL to a reference checkpoint. Between checkpoints: win-rate
 matrices by gold judge and by reward model with bootstrap CIs. Plus a temperature x top-p sweep, PPO training
 curves and reward over-optimisation when a PPO dir is given. Writes metrics.json, report.md and a
@@ -19,17 +20,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlhf import checkpoint
+from rlhf import tasks
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.generate import Completion, SamplingParams, generate, response_logprobs
-from rlhf.generate_cli import is_plain_model_dir
 from rlhf.io import atomic_write_files, atomic_write_jsonl, require_writable_dir
-from rlhf.models import load_causal_lm, load_policy_from_stage, load_tokenizer
-from rlhf.tasks import judge, parse_task
-from rlhf.templates import format_prompt
-from rlhf.training import LOG_FILE
+from rlhf.logs import LOG_FILE, read_log
+from rlhf.models import ModelSource, locate_model
+from rlhf.models import load_policy as load_policy_model
+from rlhf.tasks import Task
+from rlhf.templates import display_prompt, format_prompt
+from rlhf.training import complete_checkpoints
 
 ROUGE_METRIC = Path(__file__).parent / "metrics" / "rouge_l.py"
 
@@ -109,25 +111,28 @@ def distinct_n(texts: list[str], n: int) -> float:
 # ----------------------------------------------------------------------------------------------- evaluation
 
 
-def load_policy(path: str | Path, name: str | None = None) -> Policy:
-    path = Path(path)
-    if not checkpoint.is_finished(path) and is_plain_model_dir(path):
-        # A plain HF dir, e.g. a complete PPO checkpoint-N dir: loaded as a model, template alpaca.
-        return Policy(name or path.name, path, "model", load_causal_lm(path), load_tokenizer(path))
-    stage = checkpoint.require(path, kind=("sft", "ppo"))  # an unfinished stage dir is refused here
-    model, tok = load_policy_from_stage(stage)
-    return Policy(name or stage.kind, path, stage.kind, model, tok, stage.template)
+def load_policy(source: ModelSource | str | Path, name: str | None = None) -> Policy:
+    """A stage is named by its kind (sft, ppo), anything else by its dir name."""
+    loaded = load_policy_model(source, device="auto")
+    src = loaded.source
+    default = src.kind if src.stage is not None else Path(src.path).name
+    return Policy(name or default, Path(src.path), src.kind, loaded.model, loaded.tokenizer, src.template)
 
 
 def run_policy(
-    pol: Policy, prompts: list[dict], params: SamplingParams, scorer=None, batch_size: int = 64
+    pol: Policy,
+    prompts: list[dict],
+    params: SamplingParams,
+    scorer=None,
+    batch_size: int = 64,
+    task: Task | None = None,
 ) -> Run:
+    """Responses to every prompt, scored by `task`'s gold judge (when given) and by `scorer` (when given)."""
     texts = [format_prompt(p["instruction"], p.get("input", ""), pol.template) for p in prompts]
     samples = generate(pol.model, pol.tokenizer, texts, params, batch_size=batch_size)
     run = Run(samples)
-    tasks = [parse_task(p["instruction"], p.get("input", "")) for p in prompts]
-    if all(t is not None for t in tasks):
-        run.gold = [[judge(t, c.text, c.finished) for c in s] for t, s in zip(tasks, samples)]
+    if task is not None:
+        run.gold = [[task.judge(p, c.text, c.finished) for c in s] for p, s in zip(prompts, samples)]
     if scorer is not None:
         flat_p = [(p["instruction"], p.get("input", "")) for p, s in zip(prompts, samples) for _ in s]
         flat = scorer.score(flat_p, [c.text for s in samples for c in s])
@@ -190,8 +195,7 @@ def _png(fig) -> bytes:
 def plot_ppo_curves(log_path: Path) -> bytes | None:
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "objective/scores" in r]
+    rows = [r for r in read_log(log_path) if "objective/scores" in r]
     if not rows:
         return None
     x = [r.get("episode", i) for i, r in enumerate(rows)]
@@ -408,18 +412,18 @@ def compare(
         raise UserError(
             f"--names has {len(names)} names for {len(paths)} checkpoints", "command line", "--names"
         )
-    for p in paths:  # every checkpoint is validated before any model loads
-        if not Path(p).is_dir():
-            raise UserError("checkpoint does not exist", p)
-        if (Path(p) / checkpoint.MANIFEST).exists() or not is_plain_model_dir(Path(p)):
-            checkpoint.require(p, kind=("sft", "ppo"))  # unfinished, wrong kind, no weights: refused now
+    # Every model is located (unfinished, wrong kind, missing, damaged: refused) before any loads.
+    sources = [locate_model(p, role="policy") for p in paths]
+    reward_source = locate_model(reward, role="reward") if reward else None
+    reference_source = locate_model(reference, role="policy") if reference else None
+    task = tasks.detect(prompts)  # the gold judge, when the prompts are a known task's
     scorer = None
-    if reward:
+    if reward_source is not None:
         from rlhf.scoring import RewardScorer
 
-        scorer = RewardScorer.from_stage(reward)
+        scorer = RewardScorer.from_stage(reward_source)
     out = require_writable_dir(out)  # refused now, not after minutes of generation
-    policies = [load_policy(p, (names or [None] * len(paths))[i]) for i, p in enumerate(paths)]
+    policies = [load_policy(src, (names or [None] * len(paths))[i]) for i, src in enumerate(sources)]
     if len({p.name for p in policies}) < len(policies):
         policies = [
             Policy(f"{p.name}{i}", p.path, p.kind, p.model, p.tokenizer, p.template)
@@ -430,7 +434,7 @@ def compare(
     if reference:
         ref_policy = next(
             (p for p in policies if p.path.resolve() == Path(reference).resolve()), None
-        ) or load_policy(reference, "reference")
+        ) or load_policy(reference_source, "reference")
 
     greedy = SamplingParams(0.0, 0, 1.0, max_new_tokens, 1, seed)
     sampled = SamplingParams(temperature, top_k, top_p, max_new_tokens, num_samples, seed)
@@ -442,8 +446,8 @@ def compare(
     runs: dict[str, dict[str, Run]] = {}
     for pol in policies:
         runs[pol.name] = {
-            "greedy": run_policy(pol, prompts, greedy, scorer, batch_size),
-            "sampled": run_policy(pol, prompts, sampled, scorer, batch_size),
+            "greedy": run_policy(pol, prompts, greedy, scorer, batch_size, task),
+            "sampled": run_policy(pol, prompts, sampled, scorer, batch_size, task),
         }
         metrics.update(summarise(pol.name, runs[pol.name]["greedy"], refs))
         metrics.update(summarise(pol.name, runs[pol.name]["sampled"], None, "_sampled"))
@@ -480,7 +484,7 @@ def compare(
         for t in sweep_temperatures:
             for tp in sweep_top_ps:
                 run = run_policy(
-                    pol, sub, SamplingParams(t, top_k, tp, max_new_tokens, 1, seed), scorer, batch_size
+                    pol, sub, SamplingParams(t, top_k, tp, max_new_tokens, 1, seed), scorer, batch_size, task
                 )
                 s = summarise(pol.name, run, None)
                 point = {
@@ -504,10 +508,7 @@ def compare(
         log = pol.path / LOG_FILE
         if log.is_file() and (png := plot_ppo_curves(log)):
             plots[f"ppo_curves_{pol.name}"] = png
-        ckpts = sorted(
-            (d for d in pol.path.glob("checkpoint-*") if d.name[11:].isdigit() and is_plain_model_dir(d)),
-            key=lambda d: int(d.name.split("-")[1]),
-        )
+        ckpts = complete_checkpoints(pol.path)
         if ckpts and scorer is not None and overopt_prompts:
             sub = prompts[:overopt_prompts]
             points = []
@@ -518,7 +519,7 @@ def compare(
                 + [("final", pol)]
             )
             for label, p in chain:
-                r = run_policy(p, sub, greedy, scorer, batch_size)
+                r = run_policy(p, sub, greedy, scorer, batch_size, task)
                 point = {"label": label, "rm_score": statistics.fmean(x[0] for x in r.rm)}
                 if r.gold is not None:
                     point["gold_score"] = statistics.fmean(x[0] for x in r.gold)
@@ -543,7 +544,7 @@ def compare(
                 "id": f"c{i:05d}",
                 "instruction": p["instruction"],
                 "input": p.get("input", ""),
-                "prompt": p["instruction"] + (f"\n\n{p['input']}" if p.get("input") else ""),
+                "prompt": display_prompt(p["instruction"], p.get("input", "")),
                 "responses": [runs[a]["sampled"].samples[i][0].text, runs[b]["sampled"].samples[i][0].text],
                 "sources": [a, b],
             }
@@ -553,7 +554,7 @@ def compare(
 
     table = [
         {
-            "prompt": p["instruction"] + (f"\n{p['input']}" if p.get("input") else ""),
+            "prompt": display_prompt(p["instruction"], p.get("input", "")),
             **{n: runs[n]["greedy"].samples[i][0].text for n in names},
         }
         for i, p in enumerate(prompts[:12])
@@ -578,13 +579,19 @@ def _floats(text: str) -> tuple[float, ...]:
 @exit_on_user_error
 def cli(argv=None, prog="rlhf compare") -> int:
     p = ArgumentParser(prog=prog, description="Compare policy checkpoints on the same prompts and samples.")
-    p.add_argument("checkpoints", nargs="+", help="finished sft/ppo stage dirs (or plain HF model dirs)")
+    p.add_argument(
+        "checkpoints",
+        nargs="+",
+        help="finished sft/ppo stage dirs (or checkpoint-N, adapter or HF model dirs)",
+    )
     p.add_argument(
         "--prompts", required=True, help="Alpaca json/jsonl; outputs (if present) are ROUGE references"
     )
     p.add_argument("--out", required=True, help="report dir")
     p.add_argument("--reference", help="checkpoint to measure KL against (e.g. the SFT dir)")
-    p.add_argument("--reward", help="reward stage dir for reward-model scores and win-rates")
+    p.add_argument(
+        "--reward", help="reward stage (or reward model) dir for reward-model scores and win-rates"
+    )
     p.add_argument("--names", help="comma-separated display names")
     p.add_argument("--limit", type=int)
     p.add_argument("--temperature", type=float, default=0.7)

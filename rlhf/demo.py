@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import random
 import shutil
 from pathlib import Path
 
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, replace_dir, sibling_temp_dir
-from rlhf.tasks import ALL_KINDS, DEFAULT_KINDS, make_sft_rows
-from rlhf.tasks.demo import demonstration, make_tasks
-from rlhf.templates import format_prompt
+from rlhf.tasks.demo import ALL_KINDS, DEFAULT_KINDS, make_sft_rows, make_tasks
 
 
 def _kinds(text: str) -> tuple[str, ...]:
@@ -26,18 +23,6 @@ def _kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
-def tokenizer_corpus(extra_rows: list[dict] = (), seed: int = 0) -> list[str]:
-    """Text to train the demo BPE tokenizer on: every task kind, every demonstration style, both templates."""
-    rng = random.Random(seed)
-    texts = []
-    for task in make_tasks(3000, seed, ALL_KINDS, split=None):
-        for style in ("bare", "verbose", "wrong"):
-            texts.append(format_prompt(task.instruction, task.input) + demonstration(task, style, rng))
-    for row in extra_rows:
-        texts.append(format_prompt(row["instruction"], row.get("input", "")) + row.get("output", ""))
-    return texts
-
-
 def build_demo_checkpoint(
     out: str | Path,
     *,
@@ -49,7 +34,8 @@ def build_demo_checkpoint(
     intermediate_size: int = 384,
     extra_rows: list[dict] = (),
 ) -> Path:
-    from rlhf.models import build_demo_model, save_pretrained_dir, train_bpe_tokenizer
+    from rlhf.models import save_pretrained_dir
+    from rlhf.tasks.demo_model import build_demo_model, tokenizer_corpus, train_bpe_tokenizer
 
     tok = train_bpe_tokenizer(tokenizer_corpus(extra_rows, seed), vocab_size=vocab_size)
     model = build_demo_model(

@@ -1,8 +1,8 @@
 """`rlhf generate CKPT --instruction ...`: answer one instruction with a policy checkpoint.
 
 The prompt is the checkpoint's own training template (from its manifest), so what you see is what the stage
-was trained on. CKPT is a finished sft or ppo stage dir; a plain HF model dir (config.json, no manifest, not an
-unfinished stage) also works, with the Alpaca template and a note on stderr.
+was trained on. CKPT is a finished sft or ppo stage dir, a complete checkpoint-N dir, a LoRA adapter dir, or a
+plain HF model dir or hub id (with the Alpaca template and a note on stderr); an unfinished run is refused.
 
     rlhf generate runs/demo/sft --instruction "Which number is the largest?" --input "3, 8, 5"
     rlhf generate runs/demo/ppo --instruction "..." --temperature 0.7 --top-p 0.9 --num-samples 4 --seed 1
@@ -17,48 +17,21 @@ from pathlib import Path
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import UserError, exit_on_user_error
 
-STAGE_MARKERS = ("log.jsonl", "README.md", "trainer_state.json")
-
-
-def is_plain_model_dir(path: Path) -> bool:
-    """A HF model dir that no stage of ours wrote, or a complete trainer checkpoint-N dir (PPO's hold a plain
-    policy; transformers writes trainer_state.json last). A stage dir without its manifest is an unfinished (or
-    interrupted --overwrite) run whose weights may be stale, and a checkpoint-N cut short is incomplete: those
-    are refused, not loaded."""
-    from rlhf.training import is_complete_checkpoint
-
-    if not (path / "config.json").is_file():
-        return False
-    if path.name.startswith("checkpoint-"):
-        return is_complete_checkpoint(path)
-    if any((path / m).exists() for m in STAGE_MARKERS) or any(path.glob("checkpoint-*")):
-        return False
-    return True
-
 
 def load_for_generation(path: str | Path):
-    """(model, tokenizer, template, note): a finished sft/ppo stage, or a plain HF model dir."""
-    from rlhf import checkpoint
-    from rlhf.models import load_causal_lm, load_policy_from_stage, load_tokenizer, sync_special_token_ids
+    """(model, tokenizer, template, note): anything `rlhf.models.locate_model` takes as a policy."""
+    from rlhf.models import load_policy
 
-    path = Path(path)
-    if path.is_dir() and not checkpoint.is_finished(path) and is_plain_model_dir(path):
-        tokenizer = load_tokenizer(path)
-        model = load_causal_lm(path)
-        sync_special_token_ids(model, tokenizer)
-        note = (
-            f"note: {path} has no {checkpoint.MANIFEST}: loaded as a plain HF model with the alpaca template"
-        )
-        return model, tokenizer, "alpaca", note
-    stage = checkpoint.require(path, kind=("sft", "ppo"))
-    model, tokenizer = load_policy_from_stage(stage)
-    return model, tokenizer, stage.template, None
+    loaded = load_policy(path, device="auto")
+    return loaded.model, loaded.tokenizer, loaded.template, loaded.source.note
 
 
 @exit_on_user_error
 def cli(argv: list[str] | None = None, prog: str = "rlhf generate") -> int:
     p = ArgumentParser(prog=prog, description="Answer one instruction with a finished sft/ppo checkpoint.")
-    p.add_argument("checkpoint", help="a finished sft or ppo stage dir (or a plain HF model dir)")
+    p.add_argument(
+        "checkpoint", help="a finished sft or ppo stage dir (or a checkpoint-N, adapter or HF model dir)"
+    )
     p.add_argument("--instruction", required=True)
     p.add_argument("--input", default="", help="optional context for the instruction (Alpaca's `input`)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")

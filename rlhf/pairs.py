@@ -7,26 +7,15 @@ teaches nothing; an empty one is refused by the preference readers, so `rlhf ann
 
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 
-from rlhf import checkpoint
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.generate import SamplingParams, generate
 from rlhf.io import atomic_write_jsonl
-from rlhf.models import load_policy_from_stage
-from rlhf.templates import format_prompt
-
-
-def display_prompt(instruction: str, input: str) -> str:
-    return f"{instruction}\n\n{input}" if input else instruction
-
-
-def load_policy(path: str | Path):
-    """Model + tokenizer of a finished sft or ppo stage (the manifest is checked first)."""
-    stage = checkpoint.require(path, kind=("sft", "ppo"))
-    return (stage, *load_policy_from_stage(stage))
+from rlhf.models import LoadedModel, load_policy
+from rlhf.templates import display_prompt, format_prompt
 
 
 def _usable(samples) -> int:
@@ -43,9 +32,7 @@ def _problem(samples) -> str | None:
 
 
 def sample_pairs(
-    stage,
-    model,
-    tokenizer,
+    policy: LoadedModel,
     prompts: list[dict],
     params: SamplingParams,
     *,
@@ -53,7 +40,8 @@ def sample_pairs(
     resample: int = 2,
     progress: bool = True,
 ) -> list[dict]:
-    texts = [format_prompt(p["instruction"], p.get("input", ""), stage.template) for p in prompts]
+    model, tokenizer = policy.model, policy.tokenizer
+    texts = [format_prompt(p["instruction"], p.get("input", ""), policy.template) for p in prompts]
     samples = generate(model, tokenizer, texts, params, batch_size=batch_size, progress=progress)
     # Resample prompts whose responses came out identical or empty, with fresh seeds.
     for attempt in range(1, resample + 1):
@@ -70,7 +58,12 @@ def sample_pairs(
         for i, new in zip(same, redo):
             if _usable(new) > _usable(samples[i]):
                 samples[i] = new
-    policy = {"path": str(stage.path), "kind": stage.kind, "manifest_sha256": stage.sha256}
+    stage = policy.source.stage
+    lineage = {
+        "path": policy.source.path,
+        "kind": policy.source.kind,
+        "manifest_sha256": stage.sha256 if stage is not None else None,
+    }
     rows = []
     for i, (p, s) in enumerate(zip(prompts, samples)):
         row = {
@@ -80,7 +73,7 @@ def sample_pairs(
             "prompt": display_prompt(p["instruction"], p.get("input", "")),
             "responses": [c.text for c in s],
             "finished": [c.finished for c in s],
-            "policy": policy,
+            "policy": lineage,
             "sampling": params.to_dict(),
         }
         if problem := _problem(s):
@@ -92,7 +85,9 @@ def sample_pairs(
 @exit_on_user_error
 def cli(argv=None, prog="rlhf pairs") -> int:
     p = ArgumentParser(prog=prog, description="Sample n responses per prompt from a policy checkpoint.")
-    p.add_argument("--policy", required=True, help="a finished sft or ppo stage dir")
+    p.add_argument(
+        "--policy", required=True, help="a finished sft or ppo stage dir (or any policy model dir)"
+    )
     p.add_argument("--prompts", required=True, help="Alpaca json/jsonl (instruction, input)")
     p.add_argument("--n", type=int, default=2, help="responses per prompt")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -111,10 +106,12 @@ def cli(argv=None, prog="rlhf pairs") -> int:
     if a.n < 2:
         raise UserError("--n must be at least 2 to make pairs", "command line", "--n")
     prompts = load_instructions(a.prompts, require_output=False)[: a.limit]
-    stage, model, tok = load_policy(a.policy)
+    policy = load_policy(a.policy, device="auto")
+    if policy.source.note:
+        print(policy.source.note, file=sys.stderr)
     params = SamplingParams(a.temperature, a.top_k, a.top_p, a.max_new_tokens, a.n, a.seed)
     rows = sample_pairs(
-        stage, model, tok, prompts, params, batch_size=a.batch_size, resample=a.resample, progress=not a.quiet
+        policy, prompts, params, batch_size=a.batch_size, resample=a.resample, progress=not a.quiet
     )
     atomic_write_jsonl(a.out, rows)
     flagged = sum("flagged" in r for r in rows)

@@ -3,11 +3,8 @@ tokenize(prompt) + tokenize(response, no specials) + [EOS]."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from rlhf import checkpoint
 from rlhf.templates import format_prompt
 
 
@@ -41,12 +38,13 @@ class RewardScorer:
         )
 
     @classmethod
-    def from_stage(cls, path: str | Path, batch_size: int = 64) -> RewardScorer:
-        from rlhf.models import load_scalar_head_model, load_tokenizer
+    def from_stage(cls, path, batch_size: int = 64) -> RewardScorer:
+        """The reward model at `path`: a finished reward stage, or any source `rlhf.models.locate_model` takes as
+        a reward model (a ModelSource found earlier, too)."""
+        from rlhf.models import load_reward_model
 
-        stage = checkpoint.require(path, kind="reward")
-        tok = load_tokenizer(stage.path)
-        return cls(load_scalar_head_model(stage.path, tok), tok, stage.template, batch_size)
+        loaded = load_reward_model(path, device="auto")
+        return cls(loaded.model, loaded.tokenizer, loaded.template, batch_size)
 
     @torch.no_grad()
     def score(

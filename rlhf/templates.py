@@ -39,3 +39,9 @@ def format_prompt(instruction: str, input: str = "", template: str = "alpaca") -
     key = "prompt_input" if input else "prompt_no_input"
     fields = {"instruction": instruction, "input": input}
     return re.sub(r"\{(instruction|input)\}", lambda m: fields[m.group(1)], PROMPT_DICT[key])
+
+
+def display_prompt(instruction: str, input: str = "") -> str:
+    """The prompt as a person reads it (pairs files, the labeling app, reports): the instruction, then its input
+    after a blank line. The model sees `format_prompt`'s text instead."""
+    return f"{instruction}\n\n{input}" if input else instruction

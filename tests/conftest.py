@@ -100,7 +100,7 @@ def demo_base(tmp_path_factory) -> Path:
 def tiny_chain(tmp_path_factory, demo_base) -> dict[str, Path]:
     """A small finished SFT -> reward chain on demo tasks (seconds, not minutes); PPO tests build on it."""
     from rlhf.io import atomic_write_json
-    from rlhf.tasks import make_sft_rows, make_tasks
+    from rlhf.tasks.demo import make_sft_rows, make_tasks
 
     root = tmp_path_factory.mktemp("chain")
     atomic_write_json(root / "sft.json", make_sft_rows(600, seed=0, kinds=("largest", "smallest")))

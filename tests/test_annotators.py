@@ -10,7 +10,7 @@ import pytest
 from rlhf.annotators import NoisyAnnotator, annotate, gold_label
 from rlhf.generate import Completion
 from rlhf.pairs import _problem
-from rlhf.tasks import make_tasks
+from rlhf.tasks.demo import make_tasks
 
 
 def _rows(n: int, seed: int = 0) -> list[dict]:

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, run_cli
 
 from rlhf.io import atomic_write_json
-from rlhf.tasks import make_sft_rows
+from rlhf.tasks.demo import make_sft_rows
 
 BAD = Path(__file__).parent / "data" / "bad"
 DEMO_CONFIG = REPO / "configs" / "demo" / "sft.yaml"

@@ -312,7 +312,7 @@ def test_a_crash_leaves_no_half_converted_dir(monkeypatch, tmp_path, fake_gguf):
 
 @pytest.fixture
 def tiny_pair():
-    from rlhf.models import build_demo_model, train_bpe_tokenizer
+    from rlhf.tasks.demo_model import build_demo_model, train_bpe_tokenizer
 
     tok = train_bpe_tokenizer(["the quick brown fox jumps over the lazy dog"] * 20, vocab_size=300)
     tok.pad_token = tok.eos_token  # the SmolLM2 situation

@@ -79,7 +79,7 @@ def chain(tiny_chain, demo_base):
     """The tiny chain, plus 80 preference pairs (the correct answer over another task's answer): the chain's
     own prefs are a handful of pairs with none held out."""
     from rlhf.io import atomic_write_jsonl
-    from rlhf.tasks import make_tasks
+    from rlhf.tasks.demo import make_tasks
 
     tasks = [t.to_row() for t in make_tasks(81, 11, ("largest", "smallest"))]
     pairs = [

@@ -491,7 +491,8 @@ def test_stats_and_export_refuse_a_missing_or_foreign_db(tmp_path, capsys):
 
 def test_compare_mode_generates_from_two_checkpoints(tmp_path, capsys):
     pytest.importorskip("torch")
-    from rlhf.models import build_demo_model, save_pretrained_dir, train_bpe_tokenizer
+    from rlhf.models import save_pretrained_dir
+    from rlhf.tasks.demo_model import build_demo_model, train_bpe_tokenizer
 
     prompts = [{"instruction": f"Add {i} and {i + 2}.", "input": "" if i % 2 else f"{i}"} for i in range(4)]
     (tmp_path / "prompts.json").write_text(json.dumps(prompts), encoding="utf-8")

@@ -150,7 +150,7 @@ def test_mismatched_parents_fail_before_loading(tiny_chain, tmp_path, monkeypatc
     """A reward model trained on another SFT run with another tokenizer is refused, naming both manifests."""
     from rlhf.demo import build_demo_checkpoint
     from rlhf.io import atomic_write_json
-    from rlhf.tasks import make_sft_rows
+    from rlhf.tasks.demo import make_sft_rows
 
     other = tmp_path / "other"
     build_demo_checkpoint(other / "base", seed=1, vocab_size=600)

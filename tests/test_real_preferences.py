@@ -3,7 +3,7 @@
 300 held-out pairs of the same file. Skips when the shared data folder is absent.
 
 The chain is the kit's own: a byte-level BPE tokenizer and the demo Llama (hidden 128, 2 layers) built by
-rlhf/models.py's factory, the tokenizer trained on the HH training dialogues (the demo tokenizer knows only task
+rlhf/tasks/demo_model.py's factory, the tokenizer trained on the HH training dialogues (the demo tokenizer knows only task
 text), a short SFT on the training pairs' chosen replies (the reward stage's required parent), then `rlhf reward`
 on the raw transcripts. The numbers are printed with the untrained reward model's accuracy (the SFT backbone
 with its fresh score head) and a "the shorter reply wins" heuristic for contrast; harmless-base is hard for
@@ -57,14 +57,9 @@ def split_raw_rows(path, tmp):
 
 @pytest.mark.slow
 def test_reward_model_on_real_hh_preferences(hh_path, tmp_path):
-    from rlhf.models import (
-        build_demo_model,
-        load_scalar_head_model,
-        load_tokenizer,
-        save_pretrained_dir,
-        train_bpe_tokenizer,
-    )
+    from rlhf.models import load_scalar_head_model, load_tokenizer, save_pretrained_dir
     from rlhf.scoring import RewardScorer
+    from rlhf.tasks.demo_model import build_demo_model, train_bpe_tokenizer
     from rlhf.templates import format_prompt
 
     t0 = time.time()

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from rlhf.models import IGNORE_INDEX, load_tokenizer
-from rlhf.tasks import ALL_KINDS, make_sft_rows
+from rlhf.tasks.demo import ALL_KINDS, make_sft_rows
 from rlhf.templates import PROMPT_DICT, TEMPLATE_HEADERS, TEMPLATE_TAIL, format_prompt
 from sft.data import (
     header_splits_off,

@@ -22,7 +22,7 @@ from rlhf.errors import UserError
 from rlhf.generate import SamplingParams, generate
 from rlhf.io import atomic_write_json
 from rlhf.models import load_causal_lm, load_policy_from_stage, load_tokenizer
-from rlhf.tasks import judge, make_sft_rows, make_tasks
+from rlhf.tasks.demo import judge, make_sft_rows, make_tasks
 from rlhf.templates import format_prompt
 
 KINDS = ("largest", "smallest")

@@ -8,8 +8,15 @@ import pytest
 from conftest import run_cli
 
 from rlhf.data import load_instructions
-from rlhf.tasks import ALL_KINDS, DEFAULT_KINDS, judge, make_sft_rows, make_tasks, parse_task
-from rlhf.tasks.demo import INSTRUCTIONS
+from rlhf.tasks.demo import (
+    ALL_KINDS,
+    DEFAULT_KINDS,
+    INSTRUCTIONS,
+    judge,
+    make_sft_rows,
+    make_tasks,
+    parse_task,
+)
 
 
 def test_same_seed_same_rows_other_seed_other_rows():
@@ -144,3 +151,60 @@ def test_wrong_demonstrations_follow_the_style_mix():
     ]
     bare = sum(len(r["output"].split()) == 1 for r in mixed) / len(mixed)
     assert bare == pytest.approx(0.5, abs=0.08)  # (1 - 0.45 - 0.1) / 0.9 of the wrong ones are bare
+
+
+# ------------------------------------------------------------------------------------------- the task interface
+
+
+def test_the_registry_finds_the_demo_by_name_and_by_its_rows():
+    from rlhf import tasks
+    from rlhf.tasks.demo import DemoTask
+
+    demo = tasks.get("demo")
+    assert isinstance(demo, DemoTask) and demo.name == "demo" and "demo" in tasks.names()
+    with pytest.raises(ValueError, match="unknown task 'nope'; expected one of demo"):
+        tasks.get("nope")
+    rows = demo.prompts(20, seed=3, split="eval")
+    assert tasks.detect(rows) is demo
+    assert tasks.detect(rows + [{"instruction": "Write a poem about the sea.", "input": ""}]) is None
+    assert tasks.detect([]) is None
+
+
+def test_demo_behind_the_interface_is_the_demo():
+    """prompts() are make_tasks' rows; judge() and reference() are the demo judge and answer, row by row."""
+    from rlhf import tasks
+
+    demo = tasks.get("demo")
+    rows = demo.prompts(30, seed=1, split="train", kinds=("largest", "first_word"))
+    assert rows == [t.to_row() for t in make_tasks(30, 1, ("largest", "first_word"), split="train")]
+    assert demo.prompts(9, seed=2) == [t.to_row() for t in make_tasks(9, 2, DEFAULT_KINDS)]
+    for row in rows:
+        task = parse_task(row["instruction"], row["input"])
+        assert demo.reference(row) == task.answer
+        for response, finished in ((task.answer, True), (task.answer + ". Hope this helps!", True),
+                                   (task.answer, False), ("no idea", True)):  # fmt: skip
+            assert demo.judge(row, response, finished) == judge(task, response, finished)
+    with pytest.raises(ValueError, match="unknown demo task kind 'poems'"):
+        demo.prompts(3, kinds=("poems",))
+    with pytest.raises(ValueError, match="not a demo task"):
+        demo.judge({"instruction": "Write a poem.", "input": ""}, "ok")
+    assert demo.parse({"instruction": 3}) is None
+
+
+def test_ppo_prompts_come_from_the_task_under_new_and_old_key_names():
+    from ppo.config import PPOStageConfig
+    from ppo.train import load_prompts
+    from rlhf.errors import UserError
+
+    new = load_prompts(
+        PPOStageConfig(task="demo", task_prompts=12, task_kinds="largest,smallest", num_eval_prompts=4)
+    )
+    old = load_prompts(PPOStageConfig(demo_prompts=12, demo_kinds="largest,smallest", num_eval_prompts=4))
+    assert new == old and (len(new[0]), len(new[1])) == (12, 4)
+    seed = PPOStageConfig().seed + 101  # what the stage has always drawn its training prompts with
+    assert new[0] == [t.to_row() for t in make_tasks(12, seed, ("largest", "smallest"), split="train")]
+    with pytest.raises(UserError, match="unknown task 'nope'") as e:
+        load_prompts(PPOStageConfig(task="nope", task_prompts=4))
+    assert e.value.line().endswith("key 'task': unknown task 'nope'; expected one of demo")
+    with pytest.raises(UserError, match="key 'task_kinds': unknown demo task kind 'poems'"):
+        load_prompts(PPOStageConfig(task_prompts=4, task_kinds="poems"))

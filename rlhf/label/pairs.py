@@ -13,16 +13,14 @@ from typing import Any
 from rlhf.data import read_records, require_str
 from rlhf.errors import UserError
 from rlhf.label.store import Item
-from rlhf.templates import format_prompt
+from rlhf.templates import display_prompt, format_prompt
 
 KNOWN_KEYS = {"id", "instruction", "input", "prompt", "responses", "sources", "policy", "sampling", "_row"}
 
 
 def display_text(instruction: str, input: str, prompt: str | None) -> str:
     """The prompt as shown to annotators: the file's display text, else the instruction and its input."""
-    if prompt:
-        return prompt
-    return instruction + (f"\n\n{input}" if input else "")
+    return prompt or display_prompt(instruction, input)
 
 
 def _str_list(row: dict, key: str, path: Path, *, min_len: int, nonempty: bool) -> list[str]:
@@ -114,20 +112,12 @@ def load_pairs(path: str | Path) -> list[Item]:
 
 
 def _load_policy(ckpt: str):
-    """Model + tokenizer (left padding) + prompt template of a checkpoint dir or hub id, on the GPU if there is one."""
-    import torch
+    """Model + tokenizer (left padding) + prompt template of anything `rlhf.models.locate_model` takes as a
+    policy (a stage, checkpoint, adapter or model dir, or a hub id), on the GPU if there is one."""
+    from rlhf.models import load_policy
 
-    from rlhf import checkpoint
-    from rlhf.models import load_causal_lm, load_tokenizer
-
-    template = "alpaca"
-    if checkpoint.is_finished(ckpt):
-        template = checkpoint.require(ckpt, kind=None).template
-    tok = load_tokenizer(ckpt, padding_side="left")
-    model = load_causal_lm(ckpt)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    return model, tok, template
+    loaded = load_policy(ckpt, device="auto", padding_side="left")
+    return loaded.model, loaded.tokenizer, loaded.template
 
 
 def generate_compare_items(

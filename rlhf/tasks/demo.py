@@ -1,8 +1,8 @@
-"""Deterministic, seeded instruction tasks in Alpaca format, and the gold judge that scores any response.
+"""The embedded demo task: seeded instruction problems in Alpaca format, and the gold judge that scores any response.
 
 Why these tasks: a model of half a million parameters must be able to *answer* them after a minute of SFT on
 2 cores, so that what RLHF has to improve is how it answers (concision, no filler) on top of answers it gets
-right. A mix it cannot master leaves RLHF nothing to show (see shared/DEMO_NOTES.md). All ten kinds below are
+right. A mix it cannot master leaves RLHF nothing to show. All ten kinds below are
 available to researchers; the demo config picks the ones a tiny model masters.
 
 Gold judge (fixed before any training): a wrong answer, or a response without EOS, scores 0; a correct one
@@ -16,6 +16,8 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from rlhf.tasks.base import Task
 
 WORDS = [
     "apple", "river", "stone", "cloud", "tiger", "candle", "garden", "silver",
@@ -69,7 +71,9 @@ VERBOSE_SUFFIXES = [" Hope this helps!", " Let me know if you need anything else
 
 
 @dataclass(frozen=True)
-class Task:
+class Problem:
+    """One demo problem: its kind, its prompt (instruction + input) and its gold answer."""
+
     kind: str
     instruction: str
     input: str
@@ -96,7 +100,7 @@ def _digits(rng: random.Random, k: int = 3) -> list[int]:
     return rng.sample(range(1, 10), k)
 
 
-def _make(kind: str, rng: random.Random) -> Task:
+def _make(kind: str, rng: random.Random) -> Problem:
     instr = rng.choice(INSTRUCTIONS[kind])
     if kind in ("largest", "smallest"):
         # The answer is drawn first, uniformly over the values it can take, then the other two digits: with three
@@ -168,7 +172,7 @@ def _template_regex(template: str) -> re.Pattern:
 _PARSERS = [(kind, _template_regex(t)) for kind, ts in INSTRUCTIONS.items() for t in ts]
 
 
-def parse_task(instruction: str, input: str = "") -> Task | None:
+def parse_task(instruction: str, input: str = "") -> Problem | None:
     """Recover the task (and its gold answer) from an instruction + input, or None if it is not a demo task."""
     for kind, rx in _PARSERS:
         m = rx.match(instruction.strip())
@@ -178,7 +182,7 @@ def parse_task(instruction: str, input: str = "") -> Task | None:
         if "cat" in groups and groups["cat"] not in CATEGORIES:
             return None
         try:
-            return Task(kind, instruction, input, _SOLVERS[kind](input, groups))
+            return Problem(kind, instruction, input, _SOLVERS[kind](input, groups))
         except (ValueError, IndexError, StopIteration, KeyError):
             return None
     return None
@@ -216,7 +220,7 @@ def make_tasks(
     return out
 
 
-def _wrong_answer(task: Task, rng: random.Random) -> str:
+def _wrong_answer(task: Problem, rng: random.Random) -> str:
     if task.kind in ("largest", "smallest", "first_word", "last_word", "odd_one_out"):
         return rng.choice([x for x in _items(task.input) if x != task.answer])
     if task.kind == "add":
@@ -233,7 +237,7 @@ def _wrong_answer(task: Task, rng: random.Random) -> str:
     return "No" if task.answer == "Yes" else "Yes"
 
 
-def demonstration(task: Task, style: str, rng: random.Random, bare_share: float = 0.5) -> str:
+def demonstration(task: Problem, style: str, rng: random.Random, bare_share: float = 0.5) -> str:
     """One SFT target: `bare` (just the answer), `verbose` (filler around it) or `wrong` (a wrong answer, bare
     with probability `bare_share`, else with filler)."""
     if style == "bare":
@@ -283,7 +287,7 @@ def _words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
-def is_correct(task: Task, response: str) -> bool:
+def is_correct(task: Problem, response: str) -> bool:
     words = _words(response)
     if task.kind == "name_three":
         cat = next(c for c in CATEGORIES if c in task.instruction)
@@ -304,14 +308,44 @@ def is_correct(task: Task, response: str) -> bool:
     return [w for w in words if w in candidates] == [task.answer.lower()]
 
 
-def judge(task: Task | dict, response: str, finished: bool = True) -> float:
+def judge(task: Problem | dict, response: str, finished: bool = True) -> float:
     """Gold score in [0, 1]: 0 if wrong or unfinished (no EOS); else max(0.2, 1 - 0.1 * extra words)."""
     if isinstance(task, dict):
         parsed = parse_task(task.get("instruction", ""), task.get("input", ""))
         if parsed is None:
-            raise ValueError("not a demo task: the gold judge only scores tasks from rlhf.tasks")
+            raise ValueError("not a demo task: the demo's gold judge only scores demo problems")
         task = parsed
     if not finished or not is_correct(task, response):
         return 0.0
     extra = max(0, len(_words(response)) - len(_words(task.answer)))
     return round(max(0.2, 1.0 - 0.1 * extra), 4)
+
+
+class DemoTask(Task):
+    """The demo behind the task interface (`rlhf.tasks.get("demo")`); its kinds are the problem kinds above."""
+
+    name = "demo"
+    kinds = ALL_KINDS
+    default_kinds = DEFAULT_KINDS
+
+    def prompts(
+        self, n: int, *, seed: int = 0, split: str | None = "train", kinds: tuple[str, ...] | None = None
+    ) -> list[dict]:
+        kinds = self.check_kinds(tuple(kinds)) if kinds else self.default_kinds
+        return [p.to_row() for p in make_tasks(n, seed, kinds, split=split)]
+
+    def parse(self, row: dict) -> Problem | None:
+        instruction, input = row.get("instruction"), row.get("input", "")
+        if not isinstance(instruction, str) or not isinstance(input, str):
+            return None
+        return parse_task(instruction, input)
+
+    def judge(self, row: dict, response: str, finished: bool = True) -> float:
+        problem = self.parse(row)
+        if problem is None:
+            raise ValueError("not a demo task: the demo's gold judge only scores demo problems")
+        return judge(problem, response, finished)
+
+    def reference(self, row: dict) -> str | None:
+        problem = self.parse(row)
+        return problem.answer if problem is not None else None
