@@ -39,10 +39,11 @@ def make_store(
     return store
 
 
-def client_for(store: Store, token: str | None = None) -> tuple[TestClient, str]:
-    client = TestClient(create_app(store, token=token, allowed_hosts=["testserver"]))
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    csrf = client.get("/api/session", headers=headers).json()["csrf"]
+def client_for(store: Store, name: str | None = None, **app_kw) -> tuple[TestClient, str]:
+    """A client for one annotator's link (their token), or tokenless (open access: one annotator, loopback)."""
+    headers = {"Authorization": f"Bearer {store.tokens()[name]}"} if name else {}
+    client = TestClient(create_app(store, allowed_hosts=["testserver"], **app_kw), headers=headers)
+    csrf = client.get("/api/session").json()["csrf"]
     return client, csrf
 
 
@@ -110,22 +111,38 @@ def test_malformed_json_names_the_line(tmp_path, capsys):
     assert capsys.readouterr().err.startswith(f"error: {pairs}:line 2: malformed JSON")
 
 
-def test_non_loopback_host_needs_a_token(tmp_path, capsys):
+def test_non_loopback_host_always_uses_tokens_and_links_are_printed(tmp_path, capsys):
     pairs = write_pairs(tmp_path / "pairs.jsonl", 3)
     db = tmp_path / "labels.sqlite"
-    assert cli(["serve", str(pairs), "--db", str(db), "--host", "0.0.0.0"]) == 2
-    err = capsys.readouterr().err
-    assert (
-        err.startswith("error: command line:--host: refusing to serve on non-loopback host")
-        and "--token" in err
-    )
-    assert not db.exists()
-    assert cli(["serve", str(pairs), "--db", str(db), "--host", "0.0.0.0", "--token", "short"]) == 2
-    assert "too short" in capsys.readouterr().err
-    # With a token it is allowed (--no-serve: prepare the database, bind nothing).
-    assert (
-        cli(["serve", str(pairs), "--db", str(db), "--host", "0.0.0.0", "--token", TOKEN, "--no-serve"]) == 0
-    )
+    assert cli(["serve", str(pairs), "--db", str(db), "--host", "0.0.0.0", "--no-serve"]) == 0
+    assert oct(db.stat().st_mode & 0o777) == "0o600"  # it holds the tokens
+    capsys.readouterr()
+    assert cli(["links", "--db", str(db), "--port", "9000"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    store = Store(db)
+    assert out == [
+        f"annotator: http://127.0.0.1:9000/?token={store.tokens()['annotator']}",
+        f"(admin): http://127.0.0.1:9000/?token={store.meta()['admin_token']}",
+    ]
+    # Bound to a non-loopback address, even a one-person campaign needs the token.
+    client = TestClient(create_app(store, allowed_hosts=["testserver"], open_ok=False))
+    assert client.get("/api/session").status_code == 401
+    token = store.tokens()["annotator"]
+    assert client.get("/api/session", headers={"X-Label-Token": token}).json()["annotator"] == "annotator"
+
+
+def test_busy_port_is_refused_before_anything_is_written(tmp_path, capsys):
+    import socket
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 3)
+    db = tmp_path / "labels.sqlite"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli(["serve", str(pairs), "--db", str(db), "--port", str(port)]) == 2
+    assert capsys.readouterr().err.startswith("error: command line:--port: cannot listen on 127.0.0.1:")
+    assert not db.exists() and list(tmp_path.iterdir()) == [pairs]
 
 
 def test_resume_checks_the_database_matches(tmp_path, capsys):
@@ -154,12 +171,8 @@ def test_queue_serves_each_item_once_then_nothing(tmp_path):
     r = client.get("/api/next", params={"annotator": "alice"}).json()
     assert r["progress"] == {"done": 0, "total": 15}
     item = r["item"]
-    assert set(item) == {
-        "item_id",
-        "prompt",
-        "left",
-        "right",
-    }  # blind: no sources, no file order, no swap flag
+    # blind: no sources, no file order, no swap flag, no gold mark
+    assert set(item) == {"item_id", "prompt", "prompt_html", "responses", "responses_html"}
     for k in range(15):
         seen.append(item["item_id"])
         res = label(client, csrf, "alice", item["item_id"], ["A", "B", "tie", "skip"][k % 4], f"req-{k:06d}")
@@ -174,7 +187,7 @@ def test_queue_serves_each_item_once_then_nothing(tmp_path):
     assert again.status_code == 200 and again.json()["duplicate"] is True
     assert label(client, csrf, "alice", seen[0], "B", "req-other-1").status_code == 409
     assert label(client, csrf, "alice", "no-such-item", "B", "req-other-2").status_code == 404
-    assert client.get("/api/next", params={"annotator": "mallory"}).status_code == 404
+    assert client.get("/api/next", params={"annotator": "mallory"}).status_code == 403  # identity = the token
     assert len(store.labels()) == 15
 
 
@@ -189,9 +202,9 @@ def test_overlap_share_goes_to_several_annotators(tmp_path, overlap, k, expect_s
     assert set(per_item.values()) <= {1, k}
     loads = Counter(a["annotator"] for a in store.assignments())
     assert max(loads.values()) - min(loads.values()) <= 1  # balanced queues
-    client, _ = client_for(store)
     for name in ("alice", "bob", "carol"):
-        assert client.get("/api/next", params={"annotator": name}).json()["progress"]["total"] == loads[name]
+        client, _ = client_for(store, name)
+        assert client.get("/api/next").json()["progress"]["total"] == loads[name]
 
 
 def test_display_order_is_random_stored_and_decoded(tmp_path):
@@ -206,7 +219,7 @@ def test_display_order_is_random_stored_and_decoded(tmp_path):
     k = 0
     while item:
         r0, r1 = texts[item["item_id"]]
-        assert (item["left"], item["right"]) == ((r1, r0) if swapped[item["item_id"]] else (r0, r1))
+        assert item["responses"] == ([r1, r0] if swapped[item["item_id"]] else [r0, r1])
         item = label(client, csrf, "alice", item["item_id"], "A", f"req-{k:06d}").json()["next"]
         k += 1
     for lab in store.labels():  # "A" (left) won: the stored winner is whichever response was shown left
@@ -246,34 +259,156 @@ def test_undo_brings_the_last_item_back(tmp_path):
 # -- security ----------------------------------------------------------------------------------------------
 
 
-def test_token_is_required_on_every_request(tmp_path):
-    store = make_store(tmp_path, n=3)
-    app = create_app(store, token=TOKEN, allowed_hosts=["testserver"])
-    client = TestClient(app)
-    for path in (
-        "/",
-        "/static/app.js",
-        "/static/app.css",
-        "/api/health",
-        "/api/session",
-        "/api/next?annotator=alice",
-    ):
-        assert client.get(path).status_code == 401, path
+def test_each_annotator_has_a_token_and_cannot_act_as_another(tmp_path):
+    store = make_store(tmp_path, n=6, annotators=("alice", "bob"), overlap=1.0)
+    tokens = store.tokens()
+    assert set(tokens) == {"alice", "bob"} and tokens["alice"] != tokens["bob"]
+    admin = store.meta()["admin_token"]
+    client = TestClient(create_app(store, allowed_hosts=["testserver"]))
+    for path in ("/", "/static/app.js", "/api/health", "/api/session", "/api/next", "/api/admin/stats"):
+        assert client.get(path).status_code == 401, path  # two annotators: no open access
         assert client.get(path, headers={"Authorization": "Bearer wrong-token-123"}).status_code == 401, path
-        assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200, path
-        assert client.get(path, headers={"X-Label-Token": TOKEN}).status_code == 200, path
-    assert client.post("/api/undo", json={"annotator": "alice"}).status_code == 401
+    alice, alice_csrf = client_for(store, "alice")
+    bob, bob_csrf = client_for(store, "bob")
+    assert alice.get("/api/session").json()["annotator"] == "alice"
+    assert alice_csrf != bob_csrf  # a CSRF token is bound to its identity
+    item = alice.get("/api/next").json()["item"]
+    # The body cannot choose the identity: naming someone else is refused, and nothing is written.
+    assert label(alice, alice_csrf, "bob", item["item_id"], "A", "req-as-bob-1").status_code == 403
+    assert post(alice, alice_csrf, "/api/undo", {"annotator": "bob"}).status_code == 403
+    assert (
+        post(
+            alice,
+            bob_csrf,
+            "/api/label",
+            {"item_id": item["item_id"], "choice": "A", "request_id": "req-x-0001"},
+        ).status_code
+        == 403
+    )
+    assert store.labels() == []
+    ok = post(
+        alice,
+        alice_csrf,
+        "/api/label",
+        {"item_id": item["item_id"], "choice": "A", "request_id": "req-alice-1"},
+    )
+    assert ok.status_code == 200 and ok.json()["progress"]["done"] == 1
+    assert bob.get("/api/next").json()["progress"]["done"] == 0
+    assert post(bob, bob_csrf, "/api/undo", {}).json()["undone"] is None  # bob cannot undo alice's label
+    assert [(lab["annotator"], lab["item_id"]) for lab in store.labels()] == [("alice", item["item_id"])]
+    # The admin token sees stats and exports, and has no queue; annotators see no stats.
+    assert alice.get("/api/admin/stats").status_code == 403
+    stats = client.get("/api/admin/stats", headers={"Authorization": f"Bearer {admin}"}).json()
+    assert stats["per_annotator"]["alice"]["labels"] == 1 and stats["per_annotator"]["bob"]["remaining"] == 6
+    exported = client.get("/api/admin/export", headers={"Authorization": f"Bearer {admin}"})
+    assert exported.status_code == 200 and len(exported.text.splitlines()) == 1
+    assert client.get("/api/next", headers={"Authorization": f"Bearer {admin}"}).status_code == 403
     # ?token= on the page moves the token into an HttpOnly SameSite=Strict cookie and drops it from the URL.
-    r = client.get("/", params={"token": TOKEN, "annotator": "alice"}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/?annotator=alice"
+    r = client.get("/", params={"token": tokens["bob"], "x": "1"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/?x=1"
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
-    assert client.get("/api/session").status_code == 200  # the cookie alone now works
-    csrf = client.get("/api/session").json()["csrf"]
-    item = client.get("/api/next", params={"annotator": "alice"}).json()["item"]
-    assert label(client, csrf, "alice", item["item_id"], "A", "req-cookie-1").status_code == 200
+    assert client.get("/api/session").json()["annotator"] == "bob"  # the cookie alone now works
     client.cookies.clear()
-    assert label(client, csrf, "alice", item["item_id"], "A", "req-cookie-2").status_code == 401
+    assert client.get("/api/session").status_code == 401
+
+
+def test_add_annotator_joins_a_running_campaign(tmp_path, capsys):
+    store = make_store(tmp_path, n=10)  # one annotator: open access on loopback
+    client = TestClient(create_app(store, allowed_hosts=["testserver"]))
+    assert client.get("/api/session").json()["annotator"] == "alice"
+    assert cli(["add-annotator", "carol", "--db", str(store.path), "--items", "4", "--port", "9000"]) == 0
+    out = capsys.readouterr().out
+    token = Store(store.path).tokens()["carol"]
+    assert out.strip() == f"label: added carol with 4 items; their link: http://127.0.0.1:9000/?token={token}"
+    # The running app knows carol at once, and open access is over: everyone needs their link now.
+    assert client.get("/api/session").status_code == 401
+    carol = TestClient(create_app(store, allowed_hosts=["testserver"]), headers={"X-Label-Token": token})
+    assert carol.get("/api/next").json()["progress"] == {"done": 0, "total": 4}
+    assert cli(["add-annotator", "carol", "--db", str(store.path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_request_id_reused_with_another_answer_is_409(tmp_path):
+    store = make_store(tmp_path, n=4)
+    client, csrf = client_for(store)
+    item = client.get("/api/next").json()["item"]
+    assert label(client, csrf, "alice", item["item_id"], "A", "req-reuse-01").status_code == 200
+    again = label(client, csrf, "alice", item["item_id"], "A", "req-reuse-01")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    changed = label(client, csrf, "alice", item["item_id"], "B", "req-reuse-01")
+    assert changed.status_code == 409 and "different" in changed.json()["detail"]
+    assert [lab["choice"] for lab in store.labels()] == ["A"]
+
+
+def test_bad_bodies_get_422_without_the_body_echoed(tmp_path):
+    store = make_store(tmp_path, n=3)
+    client, csrf = client_for(store)
+    h = {"X-CSRF-Token": csrf, "Content-Type": "application/json"}
+    for raw in (
+        '{"item_id": NaN, "choice": "A", "request_id": "req-nan-001"}',
+        '{"annotator": Infinity}',
+        "[-Infinity]",
+    ):
+        r = client.post("/api/label", content=raw, headers=h)
+        assert r.status_code == 422 and "non-finite" in r.text, raw
+    marker = "SECRET-BODY-MARKER-" * 300
+    for body in (
+        {"item_id": marker, "choice": "A", "request_id": "req-long-001"},
+        {"item_id": "x", "choice": marker, "request_id": "req-long-002"},
+        {"item_id": "x", "choice": "A", "request_id": "req-long-003", "unexpected": marker},
+    ):
+        r = client.post("/api/label", json=body, headers=h)
+        assert r.status_code == 422 and "SECRET-BODY-MARKER" not in r.text, r.text[:200]
+    r = client.post("/api/label", content="{" + marker, headers=h)
+    assert r.status_code == 422 and "SECRET-BODY-MARKER" not in r.text
+    r = client.get("/api/next", params={"annotator": ["a", "b"]})
+    assert "SECRET" not in r.text
+    assert store.labels() == []
+
+
+def test_body_limit_is_enforced_before_reading(tmp_path):
+    store = make_store(tmp_path, n=3)
+    client, csrf = client_for(store, max_body_bytes=2048)
+    h = {"X-CSRF-Token": csrf, "Content-Type": "application/json"}
+    r = client.post("/api/label", content=b" " * 4096, headers=h)
+    assert r.status_code == 413 and "2048" in r.json()["detail"]
+    assert r.headers["connection"] == "close"
+
+    def chunks():  # no Content-Length: httpx sends it chunked
+        for _ in range(10):
+            yield b" " * 1000
+
+    r = client.post("/api/label", content=chunks(), headers=h)
+    assert r.status_code == 413
+    item = client.get("/api/next").json()["item"]
+    assert label(client, csrf, "alice", item["item_id"], "A", "req-small-01").status_code == 200
+
+
+def test_bidi_controls_are_neutralised_and_markdown_is_sanitised(tmp_path):
+    from rlhf.label.render import render_markdown
+
+    evil = "price: \u202e0.99$ \u2066x\u2069"
+    store = make_store(
+        tmp_path, n=1, rows=[pair_row(0, responses=[evil, "**bold** <script>alert(1)</script>"])]
+    )
+    client, _ = client_for(store)
+    item = client.get("/api/next").json()["item"]
+    i = item["responses"].index("price: [U+202E]0.99$ [U+2066]x[U+2069]")
+    assert not any(c in json.dumps(item, ensure_ascii=False) for c in "\u202e\u2066\u2069")
+    html = item["responses_html"][1 - i]
+    assert html == "<p><strong>bold</strong> &lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    md = render_markdown(
+        "# T\n\n- a\n- `<b>`\n\n```\n<img src=x onerror=alert(1)>\n```\n"
+        '[ok](https://example.com/a?b=1&c="x") [bad](javascript:alert(1)) ![i](https://x/y.png) <a href=x>z</a>'
+    )
+    assert "<h3>T</h3>" in md and "<ul><li>a</li><li><code>&lt;b&gt;</code></li></ul>" in md
+    assert "<pre><code>&lt;img src=x onerror=alert(1)&gt;</code></pre>" in md
+    assert (
+        '<a href="https://example.com/a?b=1&amp;c=&quot;x&quot;" rel="noopener noreferrer nofollow">ok</a>'
+        in md
+    )
+    assert "[bad](javascript:alert(1))" in md and "<img" not in md and "<a href=x>" not in md
 
 
 def test_cross_site_posts_are_refused(tmp_path):
@@ -314,12 +449,25 @@ def test_cross_site_posts_are_refused(tmp_path):
     assert bad.status_code == 422
 
 
-def test_host_header_must_be_loopback_without_token(tmp_path):
+def test_host_header_is_parsed_strictly(tmp_path):
     store = make_store(tmp_path, n=3)
     client = TestClient(create_app(store))  # default: only loopback names
     assert client.get("/api/session", headers={"Host": "evil.example"}).status_code == 403  # DNS rebinding
-    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "localhost"):
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "localhost", "127.0.0.1"):
         assert client.get("/api/session", headers={"Host": host}).status_code == 200, host
+    for host in (
+        "127.0.0.1:80@evil.com",
+        "127.0.0.1@evil.com",
+        "user@127.0.0.1",
+        "127.0.0.1:80:80",
+        "127.0.0.1 evil.com",
+        "127.0.0.1/x",
+        "[::1",
+        "localhost:99999",
+        "",
+        "127.0.0.1:",
+    ):
+        assert client.get("/api/session", headers={"Host": host}).status_code in (400, 403), host
     page = client.get("/", headers={"Host": "127.0.0.1:8765"})
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp
@@ -351,7 +499,7 @@ def test_compare_pairs_stay_blind_and_winrate_is_oriented(tmp_path):
         assert "ckpt" not in json.dumps(item)  # the page never learns the sources
         verdict = plan[k]
         if verdict in ("a", "b"):
-            choice = "A" if item["left"].startswith(f"answer from {verdict.upper()}") else "B"
+            choice = "A" if item["responses"][0].startswith(f"answer from {verdict.upper()}") else "B"
         else:
             choice = verdict
         want[item["item_id"]] = verdict
@@ -368,20 +516,19 @@ def test_compare_pairs_stay_blind_and_winrate_is_oriented(tmp_path):
 
 def test_export_round_trip(tmp_path, capsys):
     store = make_store(tmp_path, n=12, annotators=("alice", "bob"), overlap=1.0)
-    client, csrf = client_for(store)
     texts = {
         r["id"]: r["responses"] for r in map(json.loads, (tmp_path / "pairs.jsonl").read_text().splitlines())
     }
     expected = []
     k = 0
     for name in ("alice", "bob"):
-        item = client.get("/api/next", params={"annotator": name}).json()["item"]
+        client, csrf = client_for(store, name)
+        item = client.get("/api/next").json()["item"]
         while item:
             choice = ["A", "B", "tie", "skip", "A", "B"][k % 6]
             reason = f"reason {k} <b>ok</b>" if k % 2 else ""
             if choice in ("A", "B"):
-                shown = item["left"] if choice == "A" else item["right"]
-                other = item["right"] if choice == "A" else item["left"]
+                shown, other = item["responses"] if choice == "A" else item["responses"][::-1]
                 expected.append((item["item_id"], name, shown, other, reason))
             item = label(client, csrf, name, item["item_id"], choice, f"req-{k:06d}", reason=reason).json()[
                 "next"
@@ -391,6 +538,7 @@ def test_export_round_trip(tmp_path, capsys):
     assert cli(["export", "--db", str(store.path), "--out", str(out)]) == 0
     summary = capsys.readouterr().out
     assert "wrote 16 preference rows" in summary and "4 ties, 4 skips, 0 with identical" in summary
+    assert "0 on gold items" in summary
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == len(expected) == 16
     for row in rows:
@@ -517,10 +665,10 @@ def test_compare_mode_generates_from_two_checkpoints(tmp_path, capsys):
     assert cli(args) == 0, capsys.readouterr().err
     store = Store(db)
     items = store.items()
-    assert len(items) == 4 and all((it["source_0"], it["source_1"]) == tuple(ckpts) for it in items)
+    assert len(items) == 4 and all(it["sources"] == ckpts for it in items)
     assert [json.loads(line)["sources"] for line in saved.read_text().splitlines()] == [ckpts] * 4
     client, csrf = client_for(store)
-    item = client.get("/api/next", params={"annotator": "annotator"}).json()["item"]
+    item = client.get("/api/next").json()["item"]
     k = 0
     while item:
         assert "policy" not in json.dumps(item)
