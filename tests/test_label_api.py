@@ -679,3 +679,297 @@ def test_compare_mode_generates_from_two_checkpoints(tmp_path, capsys):
     # An existing session is never overwritten by a new generation.
     assert cli(args) == 2
     assert "already holds a labeling session" in capsys.readouterr().err
+
+
+# -- strength, rankings, gold, Krippendorff's alpha, interop ------------------------------------------------
+
+
+def test_strength_scale_is_required_and_exported_as_margin(tmp_path, capsys):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 3)
+    db = tmp_path / "labels.sqlite"
+    assert cli(["serve", str(pairs), "--db", str(db), "--strength", "--no-serve"]) == 0
+    store = Store(db)
+    client, csrf = client_for(store)
+    assert client.get("/api/session").json()["strength"] == ["slightly", "clearly", "much"]
+    item = client.get("/api/next").json()["item"]
+    body = {"item_id": item["item_id"], "choice": "A", "request_id": "req-str-0001"}
+    assert post(client, csrf, "/api/label", body).status_code == 422  # how much better?
+    assert post(client, csrf, "/api/label", {**body, "strength": "hugely"}).status_code == 422
+    assert post(client, csrf, "/api/label", {**body, "choice": "tie", "strength": "much"}).status_code == 422
+    got = {}
+    for k, strength in enumerate(["much", "slightly", "clearly"]):
+        r = post(
+            client,
+            csrf,
+            "/api/label",
+            {**body, "item_id": item["item_id"], "request_id": f"req-str-1{k:03d}", "strength": strength},
+        )
+        assert r.status_code == 200, r.text
+        got[item["item_id"]] = (item["responses"][0], strength)
+        item = r.json()["next"]
+    out = tmp_path / "prefs.jsonl"
+    assert cli(["export", "--db", str(db), "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    margins = {"slightly": 1 / 3, "clearly": 2 / 3, "much": 1.0}
+    assert len(rows) == 3
+    for row in rows:
+        chosen, strength = got[row["id"]]
+        assert row["chosen"] == chosen and row["margin"] == pytest.approx(margins[strength])
+    reward_data = pytest.importorskip("reward.data", reason="reward.data not in this checkout yet")
+    assert sorted(p["margin"] for p in reward_data.load_preferences(out, verbose=False)) == pytest.approx(
+        sorted(margins.values())
+    )
+
+
+def rank_rows(n: int) -> list[dict]:
+    return [pair_row(i, responses=[f"best {i}", f"middle {i}", f"worst {i}"]) for i in range(n)]
+
+
+def test_three_responses_are_ranked_and_exported_as_all_pairs(tmp_path, capsys):
+    store = make_store(tmp_path, n=4, rows=rank_rows(4))
+    client, csrf = client_for(store)
+    item = client.get("/api/next").json()["item"]
+    assert len(item["responses"]) == 3
+    base = {"item_id": item["item_id"], "request_id": "req-rank-000"}
+    for bad in (
+        {"choice": "A"},
+        {"choice": "tie"},
+        {"choice": "rank", "ranking": [0, 1]},
+        {"choice": "rank", "ranking": [0, 0, 1]},
+        {"choice": "rank", "ranking": [0, 1, 2], "strength": "much"},
+    ):
+        assert post(client, csrf, "/api/label", {**base, **bad}).status_code == 422, bad
+    k = 0
+    while item:
+        order = sorted(
+            range(3), key=lambda p: ["best", "middle", "worst"].index(item["responses"][p].split()[0])
+        )
+        if k == 3:
+            order = order[::-1]  # one annotator's ranking upside down
+        r = post(
+            client,
+            csrf,
+            "/api/label",
+            {
+                "item_id": item["item_id"],
+                "choice": "rank",
+                "ranking": order,
+                "request_id": f"req-rank-{k:03d}",
+            },
+        )
+        assert r.status_code == 200, r.text
+        item = r.json()["next"]
+        k += 1
+    out = tmp_path / "prefs.jsonl"
+    assert cli(["export", "--db", str(store.path), "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 * 3
+    by = {
+        (r["chosen"].split()[0], r["rejected"].split()[0], r["margin"])
+        for r in rows
+        if r["id"] != "item-0003" or True
+    }
+    assert ("best", "middle", 0.5) in by and ("best", "worst", 1.0) in by and ("middle", "worst", 0.5) in by
+    assert ("worst", "best", 1.0) in by  # the reversed ranking
+    s = compute_stats(store.path)
+    assert s["choices"]["rank"] == 4 and s["per_annotator"]["alice"]["rankings"] == 4
+
+
+def test_gold_items_are_mixed_in_and_scored(tmp_path, capsys):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 20)
+    # Gold ids are shown to the page like any id: they must not give the item away.
+    gold_rows = [pair_row(100 + i, id=f"item-{900 + i:04d}", gold=0) for i in range(6)]  # response 0 is right
+    gold = write_pairs(tmp_path / "gold.jsonl", 0, rows=gold_rows)
+    db = tmp_path / "labels.sqlite"
+    args = ["serve", str(pairs), "--db", str(db), "--annotators", "alice,bob", "--overlap", "0"]
+    assert cli([*args, "--gold", str(gold), "--gold-rate", "0.2", "--no-serve"]) == 0
+    store = Store(db)
+    queues = Counter((a["annotator"], a["item_id"] >= "item-0900") for a in store.assignments())
+    assert queues[("alice", False)] == queues[("bob", False)] == 10
+    assert queues[("alice", True)] == queues[("bob", True)] == 2  # round(0.2 * 10 / 0.8) = 2 (a share of 1/6)
+    for name in ("alice", "bob"):
+        client, csrf = client_for(store, name)
+        item = client.get("/api/next").json()["item"]
+        k = 0
+        while item:
+            assert set(item) == {"item_id", "prompt", "prompt_html", "responses", "responses_html"}
+            right = "A" if item["responses"][0].startswith("The answer") else "B"
+            wrong = "B" if right == "A" else "A"
+            choice = right if name == "alice" or k % 2 else wrong
+            item = label(client, csrf, name, item["item_id"], choice, f"{name}-{k:06d}").json()["next"]
+            k += 1
+    s = compute_stats(db)
+    assert s["items"] == 20 and s["gold_items"] == 6
+    assert s["per_annotator"]["alice"]["gold"] == {"items": 2, "verdicts": 2, "agreement": 1.0}
+    assert s["per_annotator"]["bob"]["gold"]["items"] == 2
+    out = tmp_path / "prefs.jsonl"
+    assert cli(["export", "--db", str(db), "--out", str(out)]) == 0
+    assert "4 on gold items" in capsys.readouterr().out
+    assert not any(json.loads(line)["id"] >= "item-0900" for line in out.read_text().splitlines())
+    bad_gold = write_pairs(tmp_path / "bad.jsonl", 0, rows=[pair_row(7, id="g", gold=2)])
+    assert (
+        cli(["serve", str(pairs), "--db", str(tmp_path / "x.sqlite"), "--gold", str(bad_gold), "--no-serve"])
+        == 2
+    )
+    assert f"error: {bad_gold}:line 1: key 'gold': got 2" in capsys.readouterr().err
+
+
+def test_krippendorff_alpha_reference_and_stats_with_three_annotators(tmp_path):
+    from rlhf.label.stats import krippendorff_alpha
+
+    # Krippendorff (2011), "Computing Krippendorff's alpha-reliability": 4 coders, 12 units, missing values.
+    coders = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    ]
+    units = [[v for v in unit if v is not None] for unit in zip(*coders)]
+    assert round(krippendorff_alpha(units), 3) == 0.743
+    assert krippendorff_alpha([["a", "a"], ["a", "a"]]) is None
+    assert krippendorff_alpha([["a", "b"], ["b", "a"]]) == pytest.approx(-0.5)
+
+    store = make_store(tmp_path, n=6, annotators=("alice", "bob", "carol"), overlap=1.0, overlap_k=3)
+    swapped = {(a["annotator"], a["item_id"]): a["swapped"] for a in store.assignments()}
+    for name in ("alice", "bob", "carol"):
+        for i in range(6):
+            item_id = f"item-{i:04d}"
+            v = 0 if (name != "carol" or i < 3) else 1
+            store.add_label(
+                name, item_id, "A" if v == swapped[(name, item_id)] else "B", "", f"{name}-{i:06d}"
+            )
+    ag = compute_stats(store.path)["agreement"]
+    values = [[0, 0, 0]] * 3 + [[0, 0, 1]] * 3
+    assert ag["alpha_units"] == 6
+    assert ag["krippendorff_alpha"] == pytest.approx(krippendorff_alpha(values))
+    assert len(ag["by_pair"]) == 3
+
+
+LS_TASKS = [
+    {
+        "id": 11,
+        "data": {"prompt": "Say hi.", "answer1": "Hi!", "answer2": "Go away.", "topic": "greeting"},
+        "annotations": [
+            {
+                "id": 101,
+                "completed_by": 3,
+                "was_cancelled": False,
+                "created_at": "2024-05-01T10:00:00.000000Z",
+                "result": [
+                    {
+                        "id": "a",
+                        "from_name": "comparison",
+                        "to_name": "answer1,answer2",
+                        "type": "pairwise",
+                        "value": {"selected": "left"},
+                    }
+                ],
+            },
+            {
+                "id": 102,
+                "completed_by": 4,
+                "was_cancelled": False,
+                "created_at": "2024-05-01T10:01:00.000000Z",
+                "result": [
+                    {
+                        "id": "b",
+                        "from_name": "comparison",
+                        "to_name": "answer1,answer2",
+                        "type": "pairwise",
+                        "value": {"selected": "right"},
+                    }
+                ],
+            },
+        ],
+    },
+    {
+        "id": 12,
+        "data": {"prompt": "2+2?", "answer1": "5", "answer2": "4", "topic": "math"},
+        "annotations": [
+            {
+                "id": 103,
+                "completed_by": 3,
+                "was_cancelled": True,
+                "created_at": "2024-05-01T10:02:00.000000Z",
+                "result": [],
+            },
+        ],
+    },
+    {
+        "id": 13,
+        "data": {"prompt": "Name a colour.", "answer1": "Blue", "answer2": "Seven", "topic": "x"},
+        "annotations": [],
+    },
+]
+
+
+def _ls_view(tasks: list[dict]) -> list:
+    return [
+        (
+            t["id"],
+            t["data"],
+            sorted(
+                (
+                    a["id"],
+                    a["completed_by"],
+                    a["was_cancelled"],
+                    [(r["type"], r["value"]["selected"]) for r in a["result"]],
+                )
+                for a in t["annotations"]
+            ),
+        )
+        for t in tasks
+    ]
+
+
+def test_label_studio_round_trip_and_parquet_datasets_export(tmp_path, capsys):
+    src = tmp_path / "ls.json"
+    src.write_text(json.dumps(LS_TASKS), encoding="utf-8")
+    db = tmp_path / "labels.sqlite"
+    assert cli(["import", str(src), "--db", str(db)]) == 0
+    assert "3 tasks, 3 labels by 3, 4" in capsys.readouterr().out
+    out_ls = tmp_path / "back.json"
+    out = tmp_path / "prefs.jsonl"
+    args = ["export", "--db", str(db), "--out", str(out), "--label-studio", str(out_ls)]
+    assert (
+        cli([*args, "--parquet", str(tmp_path / "prefs.parquet"), "--datasets", str(tmp_path / "prefs_ds")])
+        == 0
+    )
+    back = json.loads(out_ls.read_text())
+    assert _ls_view(back) == _ls_view(LS_TASKS)
+    assert back[0]["annotations"][0]["created_at"] == "2024-05-01T10:00:00.000000Z"
+    # The imported campaign goes on in this app: user 3 still has task 13 (or 4 has), then it exports too.
+    store = Store(db)
+    assert sorted(store.annotators()) == ["3", "4"]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["annotator"], r["chosen"]) for r in rows] == [("3", "Hi!"), ("4", "Go away.")]
+    from datasets import Dataset, load_from_disk
+
+    for ds in (
+        Dataset.from_parquet(str(tmp_path / "prefs.parquet")),
+        load_from_disk(str(tmp_path / "prefs_ds")),
+    ):
+        assert ds.num_rows == 2 and ds["chosen"] == ["Hi!", "Go away."] and ds["margin"] == [None, None]
+    # An export of our own campaign imports back to the same labels.
+    assert cli(["import", str(out_ls), "--db", str(tmp_path / "again.sqlite")]) == 0
+    capsys.readouterr()
+    assert (
+        cli(
+            [
+                "export",
+                "--db",
+                str(tmp_path / "again.sqlite"),
+                "--out",
+                str(tmp_path / "p2.jsonl"),
+                "--label-studio",
+                str(tmp_path / "b2.json"),
+            ]
+        )
+        == 0
+    )
+    assert _ls_view(json.loads((tmp_path / "b2.json").read_text())) == _ls_view(LS_TASKS)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"data": {"text": "x"}}]))
+    assert cli(["import", str(bad), "--db", str(tmp_path / "bad.sqlite")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {bad}:task 0: data needs a prompt")
+    assert not (tmp_path / "bad.sqlite").exists()
