@@ -973,3 +973,34 @@ def test_label_studio_round_trip_and_parquet_datasets_export(tmp_path, capsys):
     assert cli(["import", str(bad), "--db", str(tmp_path / "bad.sqlite")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {bad}:task 0: data needs a prompt")
     assert not (tmp_path / "bad.sqlite").exists()
+
+
+def test_a_schema_1_database_is_upgraded_in_place(tmp_path, capsys):
+    """tests/data/label_db_v1.sqlite was written by the first version of the app (alice, bob; 8 labels, one of
+    them undone). Opening it upgrades it in one transaction; labels, undos and request_ids carry over."""
+    import shutil
+
+    db = tmp_path / "labels.sqlite"
+    shutil.copy(Path(__file__).parent / "data" / "label_db_v1.sqlite", db)
+    out = tmp_path / "prefs.jsonl"
+    assert cli(["export", "--db", str(db), "--out", str(out)]) == 0
+    assert "wrote 6 preference rows" in capsys.readouterr().out
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    store = Store(db)
+    assert store.annotators() == ["alice", "bob"] and set(store.tokens()) == {"alice", "bob"}
+    assert len(store.labels(live_only=False)) == 8 and len(store.labels()) == 7
+    texts = {it["id"]: it["responses"] for it in store.items()}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # The verdicts as the first version stored them (winner = file index of the chosen response).
+    want = {("alice", "item-0004"): 1, ("alice", "item-0002"): 1, ("alice", "item-0003"): 0}
+    want |= {("bob", "item-0002"): 0, ("bob", "item-0001"): 0, ("bob", "item-0000"): 1}
+    assert {(r["annotator"], r["id"]): texts[r["id"]].index(r["chosen"]) for r in rows} == want
+    client, csrf = client_for(store, "alice")
+    first = store.labels()[0]  # resent as the old page would have: the same answer, the same request_id
+    resent = label(
+        client, csrf, "alice", first["item_id"], first["choice"], first["request_id"], reason="why 0"
+    )
+    assert resent.status_code == 200 and resent.json()["duplicate"] is True
+    assert cli(["serve", "--db", str(db), "--no-serve"]) == 0
+    assert "resumed" in capsys.readouterr().out

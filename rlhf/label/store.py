@@ -257,21 +257,87 @@ class Store:
                 version = self._meta_raw().get("schema_version")
             except sqlite3.DatabaseError as e:
                 raise UserError(f"not a labels database ({e})", self.path) from None
-            if version != str(SCHEMA_VERSION):
+            if version == "1" and {"items", "assignments", "labels"} <= tables:
+                self._migrate_v1()
+                tables.add("annotators")
+            elif version != str(SCHEMA_VERSION):
                 raise UserError(
-                    f"labels database schema version {version!r}; this kit reads {SCHEMA_VERSION}"
-                    + (
-                        " (made by an older kit: finish or export it with that version)"
-                        if version == "1"
-                        else ""
-                    ),
-                    self.path,
+                    f"labels database schema version {version!r}; this kit reads {SCHEMA_VERSION}", self.path
                 )
             missing = sorted({"items", "annotators", "assignments", "labels"} - tables)
             if missing:  # the schema is created in one transaction: a file without all of it is not ours
                 raise UserError(f"incomplete labels database (no table {', '.join(missing)})", self.path)
         elif not create:
             raise UserError("empty database; expected a labels database", self.path)
+
+    def _migrate_v1(self) -> None:
+        """Upgrade a database made by the first version of the app, in one transaction (all or nothing): pairs
+        stored as response_0/1 become response lists, the swap flag becomes the shown order, every annotator gets
+        a token, and labels keep their ids, request_ids, times and undos."""
+        c = self.conn
+        meta = {k: json.loads(v) for k, v in self._meta_raw().items() if k != "schema_version"}
+        now = time.time()
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            for old in ("items", "assignments", "labels"):
+                c.execute(f"ALTER TABLE {old} RENAME TO v1_{old}")
+            c.execute("DROP INDEX IF EXISTS assignments_queue")
+            c.execute("DROP INDEX IF EXISTS labels_live")
+            for stmt in filter(str.strip, _SCHEMA.split(";")):
+                c.execute(stmt)
+            c.execute(
+                "INSERT INTO items SELECT id, idx, instruction, input, prompt, display, "
+                "json_array(response_0, response_1), "
+                "CASE WHEN source_0 IS NULL THEN NULL ELSE json_array(source_0, source_1) END, NULL, extra "
+                "FROM v1_items"
+            )
+            for name in meta["annotators"]:
+                self._insert_annotator(c, name, now)
+            c.execute(
+                "INSERT INTO assignments SELECT annotator, item_id, position, "
+                "CASE swapped WHEN 1 THEN '[1, 0]' ELSE '[0, 1]' END FROM v1_assignments"
+            )
+            for r in c.execute("SELECT * FROM v1_labels ORDER BY id").fetchall():
+                answer = [r["item_id"], r["choice"], None, None, r["reason"]]
+                win = r["winner"]
+                c.execute(
+                    "INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
+                    (
+                        r["id"],
+                        r["request_id"],
+                        _sha256(json.dumps(answer, ensure_ascii=False)),
+                        r["annotator"],
+                        r["item_id"],
+                        r["choice"],
+                        "[1, 0]" if r["swapped"] else "[0, 1]",
+                        None if win is None else json.dumps([win, 1 - win]),
+                        win,
+                        r["reason"],
+                        r["created_at"],
+                        r["undone_at"],
+                    ),
+                )
+            for old in ("labels", "assignments", "items"):
+                c.execute(f"DROP TABLE v1_{old}")
+            added = {
+                "gold_rate": 0.0,
+                "gold_fingerprint": None,
+                "strength": None,
+                "guidelines": None,
+                "open_access": len(meta["annotators"]) == 1,
+                "admin_token": new_token(),
+            }
+            c.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in added.items()]
+            )
+            c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            c.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise UserError(
+                f"cannot upgrade this schema-1 labels database ({e}); it was left as it was", self.path
+            ) from None
 
     # -- setup ------------------------------------------------------------------------------------------
 
@@ -596,7 +662,7 @@ class Store:
                 (annotator, item_id),
             ).fetchone()
             if a is None:
-                raise NotAssigned(f"item {item_id!r} is not in {annotator!r}'s queue")
+                raise NotAssigned(f"that item is not in {annotator!r}'s queue")  # ids are not echoed back
             shown = json.loads(a["shown"])
             order, margin = self._decode(a["n"], shown, choice, ranking, strength)
             try:
@@ -619,7 +685,7 @@ class Store:
                     ),
                 )
             except sqlite3.IntegrityError:
-                raise AlreadyLabeled(f"item {item_id!r} already has a label from {annotator!r}") from None
+                raise AlreadyLabeled(f"that item already has a label from {annotator!r}") from None
             return False
 
         with self._lock:
