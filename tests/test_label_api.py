@@ -117,6 +117,8 @@ def test_non_loopback_host_always_uses_tokens_and_links_are_printed(tmp_path, ca
     assert cli(["serve", str(pairs), "--db", str(db), "--host", "0.0.0.0", "--no-serve"]) == 0
     assert oct(db.stat().st_mode & 0o777) == "0o600"  # it holds the tokens
     capsys.readouterr()
+    assert cli(["serve", "--db", str(db), "--token", "a-shared-secret", "--no-serve"]) == 2
+    assert "the shared --token is gone" in capsys.readouterr().err  # not mistaken for --tokens
     assert cli(["links", "--db", str(db), "--port", "9000"]) == 0
     out = capsys.readouterr().out.splitlines()
     store = Store(db)

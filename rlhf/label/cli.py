@@ -3,6 +3,7 @@ comes out of it."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -49,6 +50,7 @@ def _parser(prog: str) -> ArgumentParser:
         action="store_true",
         help="require a token (the printed link) even for a single annotator on loopback",
     )
+    s.add_argument("--token", default=None, help=argparse.SUPPRESS)  # the old shared secret: explained below
     s.add_argument(
         "--overlap",
         type=float,
@@ -165,6 +167,13 @@ def _annotators(text: str) -> list[str]:
 
 
 def _check_serve_args(a) -> None:
+    if a.token is not None:
+        raise UserError(
+            "the shared --token is gone: every annotator has their own link now (printed by serve, again by "
+            "`rlhf label links`); --tokens requires them even for one person on loopback",
+            "command line",
+            "--token",
+        )
     if not 0 <= a.port <= 65535:
         raise UserError(f"port {a.port} is out of range 0..65535", "command line", "--port")
     if a.annotators:
