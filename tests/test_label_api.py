@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -143,8 +144,14 @@ def test_busy_port_is_refused_before_anything_is_written(tmp_path, capsys):
         busy.listen()
         port = busy.getsockname()[1]
         assert cli(["serve", str(pairs), "--db", str(db), "--port", str(port)]) == 2
-    assert capsys.readouterr().err.startswith("error: command line:--port: cannot listen on 127.0.0.1:")
-    assert not db.exists() and list(tmp_path.iterdir()) == [pairs]
+        assert capsys.readouterr().err.startswith("error: command line:--port: cannot listen on 127.0.0.1:")
+        assert not db.exists() and list(tmp_path.iterdir()) == [pairs]
+        # Resuming an old database on a busy port does not upgrade it either.
+        old = tmp_path / "old.sqlite"
+        shutil.copy(Path(__file__).parent / "data" / "label_db_v1.sqlite", old)
+        before = old.read_bytes()
+        assert cli(["serve", "--db", str(old), "--port", str(port)]) == 2
+        assert old.read_bytes() == before
 
 
 def test_resume_checks_the_database_matches(tmp_path, capsys):
@@ -980,8 +987,6 @@ def test_label_studio_round_trip_and_parquet_datasets_export(tmp_path, capsys):
 def test_a_schema_1_database_is_upgraded_in_place(tmp_path, capsys):
     """tests/data/label_db_v1.sqlite was written by the first version of the app (alice, bob; 8 labels, one of
     them undone). Opening it upgrades it in one transaction; labels, undos and request_ids carry over."""
-    import shutil
-
     db = tmp_path / "labels.sqlite"
     shutil.copy(Path(__file__).parent / "data" / "label_db_v1.sqlite", db)
     out = tmp_path / "prefs.jsonl"

@@ -387,12 +387,16 @@ def _serve(a) -> int:
 
     _check_serve_args(a)
     db = Path(a.db)
-    store, finish = _resume(a, db) if db.is_file() else (None, None)
-    create = _new_session(a, db) if store is None else None
-    # Everything is validated. Bind the port before anything is written: a busy port leaves no database behind.
+    # A new session is validated first (that writes nothing); then the port is bound before anything is written
+    # (a database created, upgraded or given new guidelines): a busy port leaves no trace.
+    resuming = db.is_file() and db.stat().st_size > 0
+    create = None if resuming else _new_session(a, db)
     sock = None if a.no_serve else open_socket(a.host, a.port)
+    store = None
     try:
+        store, finish = _resume(a, db) if resuming else (None, None)
         if store is None:
+            create = create or _new_session(a, db)
             store = create()
             what = "created"
         else:
@@ -407,7 +411,6 @@ def _serve(a) -> int:
             flush=True,
         )
         if a.no_serve:
-            store.close()
             return 0
         serve(store, sock, host=a.host, quiet=a.quiet, max_body_bytes=a.max_body_bytes or DEFAULT_MAX_BODY)
     finally:
