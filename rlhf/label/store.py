@@ -275,9 +275,13 @@ class Store:
         stored as response_0/1 become response lists, the swap flag becomes the shown order, every annotator gets
         a token, and labels keep their ids, request_ids, times and undos."""
         c = self.conn
-        meta = {k: json.loads(v) for k, v in self._meta_raw().items() if k != "schema_version"}
         now = time.time()
         try:
+            meta = {k: json.loads(v) for k, v in self._meta_raw().items() if k != "schema_version"}
+            if not isinstance(meta["annotators"], list) or not all(
+                isinstance(n, str) for n in meta["annotators"]
+            ):
+                raise ValueError("meta 'annotators' is not a list of names")
             c.execute("BEGIN IMMEDIATE")
             for old in ("items", "assignments", "labels"):
                 c.execute(f"ALTER TABLE {old} RENAME TO v1_{old}")
@@ -332,11 +336,17 @@ class Store:
             )
             c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             c.execute("COMMIT")
-        except sqlite3.DatabaseError as e:
+        except (
+            sqlite3.DatabaseError,
+            ValueError,
+            KeyError,
+            TypeError,
+        ) as e:  # not quite what the old app wrote
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise UserError(
-                f"cannot upgrade this schema-1 labels database ({e}); it was left as it was", self.path
+                f"cannot upgrade this schema-1 labels database ({type(e).__name__}: {e}); it was left as it was",
+                self.path,
             ) from None
 
     # -- setup ------------------------------------------------------------------------------------------
