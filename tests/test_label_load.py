@@ -1,9 +1,11 @@
-"""Load and faults on a real uvicorn process: 8 client threads x 250 labels, the server SIGKILLed mid-load and
-restarted on the same database. Every label that got a 2xx answer must be there exactly once, nothing else."""
+"""Load and faults on a real uvicorn process: 8 annotators (each with their own token) x 250 labels, the server
+SIGKILLed mid-load and restarted on the same database. Every label that got a 2xx answer must be there exactly
+once, nothing else. And a 100 MB body is refused at once while /api/health keeps answering."""
 
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -13,6 +15,7 @@ import httpx
 from _label_helpers import ROOT, free_port, start_server, stop, write_pairs
 
 from rlhf.label.cli import cli
+from rlhf.label.store import Store
 
 THREADS = 8
 PER_THREAD = 250
@@ -25,9 +28,9 @@ class Worker(threading.Thread):
     """One annotator: fetch the session and the next item, then label until the queue is done. A failed request
     (server gone) is resent with the same request_id until it gets an answer."""
 
-    def __init__(self, base: str, name: str, deadline: float):
+    def __init__(self, base: str, name: str, token: str, deadline: float):
         super().__init__(daemon=True)
-        self.base, self.name, self.deadline = base, name, deadline
+        self.base, self.name, self.token, self.deadline = base, name, token, deadline
         self.acked: list[str] = []
         self.transport_errors = 0
         self.duplicates = 0
@@ -48,13 +51,19 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         try:
-            with httpx.Client(base_url=self.base, timeout=10.0) as client:
-                csrf = self.call(client, "GET", "/api/session").json()["csrf"]
-                item = self.call(client, "GET", "/api/next", params={"annotator": self.name}).json()["item"]
+            auth = {
+                "Authorization": f"Bearer {self.token}"
+            }  # the annotator's own link: identity from the token
+            with httpx.Client(base_url=self.base, timeout=10.0, headers=auth) as client:
+                session = self.call(client, "GET", "/api/session").json()
+                if session["annotator"] != self.name:
+                    self.failure = f"{self.name}: token belongs to {session['annotator']!r}"
+                    return
+                csrf = session["csrf"]
+                item = self.call(client, "GET", "/api/next").json()["item"]
                 k = 0
                 while item is not None and k < PER_THREAD:
                     body = {
-                        "annotator": self.name,
                         "item_id": item["item_id"],
                         "choice": ("A", "B", "tie", "skip", "A")[k % 5],
                         "reason": f"load {k}",
@@ -78,15 +87,19 @@ def test_concurrent_labels_survive_sigkill_and_restart(tmp_path):
     db = tmp_path / "labels.sqlite"
     names = [f"w{i}" for i in range(THREADS)]
     args = [str(pairs), "--db", str(db), "--annotators", ",".join(names), "--overlap", "0"]
+    assert cli(["serve", *args, "--no-serve", "--quiet"]) == 0
+    store = Store(db)
+    tokens = store.tokens()
+    store.close()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
-    proc = start_server(args, port, log)
+    proc = start_server(args, port, log, token=tokens[names[0]])
     restarted = None
     try:
         t0 = time.monotonic()
         deadline = t0 + DEADLINE_S
-        workers = [Worker(base, n, deadline) for n in names]
+        workers = [Worker(base, n, tokens[n], deadline) for n in names]
         for w in workers:
             w.start()
         while sum(len(w.acked) for w in workers) < KILL_AFTER and time.monotonic() < deadline:
@@ -95,7 +108,9 @@ def test_concurrent_labels_survive_sigkill_and_restart(tmp_path):
         proc.wait(10)
         acked_at_kill = sum(len(w.acked) for w in workers)
         t_kill = time.monotonic()
-        restarted = start_server(args, port, log)  # same port, same db: the clients keep retrying meanwhile
+        restarted = start_server(
+            args, port, log, token=tokens[names[0]]
+        )  # same port, same db: the clients keep retrying meanwhile
         downtime = time.monotonic() - t_kill
         for w in workers:
             w.join(max(0.0, deadline - time.monotonic()) + 5)
@@ -146,3 +161,72 @@ def test_concurrent_labels_survive_sigkill_and_restart(tmp_path):
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
     (ROOT / "test-artifacts" / "label_load.json").write_text(json.dumps(report, indent=2) + "\n")
     print("label load:", json.dumps(report))
+
+
+def _send_big_body(port: int, headers: bytes, body_chunks, result: dict) -> None:
+    """Send a request with a huge body on a raw socket; record when and how the server answered."""
+    t0 = time.monotonic()
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(headers)
+        try:
+            for chunk in body_chunks:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:  # the server answered and closed the connection: the rest is never read
+            pass
+        s.settimeout(10)
+        try:
+            answer = s.recv(65536)
+        except OSError:
+            answer = b""
+    result.update(status=answer.split(b" ", 2)[1:2], seconds=time.monotonic() - t0, sent=sent, answer=answer)
+
+
+def test_100mb_body_is_refused_fast_while_health_answers(tmp_path):
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 5)
+    db = tmp_path / "labels.sqlite"
+    port = free_port()
+    limit = 100_000  # --max-body-bytes (default 65536)
+    proc = start_server(
+        [str(pairs), "--db", str(db), "--max-body-bytes", str(limit)], port, tmp_path / "server.log"
+    )
+    try:
+        csrf = httpx.get(f"http://127.0.0.1:{port}/api/session").json()["csrf"]
+        base_headers = (
+            f"POST /api/label HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"X-CSRF-Token: {csrf}\r\n"
+        )
+        mb = b" " * (1 << 20)
+        # 1) Content-Length: 100 MB, body streamed behind it; 2) the same 100 MB chunked, no length.
+        declared = (base_headers + f"Content-Length: {100 << 20}\r\n\r\n").encode()
+        chunked = (base_headers + "Transfer-Encoding: chunked\r\n\r\n").encode()
+        plans = {
+            "content-length": (declared, (mb for _ in range(100))),
+            "chunked": (chunked, (b"%x\r\n" % len(mb) + mb + b"\r\n" for _ in range(100))),
+        }
+        for what, (headers, chunks) in plans.items():
+            result: dict = {}
+            t = threading.Thread(target=_send_big_body, args=(port, headers, chunks, result), daemon=True)
+            t.start()
+            health = []
+            while t.is_alive() and len(health) < 50:
+                t0 = time.monotonic()
+                r = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
+                health.append((r.status_code, time.monotonic() - t0))
+                time.sleep(0.02)
+            t.join(30)
+            assert not t.is_alive(), what
+            assert result["status"] == [b"413"], (what, result["answer"][:200])
+            assert (
+                f"limit of {limit} bytes".encode() in result["answer"] and b"   " not in result["answer"]
+            )  # no echo
+            assert result["seconds"] < 5, (what, result["seconds"])
+            assert result["sent"] < 50 << 20, what  # cut off long before the 100 MB were read
+            assert all(code == 200 and dt < 1.0 for code, dt in health), (what, max(dt for _, dt in health))
+        r = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+        assert r.status_code == 200
+    finally:
+        stop(proc)
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 0

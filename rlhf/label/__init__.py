@@ -1,4 +1,5 @@
-"""Preference-labeling web app: `rlhf label serve | export | stats` (see docs/labeling.md).
+"""Preference-labeling web app: `rlhf label serve | export | stats | add-annotator | links | import` (see
+docs/labeling.md).
 
 `human_winrate(db_path)` gives the human win-rate of source A vs B from a blind comparison, for `rlhf compare`.
 """

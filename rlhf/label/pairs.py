@@ -7,15 +7,27 @@ checkpoints (blind policy comparison); each item remembers which checkpoint wrot
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from rlhf.data import read_records, require_str
 from rlhf.errors import UserError
-from rlhf.label.store import Item
+from rlhf.label.store import MAX_RESPONSES, Item
 from rlhf.templates import display_prompt, format_prompt
 
-KNOWN_KEYS = {"id", "instruction", "input", "prompt", "responses", "sources", "policy", "sampling", "_row"}
+KNOWN_KEYS = {
+    "id",
+    "instruction",
+    "input",
+    "prompt",
+    "responses",
+    "sources",
+    "policy",
+    "sampling",
+    "gold",
+    "_row",
+}
 
 
 def display_text(instruction: str, input: str, prompt: str | None) -> str:
@@ -40,8 +52,23 @@ def _str_list(row: dict, key: str, path: Path, *, min_len: int, nonempty: bool) 
     return value
 
 
-def load_pairs(path: str | Path) -> list[Item]:
-    """Read and validate a pairs file (`rlhf pairs` output or a compare-pairs file); keep the first two responses."""
+def _gold(row: dict, n: int, path: Path) -> list[int]:
+    """A gold row's known answer as a ranking of file indices, best first: for a pair the index of the better
+    response (`"gold": 1`), for any item the full ranking (`"gold": [2, 0, 1]`)."""
+    where = f"{row.get('_row', '?')}: key 'gold'"
+    value = row.get("gold")
+    what = f"the index of the better response (0 or 1) or a ranking of all {n} indices, best first"
+    if isinstance(value, int) and not isinstance(value, bool) and n == 2 and value in (0, 1):
+        return [value, 1 - value]
+    if isinstance(value, list) and sorted(value) == list(range(n)) and all(type(v) is int for v in value):
+        return list(value)
+    got = "missing" if "gold" not in row else f"got {json.dumps(value)[:40]}"
+    raise UserError(f"{got}; expected {what}", path, where)
+
+
+def load_pairs(path: str | Path, *, gold: bool = False) -> list[Item]:
+    """Read and validate a pairs file (`rlhf pairs` output or a compare-pairs file), 2 to 9 responses a row.
+    `gold=True`: a gold set, every row carries its known answer in "gold"."""
     path = Path(path)
     items: list[Item] = []
     first_row: dict[str, str] = {}
@@ -70,6 +97,12 @@ def load_pairs(path: str | Path) -> list[Item]:
         prompt_given = require_str(row, "prompt", path, optional=True)
         input_ = require_str(row, "input", path, optional=True)
         responses = _str_list(row, "responses", path, min_len=2, nonempty=True)
+        if len(responses) > MAX_RESPONSES:
+            raise UserError(
+                f"has {len(responses)} responses; expected at most {MAX_RESPONSES} (one key each on the page)",
+                path,
+                f"{where}: key 'responses'",
+            )
         sources = None
         if row.get("sources") is not None:
             src = _str_list(row, "sources", path, min_len=2, nonempty=True)
@@ -79,13 +112,14 @@ def load_pairs(path: str | Path) -> list[Item]:
                     path,
                     f"{where}: key 'sources'",
                 )
-            if src[0] == src[1]:
+            if len(set(src)) < len(src):
+                same = next(s for s in src if src.count(s) > 1)
                 raise UserError(
-                    f"both compared responses come from {src[0]!r}; expected two different names",
+                    f"two compared responses come from {same!r}; expected a different name per response",
                     path,
                     f"{where}: key 'sources'",
                 )
-            sources = (src[0], src[1])
+            sources = tuple(src)
         for key in ("policy", "sampling"):
             if key in row and row[key] is not None and not isinstance(row[key], dict):
                 raise UserError(
@@ -94,7 +128,7 @@ def load_pairs(path: str | Path) -> list[Item]:
         extra = {
             k: v
             for k, v in row.items()
-            if k not in ("id", "instruction", "input", "prompt", "responses", "sources", "_row")
+            if k not in ("id", "instruction", "input", "prompt", "responses", "sources", "gold", "_row")
         }
         items.append(
             Item(
@@ -103,9 +137,10 @@ def load_pairs(path: str | Path) -> list[Item]:
                 input=input_,
                 prompt=prompt_given or format_prompt(instruction, input_),
                 display=display_text(instruction, input_, prompt_given),
-                responses=(responses[0], responses[1]),
+                responses=tuple(responses),
                 sources=sources,
                 extra=extra,
+                gold=_gold(row, len(responses), path) if gold else None,
             )
         )
     return items

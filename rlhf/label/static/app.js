@@ -1,12 +1,17 @@
-// Preference labeling page. Model text is untrusted: it is only ever placed with textContent, never parsed
-// as HTML. State changes are JSON POSTs carrying the CSRF token from /api/session.
+// Preference labeling page. Model text is untrusted: it is placed with textContent (raw view), or as the HTML the
+// server rendered from it (rlhf/label/render.py escapes everything first and writes only its own tags). The
+// Content-Security-Policy forbids inline script either way. Who is labeling comes from the token (the link's
+// cookie), never from this page. State changes are JSON POSTs carrying the CSRF token from /api/session.
 "use strict";
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const state = { csrf: null, annotators: [], annotator: null, item: null, busy: false };
-  const KEYS = { "1": "A", "2": "B", "3": "tie", "s": "skip", "S": "skip" };
-  const NAMES = { A: "A is better", B: "B is better", tie: "Tie", skip: "Skip" };
+  const state = {
+    csrf: null, annotator: null, item: null, busy: false, raw: false, strength: null,
+    pending: null, ranking: [],
+  };
+  const PAIR_KEYS = { "1": "A", "2": "B", "3": "tie" };
+  const NAMES = { A: "A is better", B: "B is better", tie: "Tie", skip: "Skip", rank: "Ranking" };
 
   function requestId() {
     const b = new Uint8Array(16);
@@ -27,12 +32,47 @@
   }
 
   function showOnly(id) {
-    for (const s of ["picker", "work", "done"]) $(s).hidden = s !== id;
+    for (const s of ["work", "done", "admin"]) $(s).hidden = s !== id;
   }
 
-  function setText(el, text) {
-    el.textContent = text; // never innerHTML: responses may contain <script>, <img onerror=...>, ...
+  function isRank() { return state.item && state.item.responses.length > 2; }
+
+  function fill(el, text, html) {
+    if (state.raw || html === undefined) {
+      el.textContent = text; // never innerHTML for raw text: responses may contain <script>, <img onerror=...>
+      el.className = "text";
+    } else {
+      el.innerHTML = html; // the server's sanitised markdown (see the comment at the top)
+      el.className = "md";
+    }
     el.classList.toggle("empty", text === "");
+  }
+
+  function slotName(k) { return isRank() ? String(k + 1) : "AB"[k]; }
+
+  function paintTexts() {
+    const it = state.item;
+    if (!it) return;
+    fill($("prompt"), it.prompt, it.prompt_html);
+    it.responses.forEach((text, k) => fill($("resp-" + k), text, it.responses_html[k]));
+    $("btn-raw").textContent = state.raw ? "show formatted" : "show raw text";
+  }
+
+  function paintRanking() {
+    if (!state.item) return;
+    state.item.responses.forEach((_, k) => {
+      const badge = $("rank-" + k);
+      const at = state.ranking.indexOf(k);
+      badge.textContent = at < 0 ? "" : "#" + (at + 1);
+      badge.parentElement.parentElement.classList.toggle("ranked", at >= 0);
+    });
+    $("btn-submit-rank").disabled = state.busy || state.ranking.length !== state.item.responses.length;
+  }
+
+  function clearPending() {
+    state.pending = null;
+    $("strength-row").hidden = true;
+    document.querySelectorAll(".response").forEach((c) => c.classList.remove("picked"));
   }
 
   function render(data) {
@@ -41,20 +81,41 @@
     $("progress").value = p.done;
     $("progress-text").textContent = p.done + " / " + p.total;
     state.item = data.item;
+    state.ranking = [];
+    clearPending();
     if (!data.item) {
       $("work").dataset.itemId = "";
       showOnly("done");
       document.body.dataset.state = "done";
       return;
     }
-    setText($("prompt"), data.item.prompt);
-    setText($("resp-a"), data.item.left);
-    setText($("resp-b"), data.item.right);
+    const box = $("responses");
+    box.replaceChildren();
+    box.className = data.item.responses.length > 2 ? "ranked-list" : "pair";
+    data.item.responses.forEach((_, k) => {
+      const card = document.createElement("div");
+      card.className = "card response";
+      const title = document.createElement("div");
+      title.className = "card-title";
+      title.textContent = "Response " + slotName(k) + " ";
+      const badge = document.createElement("span");
+      badge.id = "rank-" + k;
+      badge.className = "rank-badge";
+      title.appendChild(badge);
+      const body = document.createElement("div");
+      body.id = "resp-" + k;
+      card.append(title, body);
+      box.appendChild(card);
+    });
+    $("pair-buttons").hidden = isRank();
+    $("rank-buttons").hidden = !isRank();
+    $("rank-help").hidden = !isRank();
+    $("heading").textContent = isRank() ? "Rank the responses, best first" : "Which response is better?";
+    paintTexts();
+    paintRanking();
     $("work").dataset.itemId = data.item.item_id;
     showOnly("work");
     document.body.dataset.state = "ready";
-    $("resp-a").scrollTop = 0;
-    $("resp-b").scrollTop = 0;
   }
 
   async function api(method, path, body, retries) {
@@ -79,7 +140,8 @@
       let data = null;
       try { data = await res.json(); } catch (e) { data = null; }
       if (!res.ok) {
-        const err = new Error((data && data.detail) ? String(data.detail) : "HTTP " + res.status);
+        const d = data && data.detail;
+        const err = new Error(d ? (typeof d === "string" ? d : JSON.stringify(d)) : "HTTP " + res.status);
         err.status = res.status;
         throw err;
       }
@@ -88,20 +150,18 @@
   }
 
   async function loadNext() {
-    render(await api("GET", "/api/next?annotator=" + encodeURIComponent(state.annotator)));
+    render(await api("GET", "/api/next"));
   }
 
-  async function submit(choice) {
+  async function submit(choice, extra) {
     if (state.busy || !state.item) return;
     setBusy(true);
-    const body = {
-      annotator: state.annotator, item_id: state.item.item_id, choice,
-      reason: $("reason").value, request_id: requestId(),
-    };
+    const body = Object.assign(
+      { item_id: state.item.item_id, choice, reason: $("reason").value, request_id: requestId() }, extra || {});
     try {
       const data = await api("POST", "/api/label", body, 5);
       $("reason").value = "";
-      setStatus("Saved: " + NAMES[choice], "ok");
+      setStatus("Saved: " + NAMES[choice] + (body.strength ? " (" + body.strength + ")" : ""), "ok");
       render({ item: data.next, progress: data.progress });
     } catch (err) {
       if (err.status === 409) {
@@ -112,6 +172,31 @@
       }
     } finally {
       setBusy(false);
+      paintRanking();
+    }
+  }
+
+  function pickPair(choice) {
+    if (choice === "tie" || !state.strength) { submit(choice); return; }
+    state.pending = choice; // ask how much better; 1/2/3 then pick the strength, Esc cancels
+    document.querySelectorAll(".response").forEach((c, k) => c.classList.toggle("picked", "AB"[k] === choice));
+    $("strength-side").textContent = choice;
+    $("strength-row").hidden = false;
+  }
+
+  function pickRank(k) {
+    if (k >= state.item.responses.length || state.ranking.includes(k)) return;
+    state.ranking.push(k);
+    const n = state.item.responses.length;
+    if (state.ranking.length === n - 1) { // the last one is implied
+      for (let j = 0; j < n; j++) if (!state.ranking.includes(j)) state.ranking.push(j);
+    }
+    paintRanking();
+  }
+
+  function submitRanking() {
+    if (isRank() && state.ranking.length === state.item.responses.length) {
+      submit("rank", { ranking: state.ranking.slice() });
     }
   }
 
@@ -119,7 +204,7 @@
     if (state.busy || !state.annotator) return;
     setBusy(true);
     try {
-      const data = await api("POST", "/api/undo", { annotator: state.annotator }, 2);
+      const data = await api("POST", "/api/undo", {}, 2);
       render({ item: data.next, progress: data.progress });
       if (data.undone) {
         $("reason").value = data.undone.reason || "";
@@ -131,35 +216,13 @@
       setStatus("Undo failed: " + err.message, "error");
     } finally {
       setBusy(false);
+      paintRanking();
     }
   }
 
-  function choose(name) {
-    state.annotator = name;
-    try { localStorage.setItem("label.annotator", name); } catch (e) { /* private mode */ }
-    const url = new URL(window.location.href);
-    url.searchParams.set("annotator", name);
-    history.replaceState(null, "", url.pathname + url.search);
-    $("who").textContent = "Labeling as " + name;
-    $("switch").hidden = state.annotators.length < 2;
-    loadNext().catch((err) => setStatus(err.message, "error"));
-  }
-
-  function showPicker() {
-    const box = $("picker-names");
-    box.replaceChildren();
-    for (const name of state.annotators) {
-      const b = document.createElement("button");
-      b.textContent = name;
-      b.addEventListener("click", () => choose(name));
-      box.appendChild(b);
-    }
-    state.annotator = null;
-    state.item = null;
-    $("who").textContent = "";
-    $("switch").hidden = true;
-    showOnly("picker");
-    document.body.dataset.state = "picker";
+  function toggleRaw() {
+    state.raw = !state.raw;
+    paintTexts();
   }
 
   document.addEventListener("keydown", (ev) => {
@@ -170,38 +233,79 @@
       return; // typing a reason must not label anything
     }
     if (ev.repeat || !state.annotator) return;
-    if (KEYS[ev.key]) { ev.preventDefault(); submit(KEYS[ev.key]); }
-    else if (ev.key === "u" || ev.key === "U") { ev.preventDefault(); undo(); }
-    else if ((ev.key === "r" || ev.key === "R") && state.item) { ev.preventDefault(); $("reason").focus(); }
+    const key = ev.key;
+    if (key === "u" || key === "U") { ev.preventDefault(); clearPending(); undo(); return; }
+    if (key === "g" || key === "G") { ev.preventDefault(); $("guidelines-box").open = !$("guidelines-box").open; return; }
+    if (key === "m" || key === "M") { ev.preventDefault(); toggleRaw(); return; }
+    if (!state.item || state.busy) return;
+    if (key === "s" || key === "S") { ev.preventDefault(); clearPending(); submit("skip"); return; }
+    if ((key === "r" || key === "R")) { ev.preventDefault(); $("reason").focus(); return; }
+    if (state.pending) {
+      const idx = "123".indexOf(key);
+      if (idx >= 0 && idx < state.strength.length) {
+        ev.preventDefault();
+        const choice = state.pending;
+        clearPending();
+        submit(choice, { strength: state.strength[idx] });
+      } else if (key === "Escape") { clearPending(); }
+      return;
+    }
+    if (isRank()) {
+      if (/^[1-9]$/.test(key)) { ev.preventDefault(); pickRank(Number(key) - 1); }
+      else if (key === "Backspace") { ev.preventDefault(); state.ranking = []; paintRanking(); }
+      else if (key === "Enter") { ev.preventDefault(); submitRanking(); }
+      return;
+    }
+    if (PAIR_KEYS[key]) { ev.preventDefault(); pickPair(PAIR_KEYS[key]); }
   });
 
   async function init() {
-    document.querySelectorAll(".buttons button[data-choice]").forEach((b) => {
-      b.addEventListener("click", () => submit(b.dataset.choice));
+    document.querySelectorAll("#pair-buttons button[data-choice]").forEach((b) => {
+      b.addEventListener("click", () => pickPair(b.dataset.choice));
     });
+    $("btn-skip").addEventListener("click", () => { clearPending(); submit("skip"); });
     $("btn-undo").addEventListener("click", undo);
-    $("switch").addEventListener("click", () => {
-      try { localStorage.removeItem("label.annotator"); } catch (e) { /* private mode */ }
-      history.replaceState(null, "", window.location.pathname);
-      setStatus("", "");
-      showPicker();
-    });
+    $("btn-raw").addEventListener("click", toggleRaw);
+    $("btn-submit-rank").addEventListener("click", submitRanking);
+    let s;
     try {
-      const s = await api("GET", "/api/session");
-      state.csrf = s.csrf;
-      state.annotators = s.annotators;
+      s = await api("GET", "/api/session");
     } catch (err) {
       setStatus(err.message, "error");
       return;
     }
-    const asked = new URLSearchParams(window.location.search).get("annotator");
-    let saved = null;
-    try { saved = localStorage.getItem("label.annotator"); } catch (e) { saved = null; }
-    if (asked && state.annotators.includes(asked)) choose(asked);
-    else if (asked) { setStatus("Unknown annotator " + JSON.stringify(asked) + "; pick your name.", "error"); showPicker(); }
-    else if (state.annotators.length === 1) choose(state.annotators[0]);
-    else if (saved && state.annotators.includes(saved)) choose(saved);
-    else showPicker();
+    state.csrf = s.csrf;
+    state.strength = s.strength;
+    (s.strength || []).forEach((name, k) => {
+      const b = document.createElement("button");
+      const kbd = document.createElement("kbd");
+      kbd.textContent = String(k + 1);
+      b.append(kbd, document.createTextNode(" " + name));
+      b.dataset.strength = name;
+      b.addEventListener("click", () => {
+        if (!state.pending) return;
+        const choice = state.pending;
+        clearPending();
+        submit(choice, { strength: name });
+      });
+      $("strength-row").appendChild(b);
+    });
+    if (s.guidelines_html) {
+      $("guidelines").innerHTML = s.guidelines_html; // rendered and sanitised by the server
+      $("guidelines-box").hidden = false;
+      let seen = null;
+      try { seen = localStorage.getItem("label.guidelines-seen"); } catch (e) { seen = null; }
+      $("guidelines-box").open = !seen;
+      try { localStorage.setItem("label.guidelines-seen", "1"); } catch (e) { /* private mode */ }
+    }
+    if (!s.annotator) {
+      showOnly("admin");
+      document.body.dataset.state = "admin";
+      return;
+    }
+    state.annotator = s.annotator;
+    $("who").textContent = "Labeling as " + s.annotator;
+    loadNext().catch((err) => setStatus(err.message, "error"));
   }
 
   init();
