@@ -261,11 +261,8 @@ def encode_full_once(backend, texts, tokenizer_threads):
 
 
 def bench_preprocess(rows, fast, slow, args) -> dict:
-    from sft.data import (
-        preprocess,
-        sources_and_targets,
-        tokenizer_threads,
-    )
+    from rlhf.runtime import tokenizer_threads
+    from sft.data import preprocess, sources_and_targets
 
     sources, targets = sources_and_targets(rows, fast.eos_token)
     texts = [s + t for s, t in zip(sources, targets)]

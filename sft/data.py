@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from rlhf.data import load_instructions
 from rlhf.errors import UserError
 from rlhf.models import IGNORE_INDEX
+from rlhf.runtime import tokenizer_threads
 from rlhf.templates import PROMPT_DICT, TEMPLATE_HEADERS, TEMPLATE_TAIL, format_prompt
 
 __all__ = [
@@ -44,28 +44,6 @@ def sources_and_targets(
     sources = [format_prompt(r["instruction"], r.get("input", ""), template) for r in rows]
     targets = [f"{r['output']}{eos_token}" for r in rows]
     return sources, targets
-
-
-@contextmanager
-def tokenizer_threads():
-    """Let a fast tokenizer's batch calls use every core (Rust threads; rlhf/__init__.py turns them off by default so
-    that a later fork stays quiet and deadlock-free). The variable is read on each call and restored afterwards, so a
-    process forked later sees parallelism as configured off and neither warns nor uses the pool. A value the user
-    set wins."""
-    import rlhf
-
-    if rlhf.TOKENIZERS_PARALLELISM_SET_BY_USER:
-        yield
-        return
-    old = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "true"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = old
 
 
 def preprocess(sources: list[str], targets: list[str], tokenizer, max_length: int) -> dict:
