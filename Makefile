@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -35,11 +35,15 @@ test-slow: setup
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check rlhf sft reward ppo tests bench
-	$(VENV)/bin/ruff format --check rlhf sft reward ppo tests bench
+	$(VENV)/bin/ruff check rlhf sft reward ppo tests bench tools
+	$(VENV)/bin/ruff format --check rlhf sft reward ppo tests bench tools
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# Generated docs (tests/test_docs.py fails when they are out of date).
+docs: setup
+	$(PY) tools/config_reference.py > docs/CONFIG.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -2,7 +2,7 @@
 that every resumed run ends with the final metrics of an uninterrupted run with the same seed (to 1e-4) and the
 same weights. Goal: 15/15.
 
-The stages run at the tiny sizes of tests/test_resume.py (tests/_faults.py), saving a checkpoint every few steps.
+The stages run at the tiny sizes of tests/test_resume.py (bench/_kill_resume.py), saving a checkpoint every few steps.
 Each run is a child process forked from this one after the stage modules are imported, so that 30-odd runs do
 not each pay an interpreter start (about 7 s on 2 cores); SIGKILL ends a forked child exactly as it ends any
 process. The kill moment is drawn uniformly over the part of the uninterrupted run (measured first, the same way)
@@ -22,15 +22,14 @@ import time
 import traceback
 from pathlib import Path
 
-from _common import REPO, parser, report
+from _common import parser, report
 
-sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported: one thread, as in the tests
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-from _faults import (  # noqa: E402  (tests/_faults.py: the stage commands and comparisons the tests use)
+from _kill_resume import (  # noqa: E402  (the stage commands and comparisons tests/test_resume.py uses too)
     compared_metrics,
     manifest,
     max_weight_difference,

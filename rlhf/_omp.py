@@ -1,4 +1,4 @@
-"""How torch's OpenMP threads wait, chosen once per process before torch loads (rlhf/__init__.py calls this).
+"""How torch's OpenMP threads wait, chosen once per process before torch loads (rlhf.runtime.configure_process).
 
 Idle OpenMP threads spin for a while before they sleep. On free cores that is what makes small ops fast; on cores
 busy with other work every parallel op waits for a descheduled thread that the spinning one keeps off the CPU.
@@ -36,10 +36,13 @@ def cores_in_use_by_others(seconds: float = SAMPLE_SECONDS) -> float | None:
     return (b1 - b0) / max(t1 - t0, 1) * (os.cpu_count() or 1)
 
 
-def choose_wait_policy() -> None:
-    """Set OMP_WAIT_POLICY=PASSIVE when other processes keep the cores busy; leave it alone if the user set it."""
+def choose_wait_policy() -> str | None:
+    """Set OMP_WAIT_POLICY=PASSIVE when other processes keep the cores busy; leave it alone if the user set it.
+    Returns the value it set, or None. Costs a 50 ms sample of /proc/stat."""
     if "OMP_WAIT_POLICY" in os.environ:
-        return
+        return None
     busy = cores_in_use_by_others()
     if busy is not None and busy >= BUSY_CORES:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return "PASSIVE"
+    return None

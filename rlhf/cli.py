@@ -10,6 +10,8 @@ import importlib
 import sys
 import warnings
 
+from rlhf.runtime import configure_process
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("rlhf.demo:tasks_cli", "write demo instruction tasks as Alpaca json"),
     "demo-model": ("rlhf.demo:model_cli", "build the tiny demo tokenizer + model as an HF dir"),
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    configure_process()  # before the command's module imports torch: OpenMP reads its settings when torch loads
     module, func = COMMANDS[name][0].split(":")
     return getattr(importlib.import_module(module), func)(rest, prog=f"rlhf {name}")
 

@@ -20,16 +20,6 @@ PROMPT_DICT = {
 
 TEMPLATES = ("alpaca",)
 
-# The fixed text every prompt of a template starts with (before its instruction): SFT preprocessing tokenizes it
-# once for all rows where that is exact (sft.data.header_splits_off). Longest first.
-TEMPLATE_HEADERS = tuple(
-    sorted((PROMPT_DICT[k].split("{instruction}")[0] for k in PROMPT_DICT), key=len, reverse=True)
-)
-# ... and the fixed text every prompt ends with (after its last field), where the response begins.
-TEMPLATE_TAIL = PROMPT_DICT["prompt_no_input"].rsplit("}", 1)[1]
-assert all(t.endswith(TEMPLATE_TAIL) for t in PROMPT_DICT.values())
-
-
 def format_prompt(instruction: str, input: str = "", template: str = "alpaca") -> str:
     """The Alpaca prompt for one example: `prompt_input` when there is an input, else `prompt_no_input`."""
     if template != "alpaca":

@@ -17,16 +17,8 @@ import torch
 
 from rlhf.models import IGNORE_INDEX, load_tokenizer
 from rlhf.tasks.demo import ALL_KINDS, make_sft_rows
-from rlhf.templates import PROMPT_DICT, TEMPLATE_HEADERS, TEMPLATE_TAIL, format_prompt
-from sft.data import (
-    header_splits_off,
-    preprocess,
-    prompt_lengths,
-    response_splits_off,
-    rows_by_shared_header,
-    sources_and_targets,
-    splits_locally,
-)
+from rlhf.templates import PROMPT_DICT, format_prompt
+from sft.data import preprocess, sources_and_targets
 
 # Verbatim from Stanford Alpaca's train.py.
 ALPACA_PROMPT_DICT = {
@@ -96,7 +88,8 @@ HANDWRITTEN = [
     {"instruction": "اكتب كلمة مرحبا", "input": "", "output": "مرحبا"},
     {"instruction": "日本語で挨拶してください。", "input": "", "output": "こんにちは！"},
     # answers and prompts whose boundary is not a pre-token boundary (GPT-2's regex joins ':' with '"' or '-',
-    # whitespace runs with what follows), and special-token text inside the data
+    # whitespace runs with what follows: tokenize(source) is then no prefix of tokenize(source + target)), and
+    # special-token text inside the data
     {"instruction": "Quote the slogan.", "input": "", "output": '"Be the change."'},
     {"instruction": "List two items.", "input": "", "output": "- one\n- two"},
     {"instruction": "Draw a smiley.", "input": "", "output": ":-)"},
@@ -104,8 +97,7 @@ HANDWRITTEN = [
     {"instruction": "Start with blank lines.", "input": "", "output": "\n\nSecond paragraph."},
     {"instruction": "Count to three.", "input": "", "output": "123"},
     {"instruction": "Trailing spaces here   ", "input": "and here  ", "output": "Fine."},
-    # instructions starting with whitespace: GPT-2's regex joins it to the header's final newline, so these
-    # rows cannot use the header tokenized once (sft.data.header_splits_off)
+    # instructions starting with whitespace: GPT-2's regex joins it to the header's final newline
     {"instruction": "  Indented instruction.", "input": "", "output": "Ok."},
     {"instruction": " One space first.", "input": "x", "output": "Ok."},
     {"instruction": "\n\n\nThree newlines first.", "input": "", "output": "Ok."},  # differs if split off
@@ -245,41 +237,8 @@ def test_alpaca_reference_is_what_we_think(demo_tokenizer):
     assert isinstance(ref["input_ids"][0], torch.Tensor)
 
 
-def test_prompt_length_shortcut_is_taken_where_exact(rows, tokenizer):
-    """Most prompts' lengths are read off the prompt + response encoding; the rows whose boundary is not a
-    pre-token boundary (the handwritten ones above, for GPT-2's regex) are tokenized on their own. The results
-    themselves are checked against Alpaca in test_preprocess_matches_alpaca."""
-    sources, targets = sources_and_targets(rows, tokenizer.eos_token)
-    assert splits_locally(tokenizer)
-    enc = tokenizer([s + t for s, t in zip(sources, targets)], return_attention_mask=False)
-    lengths, shortcut = prompt_lengths(sources, enc, tokenizer, 4096)
-    assert lengths == _lengths(tokenizer, sources)
-    assert 0.8 * len(rows) <= shortcut < len(rows), shortcut  # both paths taken
-
-
-def test_template_header_is_tokenized_once_where_exact(rows, tokenizer):
-    """Rows whose instruction starts with a non-whitespace character share the template's header, tokenized once;
-    the whitespace-led ones take the plain path (both checked against Alpaca in test_preprocess_matches_alpaca).
-    Headers ending in a space (joined to the next word) or longer than max_length are never split off."""
-    sources, _ = sources_and_targets(rows, tokenizer.eos_token)
-    groups = rows_by_shared_header(sources, tokenizer, 4096)
-    assert set(groups) == set(TEMPLATE_HEADERS)
-    grouped = {i for g in groups.values() for i in g}
-    led_by_space = {i for i, r in enumerate(rows) if r["instruction"][0].isspace()}
-    assert len(led_by_space) == 3 and grouped == set(range(len(rows))) - led_by_space
-    # the response is encoded on its own after a prompt ending in the tail's ':' (rows whose response starts
-    # with punctuation are encoded with their prompt; both paths are in the rows above)
-    assert response_splits_off(tokenizer, TEMPLATE_TAIL) and not response_splits_off(
-        tokenizer, "### Response"
-    )
-    for h in TEMPLATE_HEADERS:
-        assert header_splits_off(tokenizer, h, 4096)
-        assert not header_splits_off(tokenizer, h.rstrip("\n") + " ", 4096)
-        assert not header_splits_off(tokenizer, h, len(tokenizer(h)["input_ids"]))
-
-
 def _variant(tokenizer, change: str):
-    """A copy of `tokenizer` with one thing changed that the prompt-length shortcut must notice."""
+    """A copy of `tokenizer` with one step of its pipeline changed."""
     import copy
 
     from tokenizers import AddedToken, normalizers, processors
@@ -288,91 +247,34 @@ def _variant(tokenizer, change: str):
     backend = tok.backend_tokenizer
     if change == "normalizer":
         backend.normalizer = normalizers.Lowercase()
-    elif change == "bos":  # special tokens only before the text: the shortcut still holds
+    elif change == "bos":  # a special token before the text
         backend.post_processor = processors.TemplateProcessing(
             single=f"{tok.bos_token} $A", special_tokens=[(tok.bos_token, tok.bos_token_id)]
         )
-    elif change == "bos+eos":  # a token after the text: tokenize(source) is no longer a prefix
+    elif (
+        change == "bos+eos"
+    ):  # a token after the text: tokenize(source) is no prefix of tokenize(source + target)
         backend.post_processor = processors.TemplateProcessing(
             single=f"{tok.bos_token} $A {tok.eos_token}",
             special_tokens=[(tok.bos_token, tok.bos_token_id), (tok.eos_token, tok.eos_token_id)],
         )
-    elif change == "rstrip":  # an added token that eats the whitespace after it looks past its own text
+    elif change == "rstrip":  # an added token that eats the whitespace after it
         backend.add_tokens([AddedToken("Response:", rstrip=True)])
-    elif change == "prefix_space":  # ByteLevel adds a space to the text after the header when it stands alone
+    elif change == "prefix_space":  # ByteLevel adds a space in front of the text
         from tokenizers import pre_tokenizers
 
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    elif change == "added_across":  # added tokens that start in the header / the tail and end after them
+    elif change == "added_across":  # added tokens that span the template's text and the row's
         backend.add_tokens([AddedToken("Instruction:\nWrite"), AddedToken("Response:The")])
     return tok
 
 
-@pytest.mark.parametrize(
-    "change,shortcut,header_once",
-    [
-        ("normalizer", False, False),
-        ("bos", True, True),
-        ("bos+eos", False, False),
-        ("rstrip", False, False),
-        ("prefix_space", True, False),
-        ("added_across", True, False),
-    ],
-)
-def test_preprocess_matches_alpaca_for_other_tokenizer_pipelines(
-    rows, demo_tokenizer, change, shortcut, header_once
-):
+@pytest.mark.parametrize("change", ["normalizer", "bos", "bos+eos", "rstrip", "prefix_space", "added_across"])
+def test_preprocess_matches_alpaca_for_other_tokenizer_pipelines(rows, demo_tokenizer, change):
     tok = _variant(demo_tokenizer, change)
-    assert splits_locally(tok) is shortcut
-    assert all(header_splits_off(tok, h, 4096) is header_once for h in TEMPLATE_HEADERS)
-    assert response_splits_off(tok, TEMPLATE_TAIL) is (change not in ("added_across",))
     sources, targets = sources_and_targets(rows, tok.eos_token)
     ours = preprocess(sources, targets, tok, 4096)
     ref = alpaca_preprocess(sources, targets, tok, 4096)
     assert ours["kept"] == list(range(len(rows)))
     assert ours["input_ids"] == [x.tolist() for x in ref["input_ids"]]
     assert ours["labels"] == [x.tolist() for x in ref["labels"]]
-
-
-def test_tokenizer_threads_only_around_preprocess(monkeypatch):
-    """sft.data.tokenizer_threads turns the Rust tokenizer's threads on for the batch call and restores the
-    variable afterwards (a later fork sees them configured off); a value the user set is left alone."""
-    import os
-
-    import rlhf
-    from sft.data import tokenizer_threads
-
-    monkeypatch.setattr(rlhf, "TOKENIZERS_PARALLELISM_SET_BY_USER", False)
-    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    with tokenizer_threads():
-        assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
-    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
-    monkeypatch.setattr(rlhf, "TOKENIZERS_PARALLELISM_SET_BY_USER", True)
-    with tokenizer_threads():
-        assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
-
-
-def test_a_child_process_inherits_the_default_not_a_user_choice(tmp_path):
-    """rlhf turns tokenizer threads off by default and marks that default, so a process it starts (a pipeline
-    stage, a bench run) still lets sft.data.tokenizer_threads use the cores; a value the user set stays theirs."""
-    import os
-    import subprocess
-    import sys
-
-    probe = "import rlhf, os; print(rlhf.TOKENIZERS_PARALLELISM_SET_BY_USER, os.environ['TOKENIZERS_PARALLELISM'])"
-    env = {k: v for k, v in os.environ.items() if k not in ("TOKENIZERS_PARALLELISM", rlhf_mark())}
-    chain = f"import rlhf, subprocess, sys; subprocess.run([sys.executable, '-c', {probe!r}])"
-
-    def run(code, **extra):
-        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
-                              check=True, cwd=tmp_path).stdout.split()  # fmt: skip
-
-    assert run(chain) == ["False", "false"]  # started by a process that imported rlhf: still our default
-    assert run(chain, TOKENIZERS_PARALLELISM="false") == ["True", "false"]  # the user's, all the way down
-    assert run(probe, TOKENIZERS_PARALLELISM="true") == ["True", "true"]
-
-
-def rlhf_mark() -> str:
-    import rlhf
-
-    return rlhf._MARK
