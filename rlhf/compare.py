@@ -143,7 +143,8 @@ def run_policy(
 
 
 def response_rows(
-    pol: Policy | tuple[str, Path],
+    name: str,
+    path: Path,
     prompts: list[dict],
     run: Run,
     setting: str,
@@ -153,7 +154,6 @@ def response_rows(
     """responses.jsonl's rows for one run: one per (prompt, sample), with the prompt as given and as displayed,
     where the answer came from (checkpoint, sampling setting) and its gold and reward-model scores (null when the
     prompts are no task's with a judge, or no reward model was given)."""
-    name, path = (pol.name, pol.path) if isinstance(pol, Policy) else pol
     sampling = {k: v for k, v in params.to_dict().items() if k != "num_samples"}
     return [
         {
@@ -481,7 +481,7 @@ def compare(
     out = require_writable_dir(out)  # refused now, not after minutes of generation
     if export_alpaca_eval is not None:
         export_alpaca_eval = require_writable_dir(export_alpaca_eval)
-        for n in names or []:  # given names now; those taken from dir names once the models are loaded
+        for n in names or []:  # given names now, names taken from dir names (e.g. "" for ".") once loaded
             _check_dir_name(n)
     policies = [load_policy(src, (names or [None] * len(paths))[i]) for i, src in enumerate(sources)]
     if len({p.name for p in policies}) < len(policies):
@@ -513,8 +513,12 @@ def compare(
             "greedy": run_policy(pol, prompts, greedy, scorer, batch_size, task),
             "sampled": run_policy(pol, prompts, sampled, scorer, batch_size, task),
         }
-        responses += response_rows(pol, prompts, runs[pol.name]["greedy"], "greedy", greedy, task)
-        responses += response_rows(pol, prompts, runs[pol.name]["sampled"], "sampled", sampled, task)
+        responses += response_rows(
+            pol.name, pol.path, prompts, runs[pol.name]["greedy"], "greedy", greedy, task
+        )
+        responses += response_rows(
+            pol.name, pol.path, prompts, runs[pol.name]["sampled"], "sampled", sampled, task
+        )
         metrics.update(summarise(pol.name, runs[pol.name]["greedy"], refs))
         metrics.update(summarise(pol.name, runs[pol.name]["sampled"], None, "_sampled"))
         if ref_policy is not None and ref_policy is not pol and temperature > 0:
@@ -551,7 +555,7 @@ def compare(
             for tp in sweep_top_ps:
                 params = SamplingParams(t, top_k, tp, max_new_tokens, 1, seed)
                 run = run_policy(pol, sub, params, scorer, batch_size, task)
-                responses += response_rows(pol, sub, run, "sweep", params, task)
+                responses += response_rows(pol.name, pol.path, sub, run, "sweep", params, task)
                 s = summarise(pol.name, run, None)
                 point = {
                     "name": pol.name,
@@ -587,8 +591,7 @@ def compare(
             for label, p in chain:
                 r = run_policy(p, sub, greedy, scorer, batch_size, task)
                 if label not in ("sft", "final"):  # those two answered these prompts greedily above
-                    ckpt = (f"{pol.name}/{label}", p.path)
-                    responses += response_rows(ckpt, sub, r, "greedy", greedy, task)
+                    responses += response_rows(f"{pol.name}/{label}", p.path, sub, r, "greedy", greedy, task)
                 point = {"label": label, "rm_score": statistics.fmean(x[0] for x in r.rm)}
                 if r.gold is not None:
                     point["gold_score"] = statistics.fmean(x[0] for x in r.gold)
@@ -629,7 +632,7 @@ def compare(
         for i, p in enumerate(prompts[:12])
     ]
     if export_alpaca_eval is not None:
-        # Written before the report, so a report's metrics.json is never newer than its export.
+        # Before the report: an export that cannot be written leaves the old report (and its metrics.json) as is.
         atomic_write_files(
             export_alpaca_eval,
             {
@@ -659,7 +662,8 @@ def _check_dir_name(name: str) -> None:
     """A checkpoint name must be usable as one folder name of the AlpacaEval export."""
     if name in ("", ".", "..") or "/" in name or "\\" in name:
         raise UserError(
-            f"checkpoint name {name!r} cannot name an export folder (no '/', '\\', '.' or '..')",
+            f"checkpoint name {name!r} cannot name an export folder (no '/', '\\', '.' or '..'); "
+            "pick names with --names",
             "command line",
             "--names",
         )

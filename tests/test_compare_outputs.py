@@ -242,8 +242,16 @@ def test_a_checkpoint_name_that_is_no_folder_name_is_refused_for_the_export(tiny
                   "--export-alpaca-eval", tmp_path / "ae", "--names", "a/b", "--limit", "2", check=False)  # fmt: skip
     assert res.returncode == 2, res.stderr
     assert res.stderr.splitlines() == [
-        "error: command line:--names: checkpoint name 'a/b' cannot name an export folder (no '/', '\\', '.' or '..')"
+        "error: command line:--names: checkpoint name 'a/b' cannot name an export folder (no '/', '\\', '.' or '..'); "
+        "pick names with --names"
     ]
+
+
+def test_a_name_taken_from_the_dir_name_is_checked_too(demo_base, tiny_chain, tmp_path, monkeypatch):
+    monkeypatch.chdir(demo_base)  # a plain model dir named ".": its name would be ""
+    with pytest.raises(UserError, match="checkpoint name '' cannot name an export folder"):
+        compare(["."], str(tiny_chain["prompts"]), tmp_path / "report", export_alpaca_eval=tmp_path / "ae")
+    assert list((tmp_path / "ae").iterdir()) == [] and not (tmp_path / "report" / "metrics.json").exists()
 
 
 def test_help_says_the_export_holds_greedy_answers():
