@@ -4,8 +4,9 @@ Per checkpoint: reward-model score (mean, 95% bootstrap CI), gold-judge accuracy
 with a gold judge, see rlhf.tasks), response length,
 distinct-1/2, ROUGE-L against reference outputs, KL to a reference checkpoint. Between checkpoints: win-rate
 matrices by gold judge and by reward model with bootstrap CIs. Plus a temperature x top-p sweep, PPO training
-curves and reward over-optimisation when a PPO dir is given. Writes metrics.json, report.md and a
-self-contained report.html (plots inlined as PNG data URIs).
+curves and reward over-optimisation when a PPO dir is given. Writes metrics.json, report.md, a
+self-contained report.html (plots inlined as PNG data URIs) and responses.jsonl (every response generated, with
+its scores); optionally each checkpoint's greedy answers as AlpacaEval `model_outputs.json`.
 """
 
 from __future__ import annotations
@@ -139,6 +140,55 @@ def run_policy(
         k = params.num_samples
         run.rm = [flat[i * k : (i + 1) * k] for i in range(len(samples))]
     return run
+
+
+def response_rows(
+    name: str,
+    path: Path,
+    prompts: list[dict],
+    run: Run,
+    setting: str,
+    params: SamplingParams,
+    task: Task | None,
+) -> list[dict]:
+    """responses.jsonl's rows for one run: one per (prompt, sample), with the prompt as given and as displayed,
+    where the answer came from (checkpoint, sampling setting) and its gold and reward-model scores (null when the
+    prompts are no task's with a judge, or no reward model was given)."""
+    sampling = {k: v for k, v in params.to_dict().items() if k != "num_samples"}
+    return [
+        {
+            "prompt_index": i,
+            "instruction": p["instruction"],
+            "input": p.get("input", ""),
+            "prompt": display_prompt(p["instruction"], p.get("input", "")),
+            "task": task.name if task is not None else None,
+            "checkpoint": name,
+            "checkpoint_path": str(path),
+            "setting": setting,
+            "sampling": sampling,
+            "sample_index": j,
+            "response": c.text,
+            "finished": c.finished,
+            "num_tokens": c.num_tokens,
+            "gold_score": run.gold[i][j] if run.gold is not None else None,
+            "reward_score": run.rm[i][j] if run.rm is not None else None,
+        }
+        for i, (p, samples) in enumerate(zip(prompts, run.samples))
+        for j, c in enumerate(samples)
+    ]
+
+
+def alpaca_eval_outputs(prompts: list[dict], run: Run, generator: str) -> list[dict]:
+    """AlpacaEval's model_outputs.json rows: the whole user instruction (its input included, as AlpacaEval's
+    instructions hold it) and the run's first answer to it."""
+    return [
+        {
+            "instruction": display_prompt(p["instruction"], p.get("input", "")),
+            "output": s[0].text,
+            "generator": generator,
+        }
+        for p, s in zip(prompts, run.samples)
+    ]
 
 
 def kl_to_reference(pol: Policy, ref: Policy, prompts: list[dict], run: Run, temperature: float) -> float:
@@ -325,6 +375,8 @@ def report_files(
         "",
         f"{metrics.get('num_prompts')} prompts; sampling {metrics.get('sampling')}",
         "",
+        "Every response generated, with its scores: `responses.jsonl`.",
+        "",
     ]
     md += [
         "## Headline (win-rates: ties count 0.5; 95% bootstrap CI over prompts)",
@@ -404,7 +456,11 @@ def compare(
     labels_db: str | None = None,
     export_pairs: str | None = None,
     batch_size: int = 64,
+    export_alpaca_eval: str | Path | None = None,
 ) -> dict:
+    """Compare `paths`' checkpoints on `prompts_path`'s prompts; writes the report to `out` and, when
+    `export_alpaca_eval` is given, each checkpoint's greedy answers to `<export_alpaca_eval>/<name>/model_outputs.json`.
+    Returns the metrics (also in `out`/metrics.json)."""
     started = time.time()
     prompts = load_instructions(prompts_path, require_output=False)[:limit]
     refs = [p["output"] for p in prompts] if all(p.get("output") for p in prompts) else None
@@ -423,6 +479,10 @@ def compare(
 
         scorer = RewardScorer.from_stage(reward_source)
     out = require_writable_dir(out)  # refused now, not after minutes of generation
+    if export_alpaca_eval is not None:
+        export_alpaca_eval = require_writable_dir(export_alpaca_eval)
+        for n in names or []:  # given names now, names taken from dir names (e.g. "" for ".") once loaded
+            _check_dir_name(n)
     policies = [load_policy(src, (names or [None] * len(paths))[i]) for i, src in enumerate(sources)]
     if len({p.name for p in policies}) < len(policies):
         policies = [
@@ -430,6 +490,9 @@ def compare(
             for i, p in enumerate(policies)
         ]
     names = [p.name for p in policies]
+    if export_alpaca_eval is not None:
+        for n in names:
+            _check_dir_name(n)
     ref_policy = None
     if reference:
         ref_policy = next(
@@ -444,11 +507,18 @@ def compare(
         "sampling": sampled.to_dict(),
     }
     runs: dict[str, dict[str, Run]] = {}
+    responses: list[dict] = []  # every answer generated below, for responses.jsonl
     for pol in policies:
         runs[pol.name] = {
             "greedy": run_policy(pol, prompts, greedy, scorer, batch_size, task),
             "sampled": run_policy(pol, prompts, sampled, scorer, batch_size, task),
         }
+        responses += response_rows(
+            pol.name, pol.path, prompts, runs[pol.name]["greedy"], "greedy", greedy, task
+        )
+        responses += response_rows(
+            pol.name, pol.path, prompts, runs[pol.name]["sampled"], "sampled", sampled, task
+        )
         metrics.update(summarise(pol.name, runs[pol.name]["greedy"], refs))
         metrics.update(summarise(pol.name, runs[pol.name]["sampled"], None, "_sampled"))
         if ref_policy is not None and ref_policy is not pol and temperature > 0:
@@ -483,9 +553,9 @@ def compare(
     for pol in policies if sweep_prompts else []:
         for t in sweep_temperatures:
             for tp in sweep_top_ps:
-                run = run_policy(
-                    pol, sub, SamplingParams(t, top_k, tp, max_new_tokens, 1, seed), scorer, batch_size, task
-                )
+                params = SamplingParams(t, top_k, tp, max_new_tokens, 1, seed)
+                run = run_policy(pol, sub, params, scorer, batch_size, task)
+                responses += response_rows(pol.name, pol.path, sub, run, "sweep", params, task)
                 s = summarise(pol.name, run, None)
                 point = {
                     "name": pol.name,
@@ -520,6 +590,8 @@ def compare(
             )
             for label, p in chain:
                 r = run_policy(p, sub, greedy, scorer, batch_size, task)
+                if label not in ("sft", "final"):  # those two answered these prompts greedily above
+                    responses += response_rows(f"{pol.name}/{label}", p.path, sub, r, "greedy", greedy, task)
                 point = {"label": label, "rm_score": statistics.fmean(x[0] for x in r.rm)}
                 if r.gold is not None:
                     point["gold_score"] = statistics.fmean(x[0] for x in r.gold)
@@ -559,14 +631,42 @@ def compare(
         }
         for i, p in enumerate(prompts[:12])
     ]
+    if export_alpaca_eval is not None:
+        # Before the report: an export that cannot be written leaves the old report (and its metrics.json) as is.
+        atomic_write_files(
+            export_alpaca_eval,
+            {
+                f"{n}/model_outputs.json": json.dumps(
+                    alpaca_eval_outputs(prompts, runs[n]["greedy"], n), indent=2, ensure_ascii=False
+                )
+                + "\n"
+                for n in names
+            },
+        )
     metrics["compare_seconds"] = time.time() - started
     # All files of the report are written before any replaces its old version, metrics.json (what marks a report
     # finished) last: a full disk or a kill never leaves new plots next to an old metrics.json.
     files = report_files(metrics, plots, table, names)
     atomic_write_files(
-        out, {**files, "metrics.json": json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"}
+        out,
+        {
+            **files,
+            "responses.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in responses),
+            "metrics.json": json.dumps(metrics, indent=2, ensure_ascii=False) + "\n",
+        },
     )
     return metrics
+
+
+def _check_dir_name(name: str) -> None:
+    """A checkpoint name must be usable as one folder name of the AlpacaEval export."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise UserError(
+            f"checkpoint name {name!r} cannot name an export folder (no '/', '\\', '.' or '..'); "
+            "pick names with --names",
+            "command line",
+            "--names",
+        )
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -610,6 +710,12 @@ def cli(argv=None, prog="rlhf compare") -> int:
     p.add_argument(
         "--export-pairs", help="write the first two checkpoints' responses for blind human comparison"
     )
+    p.add_argument(
+        "--export-alpaca-eval",
+        metavar="DIR",
+        help="also write each checkpoint's greedy answers as DIR/<name>/model_outputs.json for AlpacaEval "
+        "(instruction, output, generator = the checkpoint name)",
+    )
     a = p.parse_args(argv)
     m = compare(
         a.checkpoints,
@@ -631,6 +737,7 @@ def cli(argv=None, prog="rlhf compare") -> int:
         overopt_prompts=a.overopt_prompts,
         labels_db=a.labels_db,
         export_pairs=a.export_pairs,
+        export_alpaca_eval=a.export_alpaca_eval,
     )
     print(f"compare: report at {Path(a.out) / 'report.html'}")
     for k, v in m.items():
