@@ -60,7 +60,7 @@ from transformers import set_seed
 from reward.data import load_preferences
 from rlhf import checkpoint
 from rlhf.models import load_scalar_head_model, load_tokenizer
-from rlhf.scoring import RewardScorer
+from rlhf.evaluation.scoring import RewardScorer
 from reward.train import encode_pair, fits
 sft, pairs_path, seed, max_length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 stage = checkpoint.require(sft, kind="sft")

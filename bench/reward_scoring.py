@@ -15,7 +15,7 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=256)
     a = p.parse_args()
     from reward.data import load_preferences
-    from rlhf.scoring import RewardScorer
+    from rlhf.evaluation.scoring import RewardScorer
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -85,7 +85,10 @@ def main() -> int:
                 f"| {r['name']} | {f['figure'].strip()} | {f['ours']:.4g} {f['unit']} | "
                 f"{f['baseline']:.4g} {f['unit']} | {ratio} | {f.get('goal', '')} |"
             )
-    lines += ["", "How each figure is measured, and what the current ones mean: [bench/NOTES.md](bench/NOTES.md)."]
+    lines += [
+        "",
+        "How each figure is measured, and what the current ones mean: [bench/NOTES.md](bench/NOTES.md).",
+    ]
     atomic_write_text(REPO / "BENCHMARKS.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     if failed:

@@ -17,9 +17,9 @@ from rlhf import checkpoint
 from rlhf.config import config_to_dict, parse_config
 from rlhf.distributed import end_of_run, final_model, gather_state_dict, main_print
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.evaluation.scoring import RewardScorer, encode_example
 from rlhf.io import sha256_text
 from rlhf.models import load_scalar_head_model, load_tokenizer
-from rlhf.scoring import RewardScorer, encode_example
 from rlhf.templates import format_prompt
 from rlhf.training import (
     JsonlLogger,

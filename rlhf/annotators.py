@@ -65,7 +65,7 @@ class NoisyAnnotator:
 
 class RewardModelAnnotator:
     def __init__(self, ckpt: str, tie_margin: float = 0.0):
-        from rlhf.scoring import RewardScorer
+        from rlhf.evaluation.scoring import RewardScorer
 
         self.name = f"reward:{ckpt}"
         self.scorer = RewardScorer.from_stage(ckpt)

@@ -22,7 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("reward.score:cli", "score pairs (accuracy) or one response with a reward model"),
     "ppo": ("ppo.train:cli", "stage 3: PPO against the reward model (TRL)"),
     "generate": ("rlhf.generate_cli:cli", "generate responses from a checkpoint"),
-    "compare": ("rlhf.compare:cli", "compare checkpoints: win-rates, reward, KL, diversity, report"),
+    "compare": (
+        "rlhf.evaluation.compare:cli",
+        "compare checkpoints: win-rates, reward, KL, diversity, report",
+    ),
     "pipeline": ("rlhf.pipeline:cli", "run the configured chain of steps"),
     "label": ("rlhf.label.cli:cli", "preference labeling web app: serve, export, stats"),
     "inspect": ("rlhf.inspect:cli", "print a checkpoint's lineage"),

@@ -20,6 +20,7 @@ PROMPT_DICT = {
 
 TEMPLATES = ("alpaca",)
 
+
 def format_prompt(instruction: str, input: str = "", template: str = "alpaca") -> str:
     """The Alpaca prompt for one example: `prompt_input` when there is an input, else `prompt_no_input`."""
     if template != "alpaca":

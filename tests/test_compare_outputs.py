@@ -13,10 +13,10 @@ import pytest
 from rouge_score import rouge_scorer
 
 from rlhf import tasks
-from rlhf.compare import ROUGE_METRIC, compare
 from rlhf.errors import UserError
+from rlhf.evaluation.compare import ROUGE_METRIC, compare
+from rlhf.evaluation.metrics.rouge_l import UnicodeTokenizer
 from rlhf.io import atomic_write_json
-from rlhf.metrics.rouge_l import UnicodeTokenizer
 from tests.conftest import run_cli
 
 ROW_FIELDS = {

@@ -102,7 +102,7 @@ def test_a_plain_causal_lm_is_not_taken_as_a_reward_model(demo_base, tmp_path):
 def test_a_sequence_classification_dir_with_one_output_is_a_reward_model(demo_base, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    from rlhf.scoring import RewardScorer
+    from rlhf.evaluation.scoring import RewardScorer
 
     d = tmp_path / "rm"
     tok = load_tokenizer(demo_base)

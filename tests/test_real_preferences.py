@@ -57,8 +57,8 @@ def split_raw_rows(path, tmp):
 
 @pytest.mark.slow
 def test_reward_model_on_real_hh_preferences(hh_path, tmp_path):
+    from rlhf.evaluation.scoring import RewardScorer
     from rlhf.models import load_scalar_head_model, load_tokenizer, save_pretrained_dir
-    from rlhf.scoring import RewardScorer
     from rlhf.tasks.demo_model import build_demo_model, train_bpe_tokenizer
     from rlhf.templates import format_prompt
 

@@ -11,11 +11,7 @@ its scores); optionally each checkpoint's greedy answers as AlpacaEval `model_ou
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
-import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -25,9 +21,12 @@ from rlhf import tasks
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.evaluation.plots import plot_overoptimisation, plot_ppo_curves, plot_sweep, plot_winrates
+from rlhf.evaluation.report import report_files
+from rlhf.evaluation.stats import bootstrap_ci, distinct_n, winrate_matrix
 from rlhf.generate import Completion, SamplingParams, generate, response_logprobs
 from rlhf.io import atomic_write_files, atomic_write_jsonl, require_writable_dir
-from rlhf.logs import LOG_FILE, read_log
+from rlhf.logs import LOG_FILE
 from rlhf.models import ModelSource, locate_model
 from rlhf.models import load_policy as load_policy_model
 from rlhf.tasks import Task
@@ -54,59 +53,6 @@ class Run:
     samples: list[list[Completion]]
     gold: list[list[float]] | None = None
     rm: list[list[float]] | None = None
-
-
-# ----------------------------------------------------------------------------------------------- statistics
-
-
-def bootstrap_ci(
-    values: list[float], *, n: int = 1000, seed: int = 0, stat=statistics.fmean
-) -> tuple[float, float]:
-    """95% percentile bootstrap CI of `stat` over `values` (resampling prompts)."""
-    if len(values) < 2:
-        v = values[0] if values else float("nan")
-        return v, v
-    rng = random.Random(seed)
-    k = len(values)
-    boots = sorted(stat([values[rng.randrange(k)] for _ in range(k)]) for _ in range(n))
-    return boots[int(0.025 * n)], boots[min(n - 1, int(0.975 * n))]
-
-
-def per_prompt_wins(a: list[list[float]], b: list[list[float]]) -> list[float]:
-    """For each prompt, the mean over paired samples of 1 (a better), 0.5 (tie), 0 (b better)."""
-    out = []
-    for xs, ys in zip(a, b):
-        pairs = list(zip(xs, ys))
-        out.append(sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in pairs) / len(pairs))
-    return out
-
-
-def winrate_matrix(scores: dict[str, list[list[float]]], seed: int = 0) -> dict:
-    names = list(scores)
-    mat, lo, hi = [], [], []
-    for a in names:
-        row, row_lo, row_hi = [], [], []
-        for b in names:
-            wins = per_prompt_wins(scores[a], scores[b])
-            row.append(statistics.fmean(wins))
-            ci = bootstrap_ci(wins, seed=seed)
-            row_lo.append(ci[0])
-            row_hi.append(ci[1])
-        mat.append(row)
-        lo.append(row_lo)
-        hi.append(row_hi)
-    return {"names": names, "winrate": mat, "ci_low": lo, "ci_high": hi}
-
-
-def distinct_n(texts: list[str], n: int) -> float:
-    """Distinct-n: unique n-grams / all n-grams over the whole set of responses (Li et al., 2016)."""
-    grams, total = set(), 0
-    for t in texts:
-        words = t.split()
-        for i in range(len(words) - n + 1):
-            grams.add(tuple(words[i : i + n]))
-            total += 1
-    return len(grams) / total if total else 0.0
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -230,210 +176,6 @@ def summarise(name: str, run: Run, refs: list[str] | None, suffix: str = "") -> 
     return m
 
 
-# ----------------------------------------------------------------------------------------------- plots
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def plot_ppo_curves(log_path: Path) -> bytes | None:
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in read_log(log_path) if "objective/scores" in r]
-    if not rows:
-        return None
-    x = [r.get("episode", i) for i, r in enumerate(rows)]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for ax, key in zip(axes, ("objective/scores", "objective/kl", "objective/rlhf_reward")):
-        ax.plot(x, [r[key] for r in rows], lw=1.5)
-        ax.set_title(key)
-        ax.set_xlabel("episode")
-        ax.grid(alpha=0.3)
-    fig.suptitle("PPO training curves", y=1.04)
-    return _png(fig)
-
-
-def plot_winrates(metrics: dict, pairs: list[tuple[str, str]]) -> bytes | None:
-    import matplotlib.pyplot as plt
-
-    bars = []
-    for a, b in pairs:
-        for judge_name in ("gold", "rm"):
-            for suffix, label in (("", "greedy"), ("_sampled", "sampled")):
-                key = f"{a}.{judge_name}_winrate_vs_{b}{suffix}"
-                if key in metrics:
-                    bars.append(
-                        (
-                            f"{a} vs {b}\n{judge_name}, {label}",
-                            metrics[key],
-                            metrics[key + "_ci_low"],
-                            metrics[key + "_ci_high"],
-                        )
-                    )
-    if not bars:
-        return None
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(bars)), 3.4))
-    xs = range(len(bars))
-    vals = [b[1] for b in bars]
-    err = [[v - b[2] for v, b in zip(vals, bars)], [b[3] - v for v, b in zip(vals, bars)]]
-    ax.bar(xs, vals, yerr=err, capsize=4, color="#4C72B0")
-    ax.axhline(0.5, color="gray", ls="--", lw=1)
-    ax.set_xticks(list(xs), [b[0] for b in bars], fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("win-rate (ties = 0.5), 95% CI")
-    ax.set_title("Win-rates")
-    return _png(fig)
-
-
-def plot_sweep(sweep: list[dict]) -> bytes | None:
-    import matplotlib.pyplot as plt
-
-    if not sweep:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ykey = "gold_accuracy" if "gold_accuracy" in sweep[0] else "rm_score_mean"
-    for name in dict.fromkeys(s["name"] for s in sweep):
-        pts = [s for s in sweep if s["name"] == name]
-        ax.plot([p["distinct_2"] for p in pts], [p[ykey] for p in pts], "o-", label=name)
-        for p in pts:
-            ax.annotate(f"T={p['temperature']},p={p['top_p']}", (p["distinct_2"], p[ykey]), fontsize=7)
-    ax.set_xlabel("distinct-2 (diversity)")
-    ax.set_ylabel(ykey.replace("_", " "))
-    ax.set_title("Sampling sweep: accuracy vs diversity")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def plot_overoptimisation(points: list[dict]) -> bytes | None:
-    import matplotlib.pyplot as plt
-
-    if len(points) < 2 or "gold_score" not in points[0]:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([p["rm_score"] for p in points], [p["gold_score"] for p in points], "o-")
-    for p in points:
-        ax.annotate(p["label"], (p["rm_score"], p["gold_score"]), fontsize=7)
-    ax.set_xlabel("reward-model score (proxy)")
-    ax.set_ylabel("gold score (true objective)")
-    ax.set_title("Reward over-optimisation across PPO checkpoints")
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-# ----------------------------------------------------------------------------------------------- report
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def report_tables(
-    metrics: dict, names: list[str]
-) -> tuple[list[tuple[str, str]], list[str], list[list[str]]]:
-    """(headline rows, per-checkpoint metric names, per-checkpoint rows) from the flat metrics dict."""
-    headline = []
-    for k, v in metrics.items():
-        if (
-            ("winrate_vs" in k or ".kl_to_" in k)
-            and not k.endswith(("_ci_low", "_ci_high"))
-            and isinstance(v, float)
-        ):
-            ci = (
-                f" [{metrics[k + '_ci_low']:.3f}, {metrics[k + '_ci_high']:.3f}]"
-                if k + "_ci_low" in metrics
-                else ""
-            )
-            headline.append((k, f"{v:.3f}{ci}"))
-    per: dict[str, dict[str, str]] = {}
-    for k, v in metrics.items():
-        name, _, metric = k.partition(".")
-        if (
-            name in names
-            and isinstance(v, (int, float))
-            and "winrate_vs" not in metric
-            and "kl_to_" not in metric
-        ):
-            per.setdefault(metric, {})[name] = _fmt(v)
-    rows = [[metric] + [vals.get(n, "") for n in names] for metric, vals in per.items()]
-    return headline, list(per), rows
-
-
-def report_files(
-    metrics: dict, plots: dict[str, bytes], table: list[dict], names: list[str]
-) -> dict[str, bytes | str]:
-    """The report's files by name: the plots, report.md and report.html (metrics.json is added by the caller)."""
-    headline, _, rows = report_tables(metrics, names)
-    md = [
-        "# Checkpoint comparison",
-        "",
-        f"{metrics.get('num_prompts')} prompts; sampling {metrics.get('sampling')}",
-        "",
-        "Every response generated, with its scores: `responses.jsonl`.",
-        "",
-    ]
-    md += [
-        "## Headline (win-rates: ties count 0.5; 95% bootstrap CI over prompts)",
-        "",
-        "| metric | value |",
-        "|---|---|",
-    ]
-    md += [f"| `{k}` | {v} |" for k, v in headline]
-    md += [
-        "",
-        "## Per checkpoint",
-        "",
-        "| metric | " + " | ".join(names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    md += [""] + [f"![{n}]({n}.png)" for n in plots]
-    md += [
-        "",
-        "## Sample responses (greedy)",
-        "",
-        "| prompt | " + " | ".join(names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
-    for row in table:
-        cells = [row["prompt"]] + [row[n] for n in names]
-        md.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    report_md = "\n".join(md) + "\n"
-
-    esc = html.escape
-    head_rows = "".join(f"<tr><td><code>{esc(k)}</code></td><td>{esc(v)}</td></tr>" for k, v in headline)
-    per_rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    imgs = "".join(
-        f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{esc(n)}</figcaption></figure>"
-        for n, png in plots.items()
-    )
-    cols = ["prompt", *names]
-    samples = "".join("<tr>" + "".join(f"<td>{esc(row[c])}</td>" for c in cols) + "</tr>" for row in table)
-    th = "".join(f"<th>{esc(c)}</th>" for c in ["metric", *names])
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>rlhf compare report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;
-white-space:pre-wrap}}img{{max-width:100%}}</style></head>
-<body><h1>Checkpoint comparison</h1><p>{esc(str(metrics.get("num_prompts")))} prompts; checkpoints:
-{esc(", ".join(f"{n} = {metrics.get('checkpoints', {}).get(n, '')}" for n in names))}</p>
-<h2>Headline</h2><p>Win-rates count ties as 0.5; brackets are 95% bootstrap CIs over prompts.</p>
-<table>{head_rows}</table><h2>Per checkpoint</h2><table><tr>{th}</tr>{per_rows}</table><h2>Plots</h2>{imgs}
-<h2>Sample responses (greedy)</h2><table><tr>{"".join(f"<th>{esc(c)}</th>" for c in cols)}</tr>{samples}</table>
-</body></html>"""
-    return {
-        **{f"{name}.png": png for name, png in plots.items()},
-        "report.md": report_md,
-        "report.html": page,
-    }
-
-
 def compare(
     paths: list[str],
     prompts_path: str,
@@ -475,7 +217,7 @@ def compare(
     task = tasks.detect(prompts)  # the gold judge, when the prompts are a known task's
     scorer = None
     if reward_source is not None:
-        from rlhf.scoring import RewardScorer
+        from rlhf.evaluation.scoring import RewardScorer
 
         scorer = RewardScorer.from_stage(reward_source)
     out = require_writable_dir(out)  # refused now, not after minutes of generation

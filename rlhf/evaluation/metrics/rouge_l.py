@@ -1,4 +1,4 @@
-"""ROUGE-L as a local `evaluate` metric module, loaded by path: `evaluate.load("rlhf/metrics/rouge_l.py")`.
+"""ROUGE-L as a local `evaluate` metric module, loaded by path: `evaluate.load("rlhf/evaluation/metrics/rouge_l.py")`.
 
 `evaluate.load("rouge")` needs the hub to fetch its script; this module needs nothing but `rouge-score`, which
 works offline. F-measure of the longest common subsequence, averaged over examples.
