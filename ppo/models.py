@@ -10,6 +10,7 @@ from torch import nn
 
 from rlhf.io import atomic_write_json
 from rlhf.training import lora_config
+from rlhf.trl_compat import share_parameters, unshare_parameters
 
 
 class NormalizedScore(nn.Module):
@@ -32,25 +33,7 @@ def share_reward_backbone(value_model, reward_model) -> None:
     reward model still scores without it. Both stay frozen (the reward model runs under no_grad; peft freezes the
     value backbone), so nothing ever writes the shared tensors during training."""
     prefix = value_model.base_model_prefix
-    value_backbone, reward_backbone = getattr(value_model, prefix), getattr(reward_model, prefix)
-    reward_params = dict(reward_backbone.named_parameters(remove_duplicate=False))
-    for module_name, module in value_backbone.named_modules():
-        for name, param in list(module.named_parameters(recurse=False)):
-            shared = reward_params[f"{module_name}.{name}" if module_name else name]
-            if shared.shape != param.shape or shared.dtype != param.dtype:
-                raise RuntimeError(f"value and reward backbones differ at {module_name}.{name}")
-            module._parameters[name] = shared
-
-
-def unshare_parameters(module: nn.Module) -> None:
-    """Give `module` its own copy of every weight (undoes share_reward_backbone before anything writes them);
-    weights tied inside `module` stay tied."""
-    copies: dict[int, nn.Parameter] = {}
-    for sub in module.modules():
-        for name, param in list(sub.named_parameters(recurse=False)):
-            if id(param) not in copies:
-                copies[id(param)] = nn.Parameter(param.detach().clone(), requires_grad=param.requires_grad)
-            sub._parameters[name] = copies[id(param)]
+    share_parameters(getattr(value_model, prefix), getattr(reward_model, prefix))
 
 
 def add_lora_to_value_backbone(value_model, cfg):
@@ -67,17 +50,6 @@ def add_lora_to_value_backbone(value_model, cfg):
     for p in value_model.score.parameters():
         p.requires_grad_(True)
     return value_model
-
-
-def expose_policy_through_ddp(trainer) -> None:
-    """LoRA under DDP: TRL 1.12 computes the reference log-probs through `self.model.policy` (with the adapter
-    disabled), but once accelerate has wrapped the policy+value model in DistributedDataParallel that attribute is
-    gone ("'DistributedDataParallel' object has no attribute 'policy'"). Give the wrapper a plain attribute pointing
-    at the inner policy: that pass runs under no_grad, so it needs none of DDP's gradient hooks."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    if isinstance(trainer.model, DistributedDataParallel) and not hasattr(trainer.model, "policy"):
-        object.__setattr__(trainer.model, "policy", trainer.model.module.policy)  # not a registered submodule
 
 
 def save_value_model(value_model, target: Path, merge_lora: bool) -> None:

@@ -6,14 +6,13 @@ import time
 
 import torch
 
-from ppo.chain import check_chain
+from ppo.chain import check_chain, refuse_sharded_launch
 from ppo.config import PPOStageConfig
 from ppo.kl_stop import KLStop, KLStopCallback
 from ppo.metrics import run_metrics
 from ppo.models import (
     NormalizedScore,
     add_lora_to_value_backbone,
-    expose_policy_through_ddp,
     save_value_model,
     share_reward_backbone,
     store_adapter_base_relative,
@@ -23,11 +22,12 @@ from ppo.resumable import ResumablePPOTrainer, check_resumable, resume_files
 from rlhf import checkpoint
 from rlhf.config import parse_config
 from rlhf.data import load_instructions
-from rlhf.distributed import end_of_run, main_print, sharded_launch, world_size
+from rlhf.distributed import end_of_run, main_print, world_size
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.training import lora_config
+from rlhf.trl_compat import check_trl_version
 
 
 def load_prompts(cfg: PPOStageConfig) -> tuple[list[dict], list[dict]]:
@@ -51,15 +51,11 @@ def load_prompts(cfg: PPOStageConfig) -> tuple[list[dict], list[dict]]:
 
 def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     """Train the PPO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
+    check_trl_version()  # the trainer overrides TRL 1.12 internals (rlhf/trl_compat.py)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     sft, rm = check_chain(cfg)
     job = StageRun("ppo", cfg, parents=[sft, rm])
-    if sharding := sharded_launch(cfg):
-        raise UserError(
-            f"PPO runs single-process, DDP or DeepSpeed ZeRO-1/2, not {sharding}: this stage does not gather a "
-            "sharded policy and value model to save them (use LoRA to fit memory instead)",
-            cfg.config_path or "command line",
-        )
+    refuse_sharded_launch(cfg)
     train_rows, eval_rows = load_prompts(cfg)
     tokenizer = load_tokenizer(sft.path, padding_side="left")  # TRL's rollouts need left padding
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
@@ -94,6 +90,11 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     out = job.begin()
     if not len(eval_ds):
         cfg.num_sample_generations = 0
+    policy_lora = None
+    if cfg.use_lora:
+        policy_lora = lora_config(
+            "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
+        )
     trainer = job.attach(
         ResumablePPOTrainer(
             args=cfg,
@@ -104,15 +105,10 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
             value_model=value_model,
             train_dataset=train_ds,
             eval_dataset=eval_ds if len(eval_ds) else None,
-            peft_config=lora_config(
-                "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
-            )
-            if cfg.use_lora
-            else None,
+            peft_config=policy_lora,
             callbacks=job.callbacks(KLStopCallback(cfg.kl_stop)),
         )
     )
-    expose_policy_through_ddp(trainer)
     t0, stopped_early = time.time(), None
     try:
         job.train(trainer)

@@ -29,7 +29,7 @@ from rlhf.io import atomic_write_files, atomic_write_jsonl, require_writable_dir
 from rlhf.models import load_causal_lm, load_policy_from_stage, load_tokenizer
 from rlhf.tasks import judge, parse_task
 from rlhf.templates import format_prompt
-from rlhf.training import LOG_FILE
+from rlhf.training import LOG_FILE, read_log
 
 ROUGE_METRIC = Path(__file__).parent / "metrics" / "rouge_l.py"
 
@@ -190,8 +190,7 @@ def _png(fig) -> bytes:
 def plot_ppo_curves(log_path: Path) -> bytes | None:
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "objective/scores" in r]
+    rows = [r for r in read_log(log_path.parent) if "objective/scores" in r]
     if not rows:
         return None
     x = [r.get("episode", i) for i, r in enumerate(rows)]

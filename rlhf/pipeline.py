@@ -3,9 +3,8 @@
 Steps, in order: data -> base -> sft -> pairs -> annotate -> reward -> ppo -> compare. The plan is data: each step
 holds the parameter objects of what it runs (a stage's config object, built and checked before anything runs, or
 the typed parameters of a library function) and the steps it depends on. A step whose outputs exist and whose
-settings (its parameters, the contents of the config files it reads, and everything upstream) are unchanged is skipped;
-`--force STEP` reruns that step and every step after it. Once a step runs, all later steps run too, since
-their inputs changed. The state lives in `<run>/pipeline_state.json`, written after each finished step, so a
+identity (its settings, the config files it reads, and the identities of the steps it depends on) is unchanged is
+skipped; `--force STEP` reruns that step and every step after it. Once a step runs, all later steps run too. The state lives in `<run>/pipeline_state.json`, written after each finished step, so a
 killed pipeline resumes at the step that was interrupted (stages resume from their own checkpoints).
 """
 
