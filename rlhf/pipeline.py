@@ -105,10 +105,10 @@ class Tasks:
     verbose_share: float | None = None
     wrong_share: float | None = None
 
-    def run(self) -> None:
+    def run(self) -> str:
         from rlhf.demo import write_tasks
 
-        write_tasks(**_given(self))
+        return f"tasks: wrote {len(write_tasks(**_given(self)))} rows to {self.out}"
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,10 @@ class DemoModel:
     num_heads: int | None = None
     intermediate_size: int | None = None
 
-    def run(self) -> None:
+    def run(self) -> str:
         from rlhf.demo import build_demo_checkpoint
 
-        build_demo_checkpoint(**_given(self))
+        return f"demo-model: wrote {build_demo_checkpoint(**_given(self))}"
 
 
 @dataclass(frozen=True)
@@ -143,10 +143,11 @@ class Pairs:
     max_new_tokens: int | None = None
     progress: bool | None = None
 
-    def run(self) -> None:
+    def run(self) -> str:
         from rlhf.pairs import write_pairs
 
-        write_pairs(**_given(self))
+        rows = write_pairs(**_given(self))
+        return f"pairs: wrote {len(rows)} rows to {self.out} ({sum('flagged' in r for r in rows)} flagged)"
 
 
 @dataclass(frozen=True)
@@ -162,10 +163,16 @@ class Annotate:
     position_bias: float | None = None
     tie_rate: float | None = None
 
-    def run(self) -> None:
+    def run(self) -> str:
         from rlhf.annotators import write_preferences
 
-        write_preferences(**_given(self))
+        stats = write_preferences(**_given(self))
+        gold = (
+            f", agreement with gold {stats['agreement_with_gold']:.3f}"
+            if "agreement_with_gold" in stats
+            else ""
+        )
+        return f"annotate: {stats['preferences']} preferences -> {self.out}{gold}"
 
 
 @dataclass(frozen=True)
@@ -185,11 +192,12 @@ class Compare:
     sweep_prompts: int | None = None
     overopt_prompts: int | None = None
 
-    def run(self) -> None:
+    def run(self) -> str:
         from rlhf.compare import compare
 
         values = _given(self)
         compare(list(values.pop("paths")), **values)
+        return f"compare: report at {self.out / 'report.html'}"
 
 
 @dataclass(frozen=True)
@@ -210,18 +218,19 @@ class StageTraining:
         run_values = {**values, "overwrite": True, **({"quiet": True} if quiet else {})}
         return cls(stage, values, build_config(config_class, run_values, source=source))
 
-    def run(self) -> None:
+    def run(self) -> str:
         from rlhf.cli import stage_api
 
         _, run = stage_api(self.stage)
-        run(self.config)
+        stage = run(self.config)
         end_of_run()
+        return f"{self.stage}: finished {stage.path}"
 
 
 @dataclass
 class Step:
     name: str
-    actions: list  # parameter / config objects, each with run(), run in order
+    actions: list  # parameter / config objects, each with run() -> a summary line, run in order
     outputs: list[tuple[Path, Callable[[Path], bool]]]  # each output and how to tell it is complete
     reads: list[Path] = field(default_factory=list)  # config files whose contents are part of its identity
     after: tuple[str, ...] = ()  # the steps whose outputs it reads
@@ -379,7 +388,7 @@ def run_pipeline(
         print(f"pipeline: {step.name}: running")
         t0 = time.time()
         for action in step.actions:
-            action.run()
+            print(action.run())
         step_seconds[step.name] = time.time() - t0
         state[step.name] = {"identity": ident, "seconds": step_seconds[step.name], "finished_at": time.time()}
         atomic_write_json(state_path, state)
