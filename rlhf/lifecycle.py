@@ -55,10 +55,6 @@ class StageRun:
             self._resume = (None if fresh else resolve_resume(self.cfg.resume, self.out, required=required),)
         return self._resume[0]
 
-    @property
-    def resumed_from(self) -> str | None:
-        return self.resume_point()
-
     def begin(self) -> Path:
         """Make output_dir the unfinished stage dir this run writes (after data and models loaded: nothing is
         touched for a run that fails on its inputs), and start log.jsonl (kept up to the resume point)."""
