@@ -91,39 +91,38 @@ def report(name: str, figures: list[dict], json_path: str | None) -> None:
 
 def demo_policy(tmp: Path, seed: int = 0, rows: int = 1500):
     """A quickly trained demo SFT checkpoint (the same kind of model the demo uses)."""
-    from rlhf.cli import main as rlhf
+    import sft
+    from rlhf.config import build_config
+    from rlhf.demo import build_demo_checkpoint, write_tasks
 
     base = tmp / "base"
     if not (tmp / "sft" / "rlhf_stage.json").exists():
-        rlhf(["demo-model", "--out", str(base), "--seed", str(seed)])
-        rlhf(["tasks", "--n", str(rows), "--seed", str(seed), "--out", str(tmp / "sft.json")])
-        rlhf(
-            [
-                "sft",
-                "--config",
-                str(REPO / "configs/demo/sft.yaml"),
-                "--model_name_or_path",
-                str(base),
-                "--data_path",
-                str(tmp / "sft.json"),
-                "--output_dir",
-                str(tmp / "sft"),
-                "--num_train_epochs",
-                "2",
-                "--quiet",
-                "true",
-                "--save_strategy",
-                "no",
-                "--eval_strategy",
-                "no",
-            ]
+        build_demo_checkpoint(base, seed=seed)
+        write_tasks(tmp / "sft.json", rows, seed=seed)
+        cfg = build_config(
+            sft.SFTStageConfig,
+            {
+                "config": REPO / "configs/demo/sft.yaml",
+                "model_name_or_path": str(base),
+                "data_path": str(tmp / "sft.json"),
+                "output_dir": str(tmp / "sft"),
+                "num_train_epochs": 2,
+                "quiet": True,
+                "save_strategy": "no",
+                "eval_strategy": "no",
+            },
         )
+        sft.run(cfg)
     return tmp / "sft"
 
 
 def demo_chain(tmp: Path, prompts: int = 256) -> tuple[Path, Path, Path]:
     """demo_policy + pairs on `prompts` prompts + gold labels + a one-epoch reward model: (sft, prefs, reward)."""
-    from rlhf.cli import main as rlhf
+    import reward
+    from rlhf.annotators import write_preferences
+    from rlhf.config import build_config
+    from rlhf.demo import write_tasks
+    from rlhf.pairs import write_pairs
 
     sft = demo_policy(tmp)
     prompts_path, pairs, prefs, rm = (
@@ -132,28 +131,22 @@ def demo_chain(tmp: Path, prompts: int = 256) -> tuple[Path, Path, Path]:
         tmp / "prefs.jsonl",
         tmp / "rm",
     )
-    rlhf(["tasks", "--n", str(prompts), "--seed", "3", "--gold", "--out", str(prompts_path)])
-    rlhf(["pairs", "--policy", str(sft), "--prompts", str(prompts_path), "--quiet", "--out", str(pairs)])
-    rlhf(["annotate", str(pairs), "--annotator", "gold", "--out", str(prefs)])
-    rlhf(
-        [
-            "reward",
-            "--config",
-            str(REPO / "configs/demo/reward.yaml"),
-            "--sft_path",
-            str(sft),
-            "--pairs_path",
-            str(prefs),
-            "--output_dir",
-            str(rm),
-            "--num_train_epochs",
-            "1",
-            "--quiet",
-            "true",
-            "--save_strategy",
-            "no",
-        ]
+    write_tasks(prompts_path, prompts, seed=3, gold=True)
+    write_pairs(sft, prompts_path, pairs, progress=False)
+    write_preferences(pairs, prefs, annotator="gold")
+    cfg = build_config(
+        reward.RewardStageConfig,
+        {
+            "config": REPO / "configs/demo/reward.yaml",
+            "sft_path": str(sft),
+            "pairs_path": str(prefs),
+            "output_dir": str(rm),
+            "num_train_epochs": 1,
+            "quiet": True,
+            "save_strategy": "no",
+        },
     )
+    reward.run(cfg)
     return sft, prefs, rm
 
 
@@ -218,7 +211,7 @@ def run_measured(rlhf_args: list, *, env: dict | None = None, echo: bool = False
 # same arithmetic): a trained model holds weights 4 + gradients 4 + AdamW's two moments 8 = 16; a frozen one 4.
 # PPO full: policy and value trained, reference and reward frozen. PPO LoRA: no reference copy (the policy with its
 # adapter disabled), frozen policy backbone, and one frozen copy of the reward dir's backbone that the reward and
-# value models share (ppo/train.py share_reward_backbone); adapter states are negligible.
+# value models share (ppo/models.py share_reward_backbone); adapter states are negligible.
 BYTES_PER_PARAM = {
     "convert": 8,  # the GGUF-loaded model + the rebuilt copy it is loaded into
     "sft": 16,

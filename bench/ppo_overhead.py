@@ -88,12 +88,10 @@ def demo_setup(tmp: Path) -> tuple[Path, Path, list[dict], Path]:
 
 
 def smollm2_setup(tmp: Path, chain: str | None) -> tuple[Path, Path, list[dict], Path]:
-    from rlhf.cli import main as rlhf_main
-    from rlhf.convert import find_smollm2_gguf
-
-    def rlhf(args: list[str]) -> None:
-        if rlhf_main(args) not in (0, None):
-            raise SystemExit(f"rlhf {args[0]} failed (its error is above)")
+    import reward
+    import sft as sft_stage
+    from rlhf.config import build_config
+    from rlhf.convert import convert_gguf, find_smollm2_gguf, quiet_progress
 
     alpaca = json.loads((SHARED_DATA / "alpaca" / "alpaca_4000.json").read_text(encoding="utf-8"))
     rows = alpaca[1000 : 1000 + SMOLLM2["total_episodes"]]
@@ -107,15 +105,17 @@ def smollm2_setup(tmp: Path, chain: str | None) -> tuple[Path, Path, list[dict],
     (tmp / "sft.json").write_text(json.dumps(alpaca[:32]))
     with gzip.open(SHARED_DATA / "hh_rlhf" / "harmless_base_test.jsonl.gz", "rt", encoding="utf-8") as f:
         (tmp / "pairs.jsonl").write_text("\n".join(f.read().splitlines()[:24]) + "\n")
-    rlhf(["convert", str(gguf), str(base), "--quiet"])
-    common = ["--save_strategy", "no", "--quiet", "true", "--gradient_accumulation_steps", "1"]
-    rlhf(["sft", "--config", str(REPO / "configs/smollm2-135m/sft.yaml"), "--model_name_or_path", str(base)]
-         + ["--data_path", str(tmp / "sft.json"), "--output_dir", str(sft), "--num_train_epochs", "1"]
-         + ["--max_length", "256", "--eval_strategy", "no", "--eval_fraction", "0", *common])  # fmt: skip
-    rlhf(["reward", "--config", str(REPO / "configs/smollm2-135m/reward.yaml"), "--sft_path", str(sft)]
-         + ["--pairs_path", str(tmp / "pairs.jsonl"), "--eval_pairs_path", "", "--output_dir", str(rm)]
-         + ["--max_length", "256"]
-         + ["--eval_fraction", "0.25", *common])  # fmt: skip
+    with quiet_progress():
+        convert_gguf(gguf, base)
+    common = {"save_strategy": "no", "quiet": True, "gradient_accumulation_steps": 1, "max_length": 256}
+    sft_stage.run(build_config(sft_stage.SFTStageConfig, {
+        "config": REPO / "configs/smollm2-135m/sft.yaml", "model_name_or_path": str(base),
+        "data_path": str(tmp / "sft.json"), "output_dir": str(sft), "num_train_epochs": 1,
+        "eval_strategy": "no", "eval_fraction": 0, **common}))  # fmt: skip
+    reward.run(build_config(reward.RewardStageConfig, {
+        "config": REPO / "configs/smollm2-135m/reward.yaml", "sft_path": str(sft),
+        "pairs_path": str(tmp / "pairs.jsonl"), "eval_pairs_path": None, "output_dir": str(rm),
+        "eval_fraction": 0.25, **common}))  # fmt: skip
     return sft, rm, rows, recipe
 
 

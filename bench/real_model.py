@@ -61,13 +61,13 @@ from reward.data import load_preferences
 from rlhf import checkpoint
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.evaluation.scoring import RewardScorer
-from reward.train import encode_pair, fits
+from reward.encoding import encode_pair, fits
 sft, pairs_path, seed, max_length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 stage = checkpoint.require(sft, kind="sft")
 set_seed(seed)  # what the reward stage does before it builds the same model
 tok = load_tokenizer(stage.path)
 model = load_scalar_head_model(stage.path, tok)
-# the pairs the reward stage scores: it drops those longer than max_length (reward/train.py tokenize_pairs)
+# the pairs the reward stage scores: it drops those longer than max_length (reward/encoding.py tokenize_pairs)
 pairs = [p for p in load_preferences(pairs_path, verbose=False)
          if fits(*encode_pair(p, tok, stage.template), max_length)]
 print(json.dumps({"accuracy": RewardScorer(model, tok, stage.template, batch_size=16).pairwise_accuracy(pairs),

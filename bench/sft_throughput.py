@@ -368,7 +368,7 @@ def bench_training(examples: list[dict], tokenizer, args) -> list[dict]:
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from sft.train import SkipPromptLogits
+    from sft.collators import SkipPromptLogits
 
     ds = Dataset.from_list(examples)
     lengths = [len(e["input_ids"]) for e in examples]

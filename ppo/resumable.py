@@ -1,4 +1,5 @@
-"""TRL 1.12's PPOTrainer, made resumable: checkpoints that hold everything a run needs to continue, and a `train`
+"""TRL 1.12's PPOTrainer, made resumable (on the hooks of rlhf/trl_compat.py, where every override of TRL's
+internals lives): checkpoints that hold everything a run needs to continue, and a `train`
 that continues from one so the run ends exactly where an uninterrupted run with the same seed would.
 
 TRL's own `PPOTrainer.train()` always starts at update 1, and its checkpoints (transformers' `_save_checkpoint`)
@@ -27,15 +28,14 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl.experimental.ppo import PPOTrainer
+from transformers import TrainerCallback
 
 from rlhf.errors import UserError
+from rlhf.training import TRAINER_STATE
+from rlhf.trl_compat import PPOTrainerCompat
 
 VALUE_WEIGHTS = "value_model.safetensors"
 LOOP_STATE = "ppo_loop_state"
-TRAINER_STATE = "trainer_state.json"
 
 
 def loop_state_file(process_index: int, world_size: int) -> str:
@@ -214,46 +214,23 @@ def _load_policy(policy, ckpt: Path) -> None:
         )
 
 
-class ResumablePPOTrainer(PPOTrainer):
+class ResumablePPOTrainer(PPOTrainerCompat):
     """PPOTrainer whose checkpoints resume: `train(resume_from_checkpoint=dir)` continues a killed run."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Read by transformers' save path on every rank; TRL's __init__ does not call Trainer's, which sets them.
-        self.is_distributed_loading_by_transformers = False
-        self.is_fsdp_xla_v1_enabled = self.is_fsdp_xla_v2_enabled = False
-        self.dataloader = PassRecorder(self.dataloader)
-        # TRL decides "sample a generation table now" from its loop's local update number, which restarts at 1 on
-        # resume; decide from the true update number instead (the same updates as an uninterrupted run).
-        self._sample_every = (
-            getattr(self, "sample_generations_freq", 0) if self.args.num_sample_generations else 0
-        )
-        if self._sample_every:
-            self.sample_generations_freq = 1
+        self.wrap_prompt_loader(PassRecorder)
 
     # ------------------------------------------------------------------------------------------------ saving
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        """TRL saves `self.model.policy`, which under DDP is behind the DDP wrapper (TRL would save the whole
-        wrapper's state dict instead of an HF policy dir): unwrap it first."""
-        wrapped = self.model
-        if not self.is_deepspeed_enabled:
-            self.model = self.accelerator.unwrap_model(self.model)
-        try:
-            super().save_model(output_dir, _internal_call)
-        finally:
-            self.model = wrapped
-
-    def _save_checkpoint(self, model, trial):
-        ckpt = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        ckpt.mkdir(parents=True, exist_ok=True)
-        rec = self.dataloader
+    def save_checkpoint_extras(self, ckpt: Path) -> None:
+        rec = self.prompt_loader
         tensors = {f"pass_start.{k}": v for k, v in rec.pass_start.items()}
         tensors.update({f"now.{k}": v for k, v in _rng_of(rec.loader).items() if k != "torch"})
         meta = {
             "used": str(rec.used),
             "iteration": str(rec.pass_iteration),
             "settings": json.dumps(
-                run_settings(self.args, self.train_dataset_len, self.accelerator.num_processes)
+                run_settings(self.args, self.prompts_in_run, self.accelerator.num_processes)
             ),
         }
         name = loop_state_file(self.accelerator.process_index, self.accelerator.num_processes)
@@ -261,10 +238,6 @@ class ResumablePPOTrainer(PPOTrainer):
         if self.args.should_save:
             value_model = self.accelerator.unwrap_model(self.model).value_model
             safetensors.torch.save_model(value_model, str(ckpt / VALUE_WEIGHTS))
-        # transformers' own (skipping TRL's override, whose model card reads self.model.config, which a DDP wrapper
-        # lacks; the stage writes its card when it finishes): policy, optimizer, scheduler, RNG, and
-        # trainer_state.json last.
-        Trainer._save_checkpoint(self, model, trial)
 
     # ------------------------------------------------------------------------------------------------ resuming
     def train(self, resume_from_checkpoint: str | None = None):
@@ -278,25 +251,17 @@ class ResumablePPOTrainer(PPOTrainer):
             )
         ckpt = Path(resume_from_checkpoint)
         saved = self._load_checkpoint(ckpt)
-        total = self.args.num_total_batches
-        resumed_at = saved["global_step"]
+        total, resumed_at = self.total_updates, saved["global_step"]
         restore = _RestoreProgress(saved, total)
         self.callback_handler.callbacks.insert(0, restore)
-        self.args.num_total_batches = total - resumed_at  # TRL's loop runs this many more updates
         try:
-            if self._sample_every and (resumed_at - 1) % self._sample_every == 0:
+            if self.samples_after(resumed_at):
                 # The uninterrupted run sampled a table right after saving this checkpoint, drawing from the RNG:
                 # draw the same, or every later sample differs.
-                super().generate_completions(sampling=True)
-            return super().train()
+                self.sample_generations()
+            return self.run_updates(total - resumed_at)
         finally:
-            self.args.num_total_batches = total
             self.callback_handler.callbacks.remove(restore)
-
-    def generate_completions(self, sampling: bool = False):
-        if sampling and self._sample_every and (self.state.global_step - 1) % self._sample_every:
-            return None
-        return super().generate_completions(sampling=sampling)
 
     def _load_checkpoint(self, ckpt: Path) -> dict:
         saved = json.loads((ckpt / TRAINER_STATE).read_text())
@@ -311,7 +276,7 @@ class ResumablePPOTrainer(PPOTrainer):
         pass_start = {k.split(".", 1)[1]: v for k, v in saved_rng.items() if k.startswith("pass_start.")}
         now = {k.split(".", 1)[1]: v for k, v in saved_rng.items() if k.startswith("now.")}
         check_settings(
-            ckpt, meta, run_settings(self.args, self.train_dataset_len, self.accelerator.num_processes)
+            ckpt, meta, run_settings(self.args, self.prompts_in_run, self.accelerator.num_processes)
         )
         unwrapped = self.accelerator.unwrap_model(self.model)
         _load_policy(unwrapped.policy, ckpt)
@@ -326,6 +291,6 @@ class ResumablePPOTrainer(PPOTrainer):
             torch.load(ckpt / "scheduler.pt", map_location="cpu", weights_only=True)
         )
         # Last: nothing between here and TRL's loop may draw a random number.
-        self._load_rng_state(str(ckpt))
-        self.dataloader.replay(pass_start, now, int(meta["iteration"]), int(meta["used"]))
+        self.restore_rng_state(ckpt)
+        self.prompt_loader.replay(pass_start, now, int(meta["iteration"]), int(meta["used"]))
         return saved

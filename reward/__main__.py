@@ -1,5 +1,8 @@
 import sys
 
-from reward.train import cli
+from rlhf.runtime import configure_process
+
+configure_process()  # before reward.train imports torch: OpenMP reads its wait policy once, when it loads
+from reward.train import cli  # noqa: E402
 
 sys.exit(cli(sys.argv[1:], prog="python -m reward"))

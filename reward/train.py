@@ -1,67 +1,24 @@
-"""Stage 2 recipe: reward model. Config -> SFT parent (checked) -> pairs -> RewardTrainer -> save -> manifest."""
+"""Stage 2 recipe: reward model. SFT parent (checked) -> preference pairs -> RewardTrainer -> held-out metrics."""
 
 from __future__ import annotations
 
 import random
-import statistics
-import time
-from pathlib import Path
 
-from datasets import Dataset
-from transformers import set_seed
 from trl import RewardTrainer
 
 from reward.config import RewardStageConfig
 from reward.data import load_preferences
+from reward.encoding import tokenize_pairs
+from reward.statistics import reward_statistics
 from rlhf import checkpoint
-from rlhf.config import config_to_dict, parse_config
-from rlhf.distributed import end_of_run, final_model, gather_state_dict, main_print
+from rlhf.config import parse_config
+from rlhf.distributed import end_of_run, main_print
 from rlhf.errors import UserError, exit_on_user_error
-from rlhf.evaluation.scoring import RewardScorer, encode_example
+from rlhf.evaluation.scoring import RewardScorer
 from rlhf.io import sha256_text
+from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
-from rlhf.templates import format_prompt
-from rlhf.training import (
-    JsonlLogger,
-    lora_config,
-    quiet_trainer,
-    remove_checkpoints,
-    resolve_resume,
-    start_log,
-)
-
-
-def encode_pair(pair: dict, tokenizer, template: str) -> tuple[list[int], list[int]]:
-    """The chosen and rejected token ids of one preference pair, each with its prompt."""
-    prompt = format_prompt(pair["instruction"], pair["input"], template)
-    return encode_example(tokenizer, prompt, pair["chosen"]), encode_example(
-        tokenizer, prompt, pair["rejected"]
-    )
-
-
-def fits(chosen: list[int], rejected: list[int], max_length: int | None) -> bool:
-    """The stage's length rule: a pair is kept only if both sides fit max_length."""
-    return max_length is None or max(len(chosen), len(rejected)) <= max_length
-
-
-def tokenize_pairs(
-    pairs: list[dict], tokenizer, template: str, max_length: int | None
-) -> tuple[Dataset, int]:
-    """chosen_ids / rejected_ids as RewardTrainer takes them; pairs over max_length are dropped *and counted*
-    (RewardTrainer would drop them silently)."""
-    chosen, rejected, margins, dropped = [], [], [], 0
-    for p in pairs:
-        c, r = encode_pair(p, tokenizer, template)
-        if not fits(c, r, max_length):
-            dropped += 1
-            continue
-        chosen.append(c)
-        rejected.append(r)
-        margins.append(p.get("margin"))
-    columns = {"chosen_ids": chosen, "rejected_ids": rejected}
-    if chosen and all(m is not None for m in margins):  # Llama-2-style margin loss when every pair has one
-        columns["margin"] = [float(m) for m in margins]
-    return Dataset.from_dict(columns), dropped
+from rlhf.training import lora_config
 
 
 def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int] | None:
@@ -90,11 +47,10 @@ def rebuild_model(cfg: RewardStageConfig, parent: checkpoint.Stage, tokenizer, p
     return model
 
 
-def main(cfg: RewardStageConfig) -> checkpoint.Stage:
-    started = time.time()
-    set_seed(cfg.seed)
+def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
+    """Train the reward stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     parent = checkpoint.require(cfg.sft_path, kind="sft")
-    checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
+    job = StageRun("reward", cfg, parents=[parent])
     if not cfg.pairs_path:
         raise UserError("pairs_path is required", cfg.config_path or "command line", "key 'pairs_path'")
     pairs = load_preferences(cfg.pairs_path)
@@ -107,7 +63,8 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     if cfg.max_pairs:
         pairs = pairs[: cfg.max_pairs]
 
-    tokenizer = load_tokenizer(parent.path)  # the SFT tokenizer, so token ids mean what the policy means
+    # The SFT tokenizer and backbone, with a scalar head: token ids mean what the policy means.
+    tokenizer = load_tokenizer(parent.path)
     model = load_scalar_head_model(parent.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
     train_ds, dropped = tokenize_pairs(pairs, tokenizer, parent.template, cfg.max_length)
     eval_ds, eval_dropped = tokenize_pairs(eval_pairs, tokenizer, parent.template, cfg.max_length)
@@ -120,36 +77,30 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     if len(eval_ds) == 0:
         cfg.eval_strategy = "no"
 
-    out = checkpoint.begin(cfg.output_dir, overwrite=cfg.overwrite)
-    cfg.disable_tqdm = cfg.quiet or cfg.disable_tqdm
+    # Bradley-Terry loss on (chosen, rejected) scores: TRL's RewardTrainer.
+    job.begin()
     peft_config = None
     if cfg.use_lora:
         peft_config = lora_config(
             "SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
         )
-    trainer = RewardTrainer(
-        model=model,
-        args=cfg,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds if len(eval_ds) else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[JsonlLogger(out)],
+    trainer = job.attach(
+        RewardTrainer(
+            model=model,
+            args=cfg,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds if len(eval_ds) else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=job.callbacks(),
+        )
     )
-    if cfg.quiet:
-        quiet_trainer(trainer)
-    resume_from = resolve_resume(cfg.resume, out)
-    if trainer.is_world_process_zero():
-        start_log(out, resume_from)
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    # Only rank 0 scores and writes the stage. A sharded model (ZeRO-3, FSDP) is gathered first, by every rank.
-    gathered = gather_state_dict(trainer)
-    if not trainer.is_world_process_zero():
+    result = job.train(trainer)
+    rebuild = lambda: rebuild_model(cfg, parent, tokenizer, peft_config)  # noqa: E731
+    final = job.final_model(trainer, rebuild, merge_lora=cfg.use_lora)
+    if final is None:  # not rank 0
         return None
 
-    final = final_model(
-        trainer, gathered, lambda: rebuild_model(cfg, parent, tokenizer, peft_config), cfg.use_lora
-    )
     scorer = RewardScorer(final, tokenizer, parent.template, batch_size=cfg.per_device_eval_batch_size)
     metrics: dict = {
         "train_pairs": len(train_ds),
@@ -163,40 +114,24 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
         gold = gold_agreement(scorer, eval_pairs)
         if gold is not None:
             metrics["gold_agreement"], metrics["gold_pairs"] = gold
-    # Reward statistics on held-out responses: PPO normalises its rewards with these.
-    ref = eval_pairs or pairs[:256]
-    scores = scorer.score(
-        [(p["instruction"], p["input"]) for p in ref] * 2,
-        [p["chosen"] for p in ref] + [p["rejected"] for p in ref],
-    )
-    metrics["reward_mean"] = statistics.fmean(scores)
-    metrics["reward_std"] = statistics.pstdev(scores) if len(scores) > 1 else 1.0
+    metrics.update(reward_statistics(scorer, eval_pairs or pairs[:256]))
 
     final.config.pad_token_id = tokenizer.pad_token_id
-    final.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    if not cfg.keep_checkpoints:
-        remove_checkpoints(out)
+    job.save(final, tokenizer)
     data_fp = sha256_text("".join(p["instruction"] + p["input"] + p["chosen"] + p["rejected"] for p in pairs))
-    return checkpoint.finish(
-        out,
-        "reward",
-        config=config_to_dict(cfg),
-        tokenizer=tokenizer,
-        parents=[parent],
+    return job.finish(
+        tokenizer,
         metrics=metrics,
         data_fingerprint=data_fp,
-        started_at=started,
         template=parent.template,
         base_model=parent.manifest.get("base_model"),
-        extra={"resumed_from": resume_from and Path(resume_from).name},
     )
 
 
 @exit_on_user_error
 def cli(argv: list[str] | None = None, prog: str = "rlhf reward") -> int:
     (cfg,) = parse_config([RewardStageConfig], argv, prog=prog)
-    stage = main(cfg)
+    stage = run(cfg)
     end_of_run()
     if stage is not None:
         m = stage.metrics

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from rlhf import tasks
 from rlhf.argparse_utils import ArgumentParser
@@ -199,28 +200,16 @@ def cli(argv=None, prog="rlhf annotate") -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    for name in ("flip_rate", "position_bias", "tie_rate"):
-        if not 0 <= getattr(a, name) <= 1:
-            raise UserError("expected a probability in [0, 1]", "command line", f"--{name.replace('_', '-')}")
-    rows = read_records(a.pairs)
-    _validate_pairs(rows, a.pairs)
-    prefs, stats = annotate(
-        rows,
-        a.annotator,
+    stats = write_preferences(
+        a.pairs,
+        a.out,
+        annotator=a.annotator,
         pool_size=a.pool_size,
         flip_rate=a.flip_rate,
         position_bias=a.position_bias,
         tie_rate=a.tie_rate,
         seed=a.seed,
     )
-    if not prefs:
-        raise UserError(
-            f"all {stats['pairs']} pairs were ties or had an empty response: no preference to learn from "
-            "(sample more prompts, or at a higher temperature)",
-            a.pairs,
-        )
-    atomic_write_jsonl(a.out, prefs)
-    atomic_write_json(str(a.out) + ".stats.json", stats)  # agreement figures, for reports and tests
     print(
         f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped"
         + (
@@ -233,3 +222,41 @@ def cli(argv=None, prog="rlhf annotate") -> int:
         if key in stats:
             print(f"annotate: {key.replace('_', ' ')}: {stats[key]:.3f}")
     return 0
+
+
+def write_preferences(
+    pairs: str | Path,
+    out: str | Path,
+    *,
+    annotator: str = "noisy",
+    pool_size: int = 3,
+    flip_rate: float = 0.2,
+    position_bias: float = 0.0,
+    tie_rate: float = 0.0,
+    seed: int = 0,
+) -> dict:
+    """Label the pairs file `pairs` (from `rlhf pairs`) and write the preferences to `out` (jsonl), their stats to
+    `out`.stats.json; returns the stats."""
+    for name, value in (("flip_rate", flip_rate), ("position_bias", position_bias), ("tie_rate", tie_rate)):
+        if not 0 <= value <= 1:
+            raise UserError("expected a probability in [0, 1]", "command line", f"--{name.replace('_', '-')}")
+    rows = read_records(pairs)
+    _validate_pairs(rows, pairs)
+    prefs, stats = annotate(
+        rows,
+        annotator,
+        pool_size=pool_size,
+        flip_rate=flip_rate,
+        position_bias=position_bias,
+        tie_rate=tie_rate,
+        seed=seed,
+    )
+    if not prefs:
+        raise UserError(
+            f"all {stats['pairs']} pairs were ties or had an empty response: no preference to learn from "
+            "(sample more prompts, or at a higher temperature)",
+            pairs,
+        )
+    atomic_write_jsonl(out, prefs)
+    atomic_write_json(str(out) + ".stats.json", stats)  # agreement figures, for reports and tests
+    return stats

@@ -1,7 +1,8 @@
 """The `rlhf` command: one subcommand per job, each implemented by a `cli(argv)` in its own module.
 
 Modules are imported only when their command runs, so `rlhf --help` is instant and a stage's heavy imports
-never slow down another command.
+never slow down another command. This is the one place in `rlhf` that names the stage packages (sft, reward,
+ppo): `STAGES` says where each stage's Python API lives, and the pipeline asks `stage_api` for it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 import warnings
+from collections.abc import Callable
 
 from rlhf.runtime import configure_process
 
@@ -31,6 +33,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("rlhf.inspect:cli", "print a checkpoint's lineage"),
     "convert": ("rlhf.convert:cli", "convert a GGUF model file to a safetensors HF dir"),
 }
+
+
+# stage name -> (package, config class, run function): `run(config) -> Stage | None` trains one stage.
+STAGES: dict[str, tuple[str, str, str]] = {
+    "sft": ("sft", "SFTStageConfig", "run"),
+    "reward": ("reward", "RewardStageConfig", "run"),
+    "ppo": ("ppo", "PPOStageConfig", "run"),
+}
+
+
+def stage_api(name: str) -> tuple[type, Callable]:
+    """The config class and run function of stage `name` (imported now)."""
+    package, config_class, run = STAGES[name]
+    module = importlib.import_module(package)
+    return getattr(module, config_class), getattr(module, run)
 
 
 def usage() -> str:

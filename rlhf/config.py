@@ -4,6 +4,7 @@ Parsing is TRL's `TrlParser` (YAML via `--config`, then CLI flags win). What we 
 an unknown key, a value of the wrong type or a missing file gives one line naming the file and the key.
 
     cfg, = parse_config([SFTStageConfig], ["--config", "configs/demo/sft.yaml", "--learning_rate", "1e-4"])
+    cfg = build_config(SFTStageConfig, {"config": "configs/demo/sft.yaml", "learning_rate": 1e-4})  # from Python
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +106,21 @@ def _check_scalar(action: argparse.Action, value: Any, path: Path, where: str, a
         raise UserError(f"expected {expected}, got {value!r}", path, where) from None
 
 
-def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str | None = None) -> tuple:
-    """Parse `--config FILE` (YAML) plus CLI overrides into instances of `dataclass_types`."""
+def parse_config(
+    dataclass_types: list[type],
+    argv: list[str] | None,
+    prog: str | None = None,
+    *,
+    values: Mapping[str, Any] | None = None,
+    values_source: str = "arguments",
+) -> tuple:
+    """Parse `--config FILE` (YAML) plus CLI overrides into instances of `dataclass_types`. `values`: keys set from
+    Python, checked like YAML keys (errors name `values_source`); they win over the YAML file."""
     argv = list(argv or [])
     parser = _Parser(dataclass_types, prog)
     config_path = None
     config: dict[str, Any] = {}
+    source: dict[str, Any] = {}  # where each key of `config` came from, for error messages
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
@@ -122,17 +133,21 @@ def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str 
             raise UserError("expected a mapping of environment variables", config_path, "key 'env'")
         for k, v in env.items():
             os.environ[str(k)] = str(v)
+        source = dict.fromkeys(config, config_path)
+    for k, v in (values or {}).items():
+        config[k], source[k] = v, values_source
+    if config:
         actions = {a.dest: a for a in parser._actions}
         unknown = [k for k in config if k not in actions]
         if unknown:
             raise UserError(
                 f"unknown config key (expected a field of {', '.join(t.__name__ for t in dataclass_types)})",
-                config_path,
+                source[unknown[0]],
                 f"key '{unknown[0]}'",
             )
         annotations = {f.name: str(f.type) for t in dataclass_types for f in dataclasses.fields(t)}
         for k, v in config.items():
-            _check_value(actions[k], k, v, config_path, annotations.get(k, ""))
+            _check_value(actions[k], k, v, source[k], annotations.get(k, ""))
         parser.set_defaults_with_config(**config)
     # An unknown flag is a command-line mistake, not the config file's: name the flag (HfArgumentParser would
     # raise a ValueError that the handler below would blame on the YAML file).
@@ -156,7 +171,7 @@ def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str 
         # field says "<value> is not a valid <Type>", a file error carries the file name.
         msg = (getattr(e, "strerror", None) and f"{e.strerror}: {e.filename}") or str(e).splitlines()[0]
         given = [("command line", flag, v) for flag, v in zip(argv, argv[1:]) if flag.startswith("--")]
-        given += [(config_path, f"key '{k}'", v) for k, v in config.items()]
+        given += [(source[k], f"key '{k}'", v) for k, v in config.items()]
         for where, key, value in given:
             if f"{value} is not a valid" in msg or (isinstance(e, OSError) and str(value) == str(e.filename)):
                 raise UserError(f"invalid value: {msg}", where, key) from None
@@ -165,6 +180,23 @@ def parse_config(dataclass_types: list[type], argv: list[str] | None, prog: str 
         if config_path is not None and hasattr(obj, "config_path"):
             obj.config_path = str(config_path)
     return tuple(out)
+
+
+def build_config(config_class: type, values: Mapping[str, Any], source: str = "arguments"):
+    """A stage config from Python, with the checks the YAML/CLI path makes: `values["config"]` (optional) names a
+    YAML file, every other key is a field of `config_class` and wins over that file.
+
+        cfg = build_config(SFTStageConfig, {"config": "configs/demo/sft.yaml", "output_dir": "runs/x"})
+    """
+    values = dict(values)
+    path = values.pop("config", None)
+    (cfg,) = parse_config(
+        [config_class],
+        ["--config", str(path)] if path is not None else [],
+        values=values,
+        values_source=source,
+    )
+    return cfg
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

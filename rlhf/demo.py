@@ -86,19 +86,46 @@ def tasks_cli(argv=None, prog="rlhf tasks") -> int:
     p.add_argument("--distinct", action="store_true", help="never repeat a prompt (for evaluation sets)")
     p.add_argument("--out", required=True, help="output .json")
     a = p.parse_args(argv)
-    kinds = _kinds(a.kinds)
-    if not (0 <= a.verbose_share and 0 <= a.wrong_share and a.verbose_share + a.wrong_share <= 1):
+    rows = write_tasks(
+        a.out,
+        a.n,
+        seed=a.seed,
+        kinds=a.kinds,
+        split=a.split,
+        verbose_share=a.verbose_share,
+        wrong_share=a.wrong_share,
+        gold=a.gold,
+        distinct=a.distinct,
+    )
+    print(f"tasks: wrote {len(rows)} {a.split} rows of {', '.join(_kinds(a.kinds))} to {a.out}")
+    return 0
+
+
+def write_tasks(
+    out: str | Path,
+    n: int = 2000,
+    *,
+    seed: int = 0,
+    kinds: str = ",".join(DEFAULT_KINDS),
+    split: str = "train",
+    verbose_share: float = 0.6,
+    wrong_share: float = 0.1,
+    gold: bool = False,
+    distinct: bool = False,
+) -> list[dict]:
+    """Write `n` demo task rows (Alpaca json) to `out`: demonstrations, or with `gold` the bare correct answers."""
+    kinds = _kinds(kinds)
+    if not (0 <= verbose_share and 0 <= wrong_share and verbose_share + wrong_share <= 1):
         raise UserError("expected shares >= 0 that add up to at most 1", "command line", "--verbose-share")
     try:
-        if a.gold:
-            rows = [t.to_row() for t in make_tasks(a.n, a.seed, kinds, split=a.split, distinct=a.distinct)]
+        if gold:
+            rows = [t.to_row() for t in make_tasks(n, seed, kinds, split=split, distinct=distinct)]
         else:
-            rows = make_sft_rows(a.n, a.seed, kinds, a.verbose_share, a.wrong_share, split=a.split)
+            rows = make_sft_rows(n, seed, kinds, verbose_share, wrong_share, split=split)
     except ValueError as e:  # a prompt space too small for --n
         raise UserError(str(e), "command line", "--n") from None
-    atomic_write_json(a.out, rows)
-    print(f"tasks: wrote {len(rows)} {a.split} rows of {', '.join(kinds)} to {a.out}")
-    return 0
+    atomic_write_json(out, rows)
+    return rows
 
 
 @exit_on_user_error

@@ -67,8 +67,10 @@ def configure_launch(deepspeed: bool = False) -> None:
       A DeepSpeed run is left alone: DeepSpeed brings its own CPU accelerator and backend.
     - Ranks other than 0: no progress bars (transformers' weight loading, datasets' map)."""
     if world_size() > 1 and not _has_gpu():
-        if deepspeed or _deepspeed_env():
-            _let_accelerate_run_deepspeed_on_cpu()
+        if deepspeed or deepspeed_launch():
+            from rlhf.trl_compat import let_accelerate_run_deepspeed_on_cpu
+
+            let_accelerate_run_deepspeed_on_cpu()
         else:
             # Also over `accelerate launch`, which exports ACCELERATE_USE_CPU=False for a multi-GPU config.
             os.environ["ACCELERATE_USE_CPU"] = "true"
@@ -84,29 +86,7 @@ def configure_launch(deepspeed: bool = False) -> None:
             pass
 
 
-def _let_accelerate_run_deepspeed_on_cpu() -> None:
-    """DeepSpeed runs on CPU (its CPU accelerator, gloo), but accelerate 1.x finds no process-group backend for a
-    non-CPU launch without a GPU and falls back to one process: every rank then trains alone and DeepSpeed's batch
-    check fails. Give accelerate the gloo backend in exactly that case (launched, DeepSpeed, no GPU); nothing
-    changes on a GPU machine. For testing the DeepSpeed path on CPU; real runs use GPUs."""
-    from accelerate.state import PartialState
-    from accelerate.utils import DistributedType
-
-    original = PartialState._prepare_backend
-    if getattr(original, "_rlhf_cpu_deepspeed", False):
-        return
-
-    def prepare_backend(self, cpu=False, sagemaker_dp=False, backend=None):
-        backend_, dist_type = original(self, cpu, sagemaker_dp, backend)
-        if backend_ is None and dist_type == DistributedType.NO and not cpu and _deepspeed_env():
-            backend_ = "gloo"
-        return backend_, dist_type
-
-    prepare_backend._rlhf_cpu_deepspeed = True
-    PartialState._prepare_backend = prepare_backend
-
-
-def _deepspeed_env() -> bool:
+def deepspeed_launch() -> bool:
     """`accelerate launch --config_file <a DeepSpeed accelerate config>` announces itself this way."""
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
 
@@ -144,7 +124,7 @@ def sharded_launch(cfg) -> str | None:
     ds = getattr(cfg, "hf_deepspeed_config", None)
     if ds is not None and ds.is_zero3():
         return "ZeRO-3"
-    if _deepspeed_env() and (
+    if deepspeed_launch() and (
         os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" or _zero_stage_of_json_env() == 3
     ):
         return "ZeRO-3"

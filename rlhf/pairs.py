@@ -8,6 +8,7 @@ teaches nothing; an empty one is refused by the preference readers, so `rlhf ann
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import load_instructions
@@ -103,17 +104,50 @@ def cli(argv=None, prog="rlhf pairs") -> int:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
-    if a.n < 2:
-        raise UserError("--n must be at least 2 to make pairs", "command line", "--n")
-    prompts = load_instructions(a.prompts, require_output=False)[: a.limit]
-    policy = load_policy(a.policy, device="auto")
-    if policy.source.note:
-        print(policy.source.note, file=sys.stderr)
-    params = SamplingParams(a.temperature, a.top_k, a.top_p, a.max_new_tokens, a.n, a.seed)
-    rows = sample_pairs(
-        policy, prompts, params, batch_size=a.batch_size, resample=a.resample, progress=not a.quiet
+    rows = write_pairs(
+        a.policy,
+        a.prompts,
+        a.out,
+        n=a.n,
+        temperature=a.temperature,
+        top_p=a.top_p,
+        top_k=a.top_k,
+        max_new_tokens=a.max_new_tokens,
+        seed=a.seed,
+        batch_size=a.batch_size,
+        limit=a.limit,
+        resample=a.resample,
+        progress=not a.quiet,
     )
-    atomic_write_jsonl(a.out, rows)
     flagged = sum("flagged" in r for r in rows)
     print(f"pairs: wrote {len(rows)} rows to {a.out} ({flagged} flagged with identical responses)")
     return 0
+
+
+def write_pairs(
+    policy: str | Path,
+    prompts: str | Path,
+    out: str | Path,
+    *,
+    n: int = 2,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+    top_k: int = 0,
+    max_new_tokens: int = 32,
+    seed: int = 0,
+    batch_size: int = 64,
+    limit: int | None = None,
+    resample: int = 2,
+    progress: bool = True,
+) -> list[dict]:
+    """Sample `n` responses per prompt of `prompts` from the `policy` stage and write the rows to `out` (jsonl)."""
+    if n < 2:
+        raise UserError("--n must be at least 2 to make pairs", "command line", "--n")
+    rows = load_instructions(prompts, require_output=False)[:limit]
+    loaded = load_policy(policy, device="auto")
+    if loaded.source.note:
+        print(loaded.source.note, file=sys.stderr)
+    params = SamplingParams(temperature, top_k, top_p, max_new_tokens, n, seed)
+    pairs = sample_pairs(loaded, rows, params, batch_size=batch_size, resample=resample, progress=progress)
+    atomic_write_jsonl(out, pairs)
+    return pairs

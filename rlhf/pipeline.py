@@ -1,24 +1,26 @@
 """`rlhf pipeline`: the whole chain as one rerunnable experiment.
 
-Steps, in order: data -> base -> sft -> pairs -> annotate -> reward -> ppo -> compare. Each runs through the same
-`rlhf <command>` entry points a user would call. A step whose outputs exist and whose resolved settings (its
-command line, the contents of the config files it reads, and everything upstream) are unchanged is skipped;
-`--force STEP` reruns that step and every step after it. Once a step runs, all later steps run too, since
-their inputs changed. The state lives in `<run>/pipeline_state.json`, written after each finished step, so a
+Steps, in order: data -> base -> sft -> pairs -> annotate -> reward -> ppo -> compare. The plan is data: each step
+holds the parameter objects of what it runs (a stage's config object, built and checked before anything runs, or
+the typed parameters of a library function) and the steps it depends on. A step whose outputs exist and whose
+identity (its settings, the config files it reads, and the identities of the steps it depends on) is unchanged is
+skipped; `--force STEP` reruns that step and every step after it. Once a step runs, all later steps run too. The state lives in `<run>/pipeline_state.json`, written after each finished step, so a
 killed pipeline resumes at the step that was interrupted (stages resume from their own checkpoints).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlhf import checkpoint
 from rlhf.argparse_utils import ArgumentParser
-from rlhf.config import load_yaml_mapping
+from rlhf.config import build_config, load_yaml_mapping
+from rlhf.distributed import end_of_run
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, sha256_text
 
@@ -78,274 +80,245 @@ def _report(path: Path) -> bool:
     return (path / "metrics.json").is_file()
 
 
+def _given(params) -> dict:
+    """A parameter object's settings, without those left to the API's default (None)."""
+    return {k: v for k, v in dataclasses.asdict(params).items() if v is not None}
+
+
+def _jsonable(value):
+    return str(value) if isinstance(value, Path) else value
+
+
+# The non-stage steps: typed parameters for the library function each runs. A setting left None takes that
+# function's own default, so the pipeline holds no copy of a default.
+@dataclass(frozen=True)
+class Tasks:
+    """rlhf.demo.write_tasks: demo task rows as Alpaca json."""
+
+    out: Path
+    n: int
+    seed: int
+    kinds: str
+    split: str | None = None
+    gold: bool | None = None
+    distinct: bool | None = None
+    verbose_share: float | None = None
+    wrong_share: float | None = None
+
+    def run(self) -> str:
+        from rlhf.demo import write_tasks
+
+        return f"tasks: wrote {len(write_tasks(**_given(self)))} rows to {self.out}"
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """rlhf.demo.build_demo_checkpoint: the demo tokenizer + tiny Llama as an HF dir."""
+
+    out: Path
+    seed: int
+    vocab_size: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    num_heads: int | None = None
+    intermediate_size: int | None = None
+
+    def run(self) -> str:
+        from rlhf.demo import build_demo_checkpoint
+
+        return f"demo-model: wrote {build_demo_checkpoint(**_given(self))}"
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """rlhf.pairs.write_pairs: sampled response pairs from a policy stage."""
+
+    policy: Path
+    prompts: Path
+    out: Path
+    seed: int
+    n: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
+    progress: bool | None = None
+
+    def run(self) -> str:
+        from rlhf.pairs import write_pairs
+
+        rows = write_pairs(**_given(self))
+        return f"pairs: wrote {len(rows)} rows to {self.out} ({sum('flagged' in r for r in rows)} flagged)"
+
+
+@dataclass(frozen=True)
+class Annotate:
+    """rlhf.annotators.write_preferences: simulated annotators' preferences (and their .stats.json)."""
+
+    pairs: Path
+    out: Path
+    seed: int
+    annotator: str | None = None
+    pool_size: int | None = None
+    flip_rate: float | None = None
+    position_bias: float | None = None
+    tie_rate: float | None = None
+
+    def run(self) -> str:
+        from rlhf.annotators import write_preferences
+
+        stats = write_preferences(**_given(self))
+        gold = (
+            f", agreement with gold {stats['agreement_with_gold']:.3f}"
+            if "agreement_with_gold" in stats
+            else ""
+        )
+        return f"annotate: {stats['preferences']} preferences -> {self.out}{gold}"
+
+
+@dataclass(frozen=True)
+class Compare:
+    """rlhf.evaluation.compare.compare: the report comparing the policies."""
+
+    paths: tuple[str, ...]
+    prompts_path: Path
+    out: Path
+    reference: Path
+    reward: Path
+    seed: int
+    temperature: float | None = None
+    top_p: float | None = None
+    num_samples: int | None = None
+    max_new_tokens: int | None = None
+    sweep_prompts: int | None = None
+    overopt_prompts: int | None = None
+
+    def run(self) -> str:
+        from rlhf.evaluation.compare import compare
+
+        values = _given(self)
+        compare(list(values.pop("paths")), **values)
+        return f"compare: report at {self.out / 'report.html'}"
+
+
+@dataclass(frozen=True)
+class StageTraining:
+    """One stage trained through its Python API (`rlhf.cli.stage_api`): `config` is the stage's config object,
+    built from `values` (the stage YAML under "config", then its overrides and the chain's paths)."""
+
+    stage: str
+    values: dict
+    config: object = field(compare=False)
+
+    @classmethod
+    def build(cls, stage: str, values: dict, source: str, *, quiet: bool) -> StageTraining:
+        from rlhf.cli import stage_api
+
+        config_class, _ = stage_api(stage)
+        # Rerunning a finished stage replaces it; an interrupted one resumes from its own checkpoints.
+        run_values = {**values, "overwrite": True, **({"quiet": True} if quiet else {})}
+        return cls(stage, values, build_config(config_class, run_values, source=source))
+
+    def run(self) -> str:
+        from rlhf.cli import stage_api
+
+        _, run = stage_api(self.stage)
+        stage = run(self.config)
+        end_of_run()
+        return f"{self.stage}: finished {stage.path}"
+
+
 @dataclass
 class Step:
     name: str
-    commands: list[list[str]]  # `rlhf` argv lists, run in order
+    actions: list  # parameter / config objects, each with run() -> a summary line, run in order
     outputs: list[tuple[Path, Callable[[Path], bool]]]  # each output and how to tell it is complete
-    reads: list[Path]  # config files whose contents are part of the step's identity
+    reads: list[Path] = field(default_factory=list)  # config files whose contents are part of its identity
+    after: tuple[str, ...] = ()  # the steps whose outputs it reads
 
     def done(self) -> bool:
         return all(check(path) for path, check in self.outputs)
 
-    def identity(self, upstream: str) -> str:
-        files = {str(p): p.read_text(encoding="utf-8") for p in self.reads}
-        return sha256_text(json.dumps([upstream, self.commands, files], sort_keys=True))
-
-
-def _flags(overrides: dict) -> list[str]:
-    out = []
-    for k, v in (overrides or {}).items():
-        out += [
-            f"--{k}",
-            json.dumps(v)
-            if isinstance(v, (dict, list))
-            else str(v).lower()
-            if isinstance(v, bool)
-            else str(v),
+    def identity(self, upstream: list[str]) -> str:
+        """What the step's outputs depend on: the seed and the identities of the steps it reads from (`upstream`),
+        its settings, and the files it reads."""
+        settings = [
+            {"stage": a.stage, **a.values} if isinstance(a, StageTraining) else _given(a)
+            for a in self.actions
         ]
-    return out
+        files = {str(p): p.read_text(encoding="utf-8") for p in self.reads}
+        return sha256_text(json.dumps([upstream, settings, files], sort_keys=True, default=_jsonable))
 
 
-def plan(cfg: dict, run: Path, seed: int) -> list[Step]:
-    d, m, kinds = cfg.get("data", {}), cfg.get("model", {}), str(cfg.get("kinds", "largest,smallest"))
+def plan(
+    cfg: dict, run: Path, seed: int, *, source: str = "pipeline config", quiet: bool = False
+) -> list[Step]:
+    """The chain's steps for pipeline config `cfg` (read from `source`) writing under `run`."""
+    d, kinds = cfg.get("data", {}), str(cfg.get("kinds", "largest,smallest"))
     data = run / "data"
-    S = lambda x: str(x)  # noqa: E731
-    steps = [
-        Step(
-            "data",
-            [
-                [
-                    "tasks",
-                    "--n",
-                    S(d.get("sft_rows", 6000)),
-                    "--seed",
-                    S(seed * 10 + 1),
-                    "--kinds",
-                    kinds,
-                    "--verbose-share",
-                    S(d.get("verbose_share", 0.6)),
-                    "--wrong-share",
-                    S(d.get("wrong_share", 0.1)),
-                    "--out",
-                    S(data / "sft_train.json"),
-                ],
-                [
-                    "tasks",
-                    "--n",
-                    S(d.get("pair_prompts", 2000)),
-                    "--seed",
-                    S(seed * 10 + 2),
-                    "--kinds",
-                    kinds,
-                    "--gold",
-                    "--out",
-                    S(data / "pair_prompts.json"),
-                ],
-                [
-                    "tasks",
-                    "--n",
-                    S(d.get("eval_prompts", 200)),
-                    "--seed",
-                    S(seed * 10 + 3),
-                    "--kinds",
-                    kinds,
-                    "--gold",
-                    "--distinct",
-                    "--split",
-                    "eval",
-                    "--out",
-                    S(data / "eval.json"),
-                ],
-            ],
-            [(data / f, _file) for f in ("sft_train.json", "pair_prompts.json", "eval.json")],
-            [],
-        ),
-        Step(
-            "base",
-            [
-                ["demo-model", "--out", S(run / "base"), "--seed", S(seed)]
-                + [x for k, v in m.items() for x in (f"--{k.replace('_', '-')}", S(v))]
-            ],
-            [(run / "base", _model_dir)],
-            [],
-        ),
-    ]
-    sft_cfg = Path(cfg["sft"]["config"])
-    steps.append(
+    sft_train, pair_prompts, eval_prompts = (
+        data / "sft_train.json",
+        data / "pair_prompts.json",
+        data / "eval.json",
+    )
+    tasks = [
+        Tasks(sft_train, d.get("sft_rows", 6000), seed * 10 + 1, kinds,
+              verbose_share=d.get("verbose_share"), wrong_share=d.get("wrong_share")),
+        Tasks(pair_prompts, d.get("pair_prompts", 2000), seed * 10 + 2, kinds, gold=True),
+        Tasks(eval_prompts, d.get("eval_prompts", 200), seed * 10 + 3, kinds, gold=True, distinct=True,
+              split="eval"),
+    ]  # fmt: skip
+
+    def stage(name: str, **paths) -> StageTraining:
+        values = {"config": cfg[name]["config"], **paths, "output_dir": run / name, "seed": seed}
+        values = {k: _jsonable(v) for k, v in {**values, **(cfg[name].get("overrides") or {})}.items()}
+        return StageTraining.build(name, values, f"{source} ({name})", quiet=quiet)
+
+    annotate = cfg.get("annotate", {})
+    human = str(annotate.get("annotator", "")) == "human"
+    return [
+        Step("data", tasks, [(t.out, _file) for t in tasks]),
+        Step("base", [DemoModel(run / "base", seed, **cfg.get("model", {}))], [(run / "base", _model_dir)]),
         Step(
             "sft",
-            [
-                [
-                    "sft",
-                    "--config",
-                    S(sft_cfg),
-                    "--model_name_or_path",
-                    S(run / "base"),
-                    "--data_path",
-                    S(data / "sft_train.json"),
-                    "--output_dir",
-                    S(run / "sft"),
-                    "--seed",
-                    S(seed),
-                    *_flags(cfg["sft"].get("overrides")),
-                ]
-            ],
+            [stage("sft", model_name_or_path=run / "base", data_path=sft_train)],
             [(run / "sft", _stage)],
-            [sft_cfg],
-        )
-    )
-    p = cfg.get("pairs", {})
-    steps.append(
+            [Path(cfg["sft"]["config"])],
+            after=("data", "base"),
+        ),
         Step(
             "pairs",
-            [
-                [
-                    "pairs",
-                    "--policy",
-                    S(run / "sft"),
-                    "--prompts",
-                    S(data / "pair_prompts.json"),
-                    "--n",
-                    S(p.get("n", 2)),
-                    "--temperature",
-                    S(p.get("temperature", 1.0)),
-                    "--top-p",
-                    S(p.get("top_p", 0.95)),
-                    "--max-new-tokens",
-                    S(p.get("max_new_tokens", 24)),
-                    "--seed",
-                    S(seed),
-                    "--quiet",
-                    "--out",
-                    S(run / "pairs.jsonl"),
-                ]
-            ],
+            [Pairs(run / "sft", pair_prompts, run / "pairs.jsonl", seed, **cfg.get("pairs", {}), progress=False)],
             [(run / "pairs.jsonl", _file)],
-            [],
-        )
-    )
-    a = cfg.get("annotate", {})
-    annotator = str(a.get("annotator", "noisy"))
-    annotate_cmds = (
-        []
-        if annotator == "human"
-        else [
-            [
-                "annotate",
-                S(run / "pairs.jsonl"),
-                "--annotator",
-                annotator,
-                "--pool-size",
-                S(a.get("pool_size", 3)),
-                "--flip-rate",
-                S(a.get("flip_rate", 0.2)),
-                "--position-bias",
-                S(a.get("position_bias", 0.0)),
-                "--tie-rate",
-                S(a.get("tie_rate", 0.0)),
-                "--seed",
-                S(seed),
-                "--out",
-                S(run / "prefs.jsonl"),
-            ]
-        ]
-    )
-    steps.append(Step("annotate", annotate_cmds, [(run / "prefs.jsonl", _file)], []))
-    rcfg, pcfg = Path(cfg["reward"]["config"]), Path(cfg["ppo"]["config"])
-    steps.append(
+            after=("data", "sft"),
+        ),
+        Step(
+            "annotate",
+            [] if human else [Annotate(run / "pairs.jsonl", run / "prefs.jsonl", seed, **annotate)],
+            [(run / "prefs.jsonl", _file)],
+            after=("pairs",),
+        ),
         Step(
             "reward",
-            [
-                [
-                    "reward",
-                    "--config",
-                    S(rcfg),
-                    "--sft_path",
-                    S(run / "sft"),
-                    "--pairs_path",
-                    S(run / "prefs.jsonl"),
-                    "--output_dir",
-                    S(run / "reward"),
-                    "--seed",
-                    S(seed),
-                    *_flags(cfg["reward"].get("overrides")),
-                ]
-            ],
+            [stage("reward", sft_path=run / "sft", pairs_path=run / "prefs.jsonl")],
             [(run / "reward", _stage)],
-            [rcfg],
-        )
-    )
-    steps.append(
+            [Path(cfg["reward"]["config"])],
+            after=("sft", "annotate"),
+        ),
         Step(
             "ppo",
-            [
-                [
-                    "ppo",
-                    "--config",
-                    S(pcfg),
-                    "--sft_path",
-                    S(run / "sft"),
-                    "--reward_path",
-                    S(run / "reward"),
-                    "--output_dir",
-                    S(run / "ppo"),
-                    "--seed",
-                    S(seed),
-                    "--demo_kinds",
-                    kinds,
-                    *_flags(cfg["ppo"].get("overrides")),
-                ]
-            ],
+            [stage("ppo", sft_path=run / "sft", reward_path=run / "reward", demo_kinds=kinds)],
             [(run / "ppo", _stage)],
-            [pcfg],
-        )
-    )
-    c = cfg.get("compare", {})
-    steps.append(
+            [Path(cfg["ppo"]["config"])],
+            after=("sft", "reward"),
+        ),
         Step(
             "compare",
-            [
-                [
-                    "compare",
-                    S(run / "sft"),
-                    S(run / "ppo"),
-                    "--prompts",
-                    S(data / "eval.json"),
-                    "--reward",
-                    S(run / "reward"),
-                    "--reference",
-                    S(run / "sft"),
-                    "--out",
-                    S(run / "report"),
-                    "--temperature",
-                    S(c.get("temperature", 0.7)),
-                    "--top-p",
-                    S(c.get("top_p", 1.0)),
-                    "--num-samples",
-                    S(c.get("num_samples", 4)),
-                    "--max-new-tokens",
-                    S(c.get("max_new_tokens", 24)),
-                    "--seed",
-                    S(seed),
-                    "--sweep-prompts",
-                    S(c.get("sweep_prompts", 100)),
-                    "--overopt-prompts",
-                    S(c.get("overopt_prompts", 100)),
-                ]
-            ],
+            [Compare((str(run / "sft"), str(run / "ppo")), eval_prompts, run / "report", run / "sft",
+                     run / "reward", seed, **cfg.get("compare", {}))],
             [(run / "report", _report)],
-            [],
-        )
-    )
-    return steps
-
-
-def _stage_flags(step: Step) -> list[list[str]]:
-    """Rerunning a finished stage replaces it; an interrupted one resumes from its own checkpoints."""
-    if step.name in ("sft", "reward", "ppo"):
-        return [cmd + ["--overwrite", "true"] for cmd in step.commands]
-    return step.commands
+            after=("data", "sft", "reward", "ppo"),
+        ),
+    ]  # fmt: skip
 
 
 HEADLINE = (
@@ -382,8 +355,6 @@ def run_pipeline(
     force: str | None = None,
     quiet: bool = False,
 ) -> dict | None:
-    from rlhf.cli import main as rlhf_main
-
     cfg = load_pipeline_config(config_path)
     seed = int(cfg.get("seed", 0) if seed is None else seed)
     run = Path(out)
@@ -391,22 +362,22 @@ def run_pipeline(
         raise UserError(
             f"unknown step {force!r}; expected one of {', '.join(STEPS)}", "command line", "--force"
         )
-    steps = plan(cfg, run, seed)
+    steps = plan(cfg, run, seed, source=str(config_path), quiet=quiet)
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    upstream, dirty, started = f"seed={seed}", False, time.time()
+    identities: dict[str, str] = {}
+    dirty, started = False, time.time()
     step_seconds: dict[str, float] = {}
     for step in steps:
-        ident = step.identity(upstream)
-        upstream = ident
+        ident = identities[step.name] = step.identity([f"seed={seed}", *(identities[d] for d in step.after)])
         dirty = dirty or force == step.name
         if not dirty and state.get(step.name, {}).get("identity") == ident and step.done():
             print(f"pipeline: {step.name}: up to date, skipped")
             step_seconds[step.name] = 0.0
             continue
         dirty = True
-        if step.name == "annotate" and not step.commands:
+        if step.name == "annotate" and not step.actions:
             if not step.done():
                 print(
                     f"pipeline: annotate: waiting for human labels. Label the pairs, export, then rerun:\n"
@@ -416,12 +387,8 @@ def run_pipeline(
                 return None
         print(f"pipeline: {step.name}: running")
         t0 = time.time()
-        for cmd in _stage_flags(step):
-            if quiet and cmd[0] in ("sft", "reward", "ppo"):
-                cmd = cmd + ["--quiet", "true"]
-            rc = rlhf_main(cmd)
-            if rc != 0:
-                raise UserError(f"step '{step.name}' failed (exit {rc}): rlhf {' '.join(cmd)}", config_path)
+        for action in step.actions:
+            print(action.run())
         step_seconds[step.name] = time.time() - t0
         state[step.name] = {"identity": ident, "seconds": step_seconds[step.name], "finished_at": time.time()}
         atomic_write_json(state_path, state)

@@ -54,6 +54,25 @@ def resolve_resume(resume: str | None, output_dir: str | Path, required: tuple[s
     return resume
 
 
+def _log_lines(output_dir: str | Path):
+    """(line, row) for each readable row of output_dir/log.jsonl; a line cut short by a kill is skipped."""
+    path = Path(output_dir) / LOG_FILE
+    if not path.is_file():
+        return
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            yield line, row
+
+
+def read_log(output_dir: str | Path) -> list[dict]:
+    """The rows of a stage's log.jsonl (metrics the Trainer logged, with step/epoch/time), oldest first."""
+    return [row for _, row in _log_lines(output_dir)]
+
+
 def start_log(output_dir: str | Path, resume_from: str | None) -> None:
     """A fresh run starts with no log.jsonl; a resumed one keeps the rows up to its checkpoint's step (later rows
     belong to the part of the run that was lost, and are logged again)."""
@@ -64,30 +83,17 @@ def start_log(output_dir: str | Path, resume_from: str | None) -> None:
         path.unlink()
         return
     step = json.loads((Path(resume_from) / TRAINER_STATE).read_text(encoding="utf-8"))["global_step"]
-    keep = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:  # a line cut short by the kill
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
-            keep.append(line + "\n")
+    keep = [
+        line + "\n"
+        for line, row in _log_lines(output_dir)
+        if isinstance(row.get("step"), int) and row["step"] <= step
+    ]
     atomic_write_text(path, "".join(keep))
 
 
 def logged_value(output_dir: str | Path, key: str, step: int) -> float | None:
     """The first value of `key` that log.jsonl recorded at `step` (None if it holds none)."""
-    path = Path(output_dir) / LOG_FILE
-    if not path.is_file():
-        return None
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and row.get("step") == step and key in row:
-            return row[key]
-    return None
+    return next((row[key] for row in read_log(output_dir) if row.get("step") == step and key in row), None)
 
 
 def remove_checkpoints(output_dir: str | Path) -> None:

@@ -1,5 +1,8 @@
 import sys
 
-from sft.train import cli
+from rlhf.runtime import configure_process
+
+configure_process()  # before sft.train imports torch: OpenMP reads its wait policy once, when it loads
+from sft.train import cli  # noqa: E402
 
 sys.exit(cli(sys.argv[1:], prog="python -m sft"))

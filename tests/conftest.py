@@ -98,58 +98,28 @@ def demo_base(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_chain(tmp_path_factory, demo_base) -> dict[str, Path]:
-    """A small finished SFT -> reward chain on demo tasks (seconds, not minutes); PPO tests build on it."""
+    """A small finished SFT -> reward chain on demo tasks (seconds, not minutes); PPO tests build on it. Built
+    through the Python API (the CLI has its own tests)."""
+    import reward
+    import sft
+    from rlhf.annotators import write_preferences
+    from rlhf.config import build_config
     from rlhf.io import atomic_write_json
+    from rlhf.pairs import write_pairs
     from rlhf.tasks.demo import make_sft_rows, make_tasks
 
     root = tmp_path_factory.mktemp("chain")
     atomic_write_json(root / "sft.json", make_sft_rows(600, seed=0, kinds=("largest", "smallest")))
-    run_cli(
-        "sft",
-        "--config",
-        REPO / "configs/demo/sft.yaml",
-        "--model_name_or_path",
-        demo_base,
-        "--data_path",
-        root / "sft.json",
-        "--output_dir",
-        root / "sft",
-        "--num_train_epochs",
-        "1",
-        "--quiet",
-        "true",
-        "--save_strategy",
-        "no",
-    )
+    fast = {"num_train_epochs": 1, "quiet": True, "save_strategy": "no"}
+    sft.run(build_config(sft.SFTStageConfig, {
+        "config": REPO / "configs/demo/sft.yaml", "model_name_or_path": str(demo_base),
+        "data_path": str(root / "sft.json"), "output_dir": str(root / "sft"), **fast}))  # fmt: skip
     atomic_write_json(root / "prompts.json", [t.to_row() for t in make_tasks(96, 5, ("largest", "smallest"))])
-    run_cli(
-        "pairs",
-        "--policy",
-        root / "sft",
-        "--prompts",
-        root / "prompts.json",
-        "--out",
-        root / "pairs.jsonl",
-        "--quiet",
-    )
-    run_cli("annotate", root / "pairs.jsonl", "--annotator", "gold", "--out", root / "prefs.jsonl")
-    run_cli(
-        "reward",
-        "--config",
-        REPO / "configs/demo/reward.yaml",
-        "--sft_path",
-        root / "sft",
-        "--pairs_path",
-        root / "prefs.jsonl",
-        "--output_dir",
-        root / "reward",
-        "--num_train_epochs",
-        "1",
-        "--quiet",
-        "true",
-        "--save_strategy",
-        "no",
-    )
+    write_pairs(root / "sft", root / "prompts.json", root / "pairs.jsonl", progress=False)
+    write_preferences(root / "pairs.jsonl", root / "prefs.jsonl", annotator="gold")
+    reward.run(build_config(reward.RewardStageConfig, {
+        "config": REPO / "configs/demo/reward.yaml", "sft_path": str(root / "sft"),
+        "pairs_path": str(root / "prefs.jsonl"), "output_dir": str(root / "reward"), **fast}))  # fmt: skip
     return {
         "root": root,
         "sft": root / "sft",

@@ -163,7 +163,7 @@ def test_reward_ddp_two_processes(chain, tmp_path):
 )
 def test_ppo_ddp_a_few_steps(chain, tmp_path, lora):
     """Full mode, and LoRA mode (TRL 1.12 reads `model.policy` through the DDP wrapper for the reference pass:
-    ppo/train.py's expose_policy_through_ddp)."""
+    rlhf/trl_compat.py's PPOTrainerCompat)."""
     out = tmp_path / "ppo"
     res = torchrun(
         "ppo",

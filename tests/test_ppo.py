@@ -116,7 +116,7 @@ def test_lora_value_model_shares_the_frozen_reward_backbone(tiny_chain):
 
     import torch
 
-    from ppo.train import add_lora_to_value_backbone, share_reward_backbone, unshare_parameters
+    from ppo.models import add_lora_to_value_backbone, share_reward_backbone, unshare_parameters
     from rlhf.models import load_scalar_head_model, load_tokenizer
 
     tok = load_tokenizer(tiny_chain["reward"])
@@ -210,7 +210,7 @@ def test_mismatched_parents_fail_before_loading(tiny_chain, tmp_path, monkeypatc
         demo_prompts=8,
     )
     with pytest.raises(Exception) as e:
-        ppo_train.main(cfg)
+        ppo_train.run(cfg)
     msg = str(e.value)
     assert "tokenizer fingerprint differs" in msg
     assert (

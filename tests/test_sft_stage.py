@@ -134,7 +134,7 @@ def test_manifest_is_written_only_after_training(sft_dir, tmp_path, monkeypatch)
         "--data_path", str(sft_dir.parent / "train.json"), "--overwrite", "true", "--max_steps", "3",
         "--eval_strategy", "no", "--save_strategy", "no", "--quiet", "true", "--resume", "never",
     ])  # fmt: skip
-    stage = sft.train.main(cfg)
+    stage = sft.train.run(cfg)
 
     assert seen["finished_at_begin"] is False and seen["finished_at_end"] is False
     assert seen["refusal"] == (
@@ -261,7 +261,7 @@ def tiny_models(vocab_size: int) -> dict:
 
 
 def test_padding_free_probe_knows_which_models_keep_packed_examples_apart():
-    from sft.train import isolates_packed_sequences
+    from sft.packing import isolates_packed_sequences
 
     models = tiny_models(100)
     assert isolates_packed_sequences(models["llama"]) and isolates_packed_sequences(models["gpt2"])
@@ -284,7 +284,7 @@ def test_padding_free_is_refused_for_a_model_that_would_mix_examples(demo_base, 
             str(tmp_path / "train.json"), "--output_dir", str(out), "--padding_free", "true"]  # fmt: skip
     (cfg,) = parse_config([SFTStageConfig], argv)
     with pytest.raises(UserError) as e:
-        sft.train.main(cfg)
+        sft.train.run(cfg)
     assert e.value.line().startswith(
         f"error: {DEMO_CONFIG}:key 'padding_free': not supported by this model (opt)"
     )
@@ -297,7 +297,7 @@ def test_padding_free_is_refused_for_a_model_that_would_mix_examples(demo_base, 
     [("llama", False), ("llama", True), ("gpt2", False), ("gpt2", True), ("opt", False)],
 )
 def test_skipping_prompt_logits_gives_the_same_loss_and_gradients(demo_base, tmp_path, name, padding_free):
-    """sft.train.SkipPromptLogits: the LM head runs only where a next token is trained, and the loss (plain mean,
+    """sft.collators.SkipPromptLogits: the LM head runs only where a next token is trained, and the loss (plain mean,
     and summed over the Trainer's count of trained tokens, as under gradient accumulation) and every gradient
     equal those of the full logits. Dropout off (eval mode) so both passes see the same network."""
     import random
@@ -305,7 +305,7 @@ def test_skipping_prompt_logits_gives_the_same_loss_and_gradients(demo_base, tmp
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from sft.train import keeps_logits_selectively, make_collator
+    from sft.collators import keeps_logits_selectively, make_collator
 
     tok = load_tokenizer(demo_base)
     model = tiny_models(len(tok))[name].eval()

@@ -1,0 +1,126 @@
+"""One stage run, start to finish: the mechanics every stage shares, so each `train.py` holds only its recipe.
+
+    job = StageRun("sft", cfg)           # seed; refuse a finished output_dir before minutes of loading
+    ... load data and models ...
+    job.begin()                           # output dir ready, resume point resolved, log.jsonl started
+    trainer = job.attach(Trainer(..., callbacks=job.callbacks()))
+    result = job.train(trainer)           # continues from the resume point
+    model = job.final_model(trainer)      # gathered when sharded (every rank); None on ranks other than 0
+    if model is None:
+        return None
+    job.save(model, tokenizer)            # weights + tokenizer
+    return job.finish(tokenizer, metrics=...)   # checkpoint-N dirs removed, then the manifest, last
+
+Only rank 0 writes into the stage dir (rlhf/distributed.py); the manifest is written last, so a dir with one is a
+finished stage (rlhf/checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from transformers import set_seed
+
+from rlhf import checkpoint
+from rlhf.config import config_to_dict
+from rlhf.distributed import final_model, gather_state_dict, is_main_process
+from rlhf.training import JsonlLogger, quiet_trainer, remove_checkpoints, resolve_resume, start_log
+
+
+def apply_runtime_settings(cfg) -> None:
+    """Where a stage starts: the process-wide settings of rlhf.runtime (tokenizer threads, TRL's notice; the OpenMP
+    wait policy only if torch has not loaded yet, as under `rlhf` or `python -m STAGE`). A user's values win."""
+    from rlhf.runtime import configure_process
+
+    configure_process()
+
+
+class StageRun:
+    """The lifecycle of one stage run: prepare output -> trainer -> resume + log start -> train -> gather ->
+    rank 0 only -> final model -> save -> remove checkpoints -> manifest last."""
+
+    def __init__(self, kind: str, cfg, *, parents: list[checkpoint.Stage] = ()):
+        self.kind, self.cfg, self.parents = kind, cfg, list(parents)
+        self.started = time.time()
+        apply_runtime_settings(cfg)
+        set_seed(cfg.seed)
+        checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before any loading
+        self.out = Path(cfg.output_dir)
+        self._resume: tuple[str | None] | None = None  # resolved once: (checkpoint dir or None,)
+
+    def resume_point(self, required: tuple[str, ...] = ()) -> str | None:
+        """The checkpoint-N dir this run continues from (per the `resume` option), or None for a fresh start.
+        Overwriting a finished stage always starts over (begin drops its checkpoints). `required`: files a
+        checkpoint of this stage must hold besides trainer_state.json. Call early to check it before loading."""
+        if self._resume is None:
+            fresh = checkpoint.is_finished(self.out)
+            self._resume = (None if fresh else resolve_resume(self.cfg.resume, self.out, required=required),)
+        return self._resume[0]
+
+    def begin(self) -> Path:
+        """Make output_dir the unfinished stage dir this run writes (after data and models loaded: nothing is
+        touched for a run that fails on its inputs), and start log.jsonl (kept up to the resume point)."""
+        resume_from = self.resume_point()
+        self.out = checkpoint.begin(self.cfg.output_dir, overwrite=self.cfg.overwrite)
+        if is_main_process():
+            start_log(self.out, resume_from)
+        self.cfg.disable_tqdm = self.cfg.quiet or self.cfg.disable_tqdm  # read when the trainer is built
+        return self.out
+
+    def callbacks(self, *extra) -> list:
+        """Trainer callbacks every stage uses (metrics to log.jsonl), then the stage's own."""
+        return [JsonlLogger(self.out), *extra]
+
+    def attach(self, trainer):
+        """The stage's trainer, with the run's output settings applied (`quiet`: no log printer either)."""
+        if self.cfg.quiet:
+            quiet_trainer(trainer)
+        return trainer
+
+    def train(self, trainer):
+        """trainer.train(), continuing from the resume point."""
+        return trainer.train(resume_from_checkpoint=self.resume_point())
+
+    def final_model(self, trainer, rebuild=None, merge_lora: bool = False):
+        """The trained model as one plain module on rank 0, None on other ranks. A sharded model (ZeRO-3, FSDP)
+        is gathered first, by every rank, into `rebuild()` (a fresh unsharded model of the same architecture)."""
+        gathered = gather_state_dict(trainer)
+        if not trainer.accelerator.is_main_process:
+            return None
+        return final_model(trainer, gathered, rebuild, merge_lora)
+
+    def save(self, model, tokenizer=None, subdir: str = "") -> None:
+        """Rank 0: weights (safetensors) and, if given, the tokenizer into the stage dir (or a subdir of it)."""
+        target = self.out / subdir if subdir else self.out
+        model.save_pretrained(target, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(target)
+
+    def finish(
+        self,
+        tokenizer,
+        *,
+        metrics: dict,
+        template: str,
+        base_model: str | None,
+        data_fingerprint: str | None = None,
+        extra: dict | None = None,
+    ) -> checkpoint.Stage:
+        """Rank 0, after save: drop the checkpoint-N dirs (unless kept), then write the manifest, last."""
+        if not self.cfg.keep_checkpoints:
+            remove_checkpoints(self.out)
+        resumed = self.resume_point()
+        return checkpoint.finish(
+            self.out,
+            self.kind,
+            config=config_to_dict(self.cfg),
+            tokenizer=tokenizer,
+            parents=self.parents,
+            metrics=metrics,
+            data_fingerprint=data_fingerprint,
+            started_at=self.started,
+            template=template,
+            base_model=base_model,
+            extra={**(extra or {}), "resumed_from": resumed and Path(resumed).name},
+        )
