@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlhf.training import read_log
+from rlhf.logs import read_log
 
 LAST_LOGGED = (
     "objective/scores",

@@ -1,4 +1,5 @@
-"""Trainer plumbing every stage shares: resume resolution, JSONL metric logs, checkpoint cleanup, LoRA config."""
+"""Trainer plumbing every stage shares: resume resolution, the log.jsonl writer (and its trimming on resume),
+checkpoint cleanup, LoRA config."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from transformers import TrainerCallback
 
 from rlhf.errors import UserError
 from rlhf.io import atomic_write_text
+from rlhf.logs import LOG_FILE, read_log, read_log_lines
 
-LOG_FILE = "log.jsonl"
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -54,25 +55,6 @@ def resolve_resume(resume: str | None, output_dir: str | Path, required: tuple[s
     return resume
 
 
-def _log_lines(output_dir: str | Path):
-    """(line, row) for each readable row of output_dir/log.jsonl; a line cut short by a kill is skipped."""
-    path = Path(output_dir) / LOG_FILE
-    if not path.is_file():
-        return
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            yield line, row
-
-
-def read_log(output_dir: str | Path) -> list[dict]:
-    """The rows of a stage's log.jsonl (metrics the Trainer logged, with step/epoch/time), oldest first."""
-    return [row for _, row in _log_lines(output_dir)]
-
-
 def start_log(output_dir: str | Path, resume_from: str | None) -> None:
     """A fresh run starts with no log.jsonl; a resumed one keeps the rows up to its checkpoint's step (later rows
     belong to the part of the run that was lost, and are logged again)."""
@@ -85,7 +67,7 @@ def start_log(output_dir: str | Path, resume_from: str | None) -> None:
     step = json.loads((Path(resume_from) / TRAINER_STATE).read_text(encoding="utf-8"))["global_step"]
     keep = [
         line + "\n"
-        for line, row in _log_lines(output_dir)
+        for line, row in read_log_lines(output_dir)
         if isinstance(row.get("step"), int) and row["step"] <= step
     ]
     atomic_write_text(path, "".join(keep))
