@@ -22,3 +22,21 @@ def test_readme_opens_with_the_two_commands():
     )
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_architecture_doc_names_only_paths_that_exist():
+    """docs/ARCHITECTURE.md says where each thing lives: every repo path it names must exist."""
+    import re
+
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    named = set(re.findall(r"`((?:rlhf|sft|reward|ppo|tools|bench|tests|configs|docs)/[\w./-]*)`", text))
+    assert len(named) > 30
+    missing = sorted(p for p in named if not (REPO / p.rstrip("/")).exists())
+    assert not missing, f"docs/ARCHITECTURE.md names paths that do not exist: {missing}"
+
+
+def test_user_docs_and_configs_never_point_outside_the_repo():
+    """Users do not have the developers' ../shared folder: no doc or config may send them there."""
+    files = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "configs").rglob("*.yaml")]
+    offenders = [str(f.relative_to(REPO)) for f in files if "../shared" in f.read_text()]
+    assert not offenders, offenders
