@@ -17,45 +17,16 @@ from ppo.models import (
     share_reward_backbone,
     store_adapter_base_relative,
 )
-from ppo.prompts import tokenize_prompts
+from ppo.prompts import load_prompts, tokenize_prompts
 from ppo.resumable import ResumablePPOTrainer, check_resumable, resume_files
 from rlhf import checkpoint
 from rlhf.config import parse_config
-from rlhf.data import load_instructions
 from rlhf.distributed import end_of_run, main_print, world_size
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.training import lora_config
 from rlhf.trl_compat import check_trl_version
-
-
-def load_prompts(cfg: PPOStageConfig) -> tuple[list[dict], list[dict]]:
-    if cfg.prompts_path:
-        rows = load_instructions(cfg.prompts_path, require_output=False)
-        n_eval = min(cfg.num_eval_prompts, len(rows) // 10)
-        return rows[n_eval:], rows[:n_eval]
-    n = cfg.task_prompts or cfg.demo_prompts
-    if n > 0:
-        from rlhf import tasks
-
-        where = cfg.config_path or "command line"
-        kinds = tuple(k.strip() for k in (cfg.task_kinds or cfg.demo_kinds).split(",") if k.strip()) or None
-        try:
-            task = tasks.get(cfg.task)
-        except ValueError as e:
-            raise UserError(str(e), where, "key 'task'") from None
-        try:
-            train = task.prompts(n, seed=cfg.seed + 101, split="train", kinds=kinds)
-            evals = task.prompts(cfg.num_eval_prompts, seed=cfg.seed + 202, split="eval", kinds=kinds)
-        except ValueError as e:  # an unknown kind, or a prompt space too small
-            raise UserError(str(e), where, "key 'task_kinds'") from None
-        return train, evals
-    raise UserError(
-        "set prompts_path (Alpaca json/jsonl) or task_prompts > 0",
-        cfg.config_path or "command line",
-        "key 'prompts_path'",
-    )
 
 
 def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:

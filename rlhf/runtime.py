@@ -68,3 +68,19 @@ def tokenizer_threads() -> Iterator[None]:
             os.environ.pop(TOKENIZERS_PARALLELISM, None)
         else:
             os.environ[TOKENIZERS_PARALLELISM] = old
+
+
+def lazy_stage_exports(package: str, config_module: str, config_class: str):
+    """A stage package's module `__getattr__` that imports `run` and its config class on first use. `python -m STAGE`
+    imports the package before its `__main__` runs; were `run` imported eagerly, torch would load before
+    `configure_process` could choose the OpenMP wait policy."""
+    import importlib
+
+    def __getattr__(name: str):
+        if name == config_class:
+            return getattr(importlib.import_module(config_module), config_class)
+        if name == "run":
+            return importlib.import_module(f"{package}.train").run
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

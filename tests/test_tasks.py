@@ -193,7 +193,7 @@ def test_demo_behind_the_interface_is_the_demo():
 
 def test_ppo_prompts_come_from_the_task_under_new_and_old_key_names():
     from ppo.config import PPOStageConfig
-    from ppo.train import load_prompts
+    from ppo.prompts import load_prompts
     from rlhf.errors import UserError
 
     new = load_prompts(
