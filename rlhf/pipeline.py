@@ -306,7 +306,7 @@ def plan(
         ),
         Step(
             "ppo",
-            [stage("ppo", sft_path=run / "sft", reward_path=run / "reward", demo_kinds=kinds)],
+            [stage("ppo", sft_path=run / "sft", reward_path=run / "reward", task_kinds=kinds)],
             [(run / "ppo", _stage)],
             [Path(cfg["ppo"]["config"])],
             after=("sft", "reward"),

@@ -81,7 +81,7 @@ def test_pipeline_plan_is_data_with_the_apis_defaults(tmp_path):
     assert (
         sft_cfg.num_train_epochs == 3 and sft_cfg.overwrite is True
     )  # overrides; a rerun replaces the stage
-    assert steps["ppo"].actions[0].config.demo_kinds == "largest,smallest"
+    assert steps["ppo"].actions[0].config.task_kinds == "largest,smallest"
 
     (cmp_step,) = steps["compare"].actions
     (pairs_step,) = steps["pairs"].actions
