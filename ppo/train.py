@@ -21,6 +21,7 @@ from rlhf.distributed import end_of_run, is_main_process, main_print, sharded_la
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
+from rlhf.paths import check_stage_paths
 from rlhf.templates import format_prompt
 from rlhf.training import (
     LOG_FILE,
@@ -156,6 +157,7 @@ def expose_policy_through_ddp(trainer: ResumablePPOTrainer) -> None:
 def main(cfg: PPOStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
+    check_stage_paths("ppo", cfg)  # inputs are never written; --overwrite replaces a ppo stage only
     sft, rm = check_chain(cfg)
     checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
     if sharding := sharded_launch(cfg):

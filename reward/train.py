@@ -19,6 +19,7 @@ from rlhf.distributed import end_of_run, final_model, gather_state_dict, main_pr
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import sha256_text
 from rlhf.models import load_scalar_head_model, load_tokenizer
+from rlhf.paths import check_stage_paths
 from rlhf.scoring import RewardScorer, encode_example
 from rlhf.templates import format_prompt
 from rlhf.training import (
@@ -92,6 +93,7 @@ def rebuild_model(cfg: RewardStageConfig, parent: checkpoint.Stage, tokenizer, p
 def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
+    check_stage_paths("reward", cfg)  # inputs are never written; --overwrite replaces a reward stage only
     parent = checkpoint.require(cfg.sft_path, kind="sft")
     checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
     if not cfg.pairs_path:

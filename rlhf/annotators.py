@@ -17,6 +17,7 @@ from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import read_records
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, atomic_write_jsonl
+from rlhf.paths import refuse_overlap
 from rlhf.tasks import judge, parse_task
 
 
@@ -191,6 +192,11 @@ def cli(argv=None, prog="rlhf annotate") -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    ckpt = a.annotator.split(":", 1)[1] if a.annotator.startswith("reward:") else None
+    refuse_overlap(
+        {"PAIRS": a.pairs, "--annotator": ckpt},
+        {"--out": a.out, "--out (.stats.json)": f"{a.out}.stats.json"},
+    )
     for name in ("flip_rate", "position_bias", "tie_rate"):
         if not 0 <= getattr(a, name) <= 1:
             raise UserError("expected a probability in [0, 1]", "command line", f"--{name.replace('_', '-')}")

@@ -27,6 +27,7 @@ from rlhf.generate import Completion, SamplingParams, generate, response_logprob
 from rlhf.generate_cli import is_plain_model_dir
 from rlhf.io import atomic_write_files, atomic_write_jsonl, require_writable_dir
 from rlhf.models import load_causal_lm, load_policy_from_stage, load_tokenizer
+from rlhf.paths import refuse_overlap
 from rlhf.tasks import judge, parse_task
 from rlhf.templates import format_prompt
 from rlhf.training import LOG_FILE
@@ -604,6 +605,11 @@ def cli(argv=None, prog="rlhf compare") -> int:
         "--export-pairs", help="write the first two checkpoints' responses for blind human comparison"
     )
     a = p.parse_args(argv)
+    refuse_overlap(
+        {"CHECKPOINTS": a.checkpoints, "--prompts": a.prompts, "--reference": a.reference, "--reward": a.reward,
+         "--labels-db": a.labels_db},
+        {"--out": a.out, "--export-pairs": a.export_pairs},
+    )  # fmt: skip
     m = compare(
         a.checkpoints,
         a.prompts,

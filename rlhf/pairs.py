@@ -16,6 +16,7 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.generate import SamplingParams, generate
 from rlhf.io import atomic_write_jsonl
 from rlhf.models import load_policy_from_stage
+from rlhf.paths import refuse_overlap
 from rlhf.templates import format_prompt
 
 
@@ -108,6 +109,7 @@ def cli(argv=None, prog="rlhf pairs") -> int:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
+    refuse_overlap({"--policy": a.policy, "--prompts": a.prompts}, {"--out": a.out})
     if a.n < 2:
         raise UserError("--n must be at least 2 to make pairs", "command line", "--n")
     prompts = load_instructions(a.prompts, require_output=False)[: a.limit]

@@ -28,6 +28,7 @@ from rlhf.models import (
     smart_tokenizer_and_embedding_resize,
     sync_special_token_ids,
 )
+from rlhf.paths import check_stage_paths
 from rlhf.training import (
     JsonlLogger,
     logged_value,
@@ -160,6 +161,7 @@ def rebuild_model(cfg: SFTStageConfig, vocab_size: int | None, lora):
 def main(cfg: SFTStageConfig) -> checkpoint.Stage:
     started = time.time()
     set_seed(cfg.seed)
+    check_stage_paths("sft", cfg)  # inputs are never written; --overwrite replaces a sft stage only
     checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before minutes of loading
     if not cfg.data_path:
         raise UserError(

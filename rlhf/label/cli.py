@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.paths import refuse_overlap
 
 ANNOTATOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 DEFAULT_ANNOTATOR = "annotator"
@@ -245,6 +246,10 @@ def _prepare_store(a):
 
 
 def _serve(a) -> int:
+    refuse_overlap(
+        {"PAIRS": a.pairs, "--compare": a.compare, "--prompts": a.prompts},
+        {"--db": a.db, "--save-pairs": a.save_pairs},
+    )
     token = _check_serve_args(a)
     store, created = _prepare_store(a)
     meta = store.meta()
@@ -269,6 +274,7 @@ def _serve(a) -> int:
 def _export(a) -> int:
     from rlhf.label.export import export_preferences
 
+    refuse_overlap({"--db": a.db}, {"--out": a.out})
     c = export_preferences(a.db, a.out)
     print(
         f"export: wrote {c['rows']} preference rows to {a.out} from {c['labels']} labels "
