@@ -20,6 +20,7 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import sha256_text
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.paths import check_stage_paths
+from rlhf.resume_metrics import train_reporting_whole_run
 from rlhf.scoring import RewardScorer, encode_example
 from rlhf.templates import format_prompt
 from rlhf.training import (
@@ -142,7 +143,7 @@ def main(cfg: RewardStageConfig) -> checkpoint.Stage:
     resume_from = resolve_resume(cfg.resume, out)
     if trainer.is_world_process_zero():
         start_log(out, resume_from)
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result = train_reporting_whole_run(trainer, resume_from)  # train_loss etc. of the whole run, if resumed
     # Only rank 0 scores and writes the stage. A sharded model (ZeRO-3, FSDP) is gathered first, by every rank.
     gathered = gather_state_dict(trainer)
     if not trainer.is_world_process_zero():

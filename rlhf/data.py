@@ -229,7 +229,10 @@ def _parse_json_list(text: str, path: Path) -> list[dict[str, Any]]:
             f"nested more than {MAX_DEPTH} levels deep", path, f"line {_too_deep_line(text)}"
         ) from None
     if not isinstance(data, list):
-        raise UserError(f"expected a JSON list of objects, got {type(data).__name__}", path)
+        raise UserError(
+            f"expected a JSON list of objects, got {'dict' if isinstance(data, dict) else type(data).__name__}",
+            path,
+        )
     if not data:
         raise UserError("the list is empty; expected at least one row", path)
     rows = []

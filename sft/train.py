@@ -29,6 +29,7 @@ from rlhf.models import (
     sync_special_token_ids,
 )
 from rlhf.paths import check_stage_paths
+from rlhf.resume_metrics import train_reporting_whole_run
 from rlhf.training import (
     JsonlLogger,
     logged_value,
@@ -228,7 +229,7 @@ def main(cfg: SFTStageConfig) -> checkpoint.Stage:
         metrics["initial_eval_loss"] = trainer.evaluate()["eval_loss"]
     elif resume_from is not None and (initial := logged_value(out, "eval_loss", step=0)) is not None:
         metrics["initial_eval_loss"] = initial  # measured by the run that was interrupted
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result = train_reporting_whole_run(trainer, resume_from)  # train_loss etc. of the whole run, if resumed
     metrics["train_loss"] = result.training_loss
     metrics["train_runtime"] = result.metrics.get("train_runtime")
     n_tokens = sum(sum(1 for t in ids if t != -100) for ids in train_ds["labels"])
