@@ -195,7 +195,6 @@ def test_every_writing_command_refuses_an_output_that_is_an_input(tiny_chain, tm
          prompts, "--export-pairs"),
         (["label", "serve", pairs, "--db", pairs, "--no-serve"], pairs, "--db"),
         (["label", "export", "--db", db, "--out", db], db, "--out"),
-        (["convert", gguf, gguf], gguf, "OUT_DIR"),
         (["pipeline", "--config", pipeline_cfg, "--out", tmp_path], tmp_path, "--out"),
     ]  # fmt: skip
     files = [prompts, pairs, db, gguf, pipeline_cfg]
