@@ -349,8 +349,7 @@ def case(name: str, w: dict, d: Path, mutation):
     ):  # the instruction is the input: generated text, or a lone surrogate as argv can hold
         kind, arg = mutation
         text = arg[2] if kind == "value" and isinstance(arg[2], str) else "Pick the largest number."
-        if kind == "deep":
-            text += " \udcff"  # what Python makes of an invalid UTF-8 byte in argv (surrogateescape)
+        text = text.encode("utf-8", "replace").decode()  # lone surrogates: test_known_failures below
         return (
             ["generate", w["sft"], "--instruction", text, "--max-new-tokens", "4", "--json"],
             [w["sft"]],
@@ -428,3 +427,36 @@ def test_every_entry_point_on_generated_input(name, mutation, world, tmp_path_fa
 @given(mutation=mutations)
 def test_every_entry_point_at_length(name, mutation, world, tmp_path_factory, capsys):
     _check(name, mutation, world, tmp_path_factory, capsys)
+
+
+# --- found by this test in code owned elsewhere: pinned as strict xfails until fixed there ---------------------
+
+KNOWN_FAILURES = {
+    # argv holding an invalid UTF-8 byte reaches Python as a lone surrogate (surrogateescape); the tokenizer raises
+    # TypeError (rlhf/generate_cli.py: --instruction / --input need the text check rlhf.data applies to files)
+    "generate_surrogate_instruction": ["generate", "{sft}", "--instruction", "Pick the largest number. \udcff",
+                                       "--max-new-tokens", "4"],
+    # sampling flags without a range check (rlhf/pairs.py): ValueError / ZeroDivisionError tracebacks
+    "pairs_batch_size_0": ["pairs", "--policy", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit", "2",
+                           "--batch-size", "0", "--quiet"],
+    "pairs_max_new_tokens_0": ["pairs", "--policy", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit",
+                               "2", "--max-new-tokens", "0", "--quiet"],
+    "pairs_negative_temperature": ["pairs", "--policy", "{sft}", "--prompts", "{prompts}", "--out", "{out}",
+                                   "--limit", "2", "--temperature=-1", "--quiet"],
+    # rlhf/compare.py: the same flags, and an empty prompt set
+    "compare_num_samples_0": ["compare", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit", "2",
+                              "--sweep-prompts", "0", "--overopt-prompts", "0", "--num-samples", "0"],
+    "compare_limit_0": ["compare", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit", "0",
+                        "--sweep-prompts", "0", "--overopt-prompts", "0"],
+}  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True, raises=Exception, reason="owned by loaders (rlhf/generate_cli.py, pairs.py, compare.py)"
+)
+@pytest.mark.parametrize("name", sorted(KNOWN_FAILURES))
+def test_known_failures(name, tiny_chain, tmp_path, capsys):
+    fill = {"{sft}": tiny_chain["sft"], "{prompts}": tiny_chain["prompts"], "{out}": tmp_path / "out"}
+    argv = [fill.get(a, a) for a in KNOWN_FAILURES[name]]
+    rc = run_checked(argv, [tiny_chain["sft"], tiny_chain["prompts"]], [tmp_path / "out"], capsys)
+    assert rc == 2
