@@ -85,7 +85,7 @@ class ResumableTrainingMetrics(TrainerCallback, ExportableState):
         saved = state.stateful_callbacks.get(STATE_KEY)
         state.stateful_callbacks[STATE_KEY] = self.state()
         data = saved.get("attributes", {}).get("saved") if isinstance(saved, dict) else None
-        if state.global_step > 0 and data and self.trainer is not None:
+        if state.global_step > 0 and data and getattr(self.trainer, "_tr_loss", None) is not None:
             restore_loss_accumulators(self.trainer, data)
         # else: a fresh run, or a checkpoint saved without this callback (its report covers the resumed part only)
 
@@ -109,7 +109,8 @@ def track_whole_run_metrics(trainer) -> ResumableTrainingMetrics:
 
 def train_reporting_whole_run(trainer, resume_from_checkpoint: str | None = None) -> TrainOutput:
     """`trainer.train(resume_from_checkpoint=...)` whose TrainOutput (training_loss, metrics['train_loss']) and logs
-    report the whole run, as an uninterrupted run would."""
+    report the whole run, as an uninterrupted run would. For transformers' Trainer and its subclasses (SFT, TRL's
+    RewardTrainer); TRL's PPO loop keeps no loss accumulators (its metrics are per-update log rows)."""
     track_whole_run_metrics(trainer)
     out = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     loss = whole_run_train_loss(trainer)

@@ -83,8 +83,12 @@ def train_logs(trainer) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in timing} for row in trainer.state.log_history]
 
 
-@pytest.mark.parametrize("cls", [Trainer, TrlStyleTrainer], ids=["Trainer", "TRL-style metrics"])
-@pytest.mark.parametrize("resume_step", [3, 6, 9])
+# resumed at 3 (before the first log), 6 (2 steps after the log at 4) and 9 (1 step after the log at 8)
+@pytest.mark.parametrize(
+    "cls,resume_step",
+    [(Trainer, 3), (Trainer, 9), (TrlStyleTrainer, 6)],
+    ids=["Trainer-3", "Trainer-9", "TRL-style-metrics-6"],
+)
 def test_resumed_run_reports_the_uninterrupted_runs_numbers(cls, resume_step, tmp_path):
     whole = make_trainer(tmp_path / "a", cls)
     ref = train_reporting_whole_run(whole)
