@@ -289,15 +289,11 @@ def one_of(*values: Any) -> Domain:
     return Domain(f"one of {list(values)}", lambda v: v in values)
 
 
-def _resume_value(v: Any) -> bool:
-    return isinstance(v, str) and (v in _RESUME_WORDS or Path(v).is_dir())
-
-
 def _output_dir_value(v: Any) -> bool:
     return isinstance(v, str) and bool(v.strip()) and not (Path(v).exists() and not Path(v).is_dir())
 
 
-_RESUME_WORDS = ("auto", "never", "true", "false", "True", "False", "")
+# `resume` is checked where it is resolved (rlhf.training.resolve_resume: "not a complete trainer checkpoint").
 DOMAINS: dict[str, Domain] = {
     # TrainingArguments
     "learning_rate": greater_than(0),
@@ -330,7 +326,6 @@ DOMAINS: dict[str, Domain] = {
     "neftune_noise_alpha": greater_than(0),
     # the kit's stage fields
     "output_dir": Domain("a directory path (not an existing file)", _output_dir_value),
-    "resume": Domain("auto, never, or the path of a checkpoint-N dir", _resume_value),
     "max_length": integer_at_least(1),
     "eval_fraction": fraction(below_one=True),
     "max_pairs": integer_at_least(1),
