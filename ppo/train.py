@@ -91,7 +91,7 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     )
     t0, stopped_early = time.time(), None
     try:
-        job.train(trainer)
+        job.train(trainer, loss_accumulators=False)
     except KLStop as e:
         stopped_early = str(e)
         main_print(f"ppo: stopped early: {stopped_early}")

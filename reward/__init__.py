@@ -3,4 +3,6 @@
 from rlhf.runtime import lazy_stage_exports
 
 __all__ = ["RewardStageConfig", "run"]
-__getattr__ = lazy_stage_exports(__name__, "reward.config", "RewardStageConfig")  # `run` loads torch: only when first used
+__getattr__ = lazy_stage_exports(
+    __name__, "reward.config", "RewardStageConfig"
+)  # `run` loads torch: only when first used

@@ -19,6 +19,7 @@ from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import read_records
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, atomic_write_jsonl
+from rlhf.paths import refuse_overlap
 from rlhf.tasks import Task
 
 
@@ -237,6 +238,10 @@ def write_preferences(
 ) -> dict:
     """Label the pairs file `pairs` (from `rlhf pairs`) and write the preferences to `out` (jsonl), their stats to
     `out`.stats.json; returns the stats."""
+    ckpt = annotator.split(":", 1)[1] if annotator.startswith("reward:") else None
+    refuse_overlap(
+        {"PAIRS": pairs, "--annotator": ckpt}, {"--out": out, "--out (.stats.json)": f"{out}.stats.json"}
+    )
     for name, value in (("flip_rate", flip_rate), ("position_bias", position_bias), ("tie_rate", tie_rate)):
         if not 0 <= value <= 1:
             raise UserError("expected a probability in [0, 1]", "command line", f"--{name.replace('_', '-')}")

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rlhf.argparse_utils import usage_error
+from rlhf.data import MAX_DEPTH, check_value
 from rlhf.distributed import configure_launch
 from rlhf.errors import UserError
 
@@ -36,22 +38,49 @@ class _Parser:
         return Parser(dataclass_types, prog=prog)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise UserError(f"duplicate key {key!r}", self.name, f"line {key_node.start_mark.line + 1}")
+            if isinstance(key, (str, int, float, bool)):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; anything else, and what rlhf.data's readers refuse in JSON (nesting
+    deeper than MAX_DEPTH, duplicate keys, lone surrogates, NaN / infinite numbers), is one UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError("config file not found", path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        loader = _StrictLoader(text)
+        loader.name = str(path)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except UnicodeDecodeError:
         raise UserError("config is not valid UTF-8", path) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
         raise UserError(f"malformed YAML ({getattr(e, 'problem', None) or e})", path, where) from None
+    except RecursionError:
+        raise UserError(f"nested more than {MAX_DEPTH} levels deep", path) from None
+    except ValueError as e:  # a number YAML cannot convert (e.g. an integer over 4300 digits)
+        raise UserError(f"unreadable value ({str(e).splitlines()[0][:80]})", path) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UserError(f"expected a YAML mapping of config keys, got {type(data).__name__}", path)
+    check_value(data, path, None)
     return data
 
 
@@ -151,11 +180,12 @@ def parse_config(
         parser.set_defaults_with_config(**config)
     # An unknown flag is a command-line mistake, not the config file's: name the flag (HfArgumentParser would
     # raise a ValueError that the handler below would blame on the YAML file).
-    _, unknown_args = parser.parse_known_args(args=argv)
+    namespace, unknown_args = parser.parse_known_args(args=argv)
     if unknown_args:
         flag = next((a for a in unknown_args if a.startswith("-")), unknown_args[0])
         what = "unknown option" if flag.startswith("-") else "unexpected argument"
         raise UserError(f"{what} (see `{parser.prog} --help`)", "command line", flag.split("=", 1)[0])
+    check_domains(vars(namespace), dataclass_types, argv, config_path, config)  # before anything is built
     # Under torchrun / accelerate launch: pick the CPU backend when there is no GPU. TrainingArguments sets up its
     # devices while it is being built, so this comes first.
     configure_launch(
@@ -235,3 +265,177 @@ class StageOptions:
     config_path: str | None = dataclasses.field(
         default=None, metadata={"help": "Set automatically to the YAML file the config came from."}
     )
+
+
+# --- Value domains --------------------------------------------------------------------------------------------
+# argparse and the YAML checks above make sure a value has the right type; these make sure it is in range, before
+# anything is created (a negative or NaN learning rate, a batch size of 0 or a dropout of 2 would otherwise fail deep
+# inside torch or the Trainer, after the output dir exists, or train silently wrong). One table for every stage:
+# the TrainingArguments / TRL fields users set and the kit's own. A key absent from a config class is skipped.
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    expect: str  # completes "expected ...", e.g. "a number > 0"
+    ok: Callable[[Any], bool]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _whole(v: Any) -> bool:
+    return _number(v) and float(v).is_integer()
+
+
+def greater_than(low: float) -> Domain:
+    return Domain(f"a finite number > {low:g}", lambda v: _number(v) and v > low)
+
+
+def at_least(low: float) -> Domain:
+    return Domain(f"a finite number >= {low:g}", lambda v: _number(v) and v >= low)
+
+
+def integer_at_least(low: int) -> Domain:
+    return Domain(f"an integer >= {low}", lambda v: _whole(v) and v >= low)
+
+
+def fraction(*, below_one: bool = False) -> Domain:
+    hi = ")" if below_one else "]"
+    return Domain(
+        f"a number in [0, 1{hi}", lambda v: _number(v) and 0 <= v and (v < 1 if below_one else v <= 1)
+    )
+
+
+def share_or_count(*, zero: bool) -> Domain:
+    """transformers' step settings: a float below 1 is a share of all steps, a whole number a step count."""
+    low = "[0, 1)" if zero else "(0, 1)"
+    return Domain(
+        f"a share in {low} or a whole number of steps >= 1",
+        lambda v: _number(v) and ((0 <= v < 1 if zero else 0 < v < 1) or (v >= 1 and float(v).is_integer())),
+    )
+
+
+def one_of(*values: Any) -> Domain:
+    return Domain(f"one of {list(values)}", lambda v: v in values)
+
+
+def _output_dir_value(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip()) and not (Path(v).exists() and not Path(v).is_dir())
+
+
+# `resume` is checked where it is resolved (rlhf.training.resolve_resume: "not a complete trainer checkpoint").
+DOMAINS: dict[str, Domain] = {
+    # TrainingArguments
+    "learning_rate": greater_than(0),
+    "num_train_epochs": greater_than(0),
+    "max_steps": Domain(
+        "-1 (train num_train_epochs) or an integer >= 1", lambda v: _whole(v) and (v == -1 or v >= 1)
+    ),
+    "per_device_train_batch_size": integer_at_least(1),
+    "per_device_eval_batch_size": integer_at_least(1),
+    "gradient_accumulation_steps": integer_at_least(1),
+    "eval_accumulation_steps": integer_at_least(1),
+    "warmup_steps": share_or_count(zero=True),
+    "weight_decay": at_least(0),
+    "adam_beta1": fraction(below_one=True),
+    "adam_beta2": fraction(below_one=True),
+    "adam_epsilon": greater_than(0),
+    "max_grad_norm": at_least(0),
+    "label_smoothing_factor": fraction(below_one=True),
+    "logging_steps": share_or_count(zero=False),
+    "save_steps": share_or_count(zero=False),
+    "eval_steps": share_or_count(zero=False),
+    "eval_delay": at_least(0),
+    "save_total_limit": integer_at_least(1),
+    "seed": Domain("an integer in [0, 2**32 - 1]", lambda v: _whole(v) and 0 <= v < 2**32),
+    "data_seed": Domain("an integer in [0, 2**32 - 1]", lambda v: _whole(v) and 0 <= v < 2**32),
+    "dataloader_num_workers": integer_at_least(0),
+    "dataloader_prefetch_factor": integer_at_least(1),
+    "torch_empty_cache_steps": integer_at_least(1),
+    "ddp_timeout": integer_at_least(1),
+    "neftune_noise_alpha": greater_than(0),
+    # the kit's stage fields
+    "output_dir": Domain("a directory path (not an existing file)", _output_dir_value),
+    "max_length": integer_at_least(1),
+    "eval_fraction": fraction(below_one=True),
+    "max_pairs": integer_at_least(1),
+    "center_rewards_coefficient": at_least(0),
+    "lora_r": integer_at_least(1),
+    "lora_alpha": greater_than(0),
+    "lora_dropout": fraction(below_one=True),
+    "demo_prompts": integer_at_least(0),
+    "num_eval_prompts": integer_at_least(0),
+    "max_prompt_length": integer_at_least(1),
+    "kl_stop": greater_than(0),
+    # TRL's PPOConfig
+    "num_ppo_epochs": integer_at_least(1),
+    "num_mini_batches": integer_at_least(1),
+    "total_episodes": integer_at_least(1),
+    "local_rollout_forward_batch_size": integer_at_least(1),
+    "response_length": integer_at_least(1),
+    "num_sample_generations": integer_at_least(0),
+    "temperature": greater_than(0),
+    "missing_eos_penalty": at_least(0),
+    "kl_coef": at_least(0),
+    "cliprange": greater_than(0),
+    "vf_coef": at_least(0),
+    "cliprange_value": greater_than(0),
+    "gamma": fraction(),
+    "lam": fraction(),
+}
+
+
+def _template_domain() -> Domain:
+    from rlhf.templates import TEMPLATES
+
+    return one_of(*TEMPLATES)
+
+
+def domain_problems(values: dict[str, Any], optional: dict[str, bool]) -> list[tuple[str, str]]:
+    """(key, what was expected and given) for every value outside its domain. `optional[key]`: whether the field's
+    type admits None (null in YAML), which is then always allowed."""
+    domains = {**DOMAINS, "template": _template_domain()}
+    problems = []
+    for key, domain in domains.items():
+        if key not in values:
+            continue
+        value = values[key]
+        if value is None and optional.get(key, False):
+            continue
+        if not domain.ok(value):
+            problems.append((key, f"expected {domain.expect}, got {value!r}"))
+    return problems
+
+
+def _optional_fields(dataclass_types) -> dict[str, bool]:
+    """Whether each field's declared type admits None. Read from the class annotations: HfArgumentParser rewrites
+    `field.type` (Optional[int] becomes int) when it builds its parser."""
+    out: dict[str, bool] = {}
+    for t in dataclass_types:
+        for klass in t.__mro__:
+            for name, ann in vars(klass).get("__annotations__", {}).items():
+                text = ann if isinstance(ann, str) else repr(ann)
+                out.setdefault(name, "None" in text or "Optional" in text)
+    return out
+
+
+def check_domains(
+    values: dict[str, Any], dataclass_types, argv: list[str], config_path: Path | None, config: dict
+) -> None:
+    """Refuse the first out-of-domain value, naming where it was given: the flag, the YAML key, or (a default or
+    a Python caller's value) the key alone."""
+    problems = domain_problems(values, _optional_fields(dataclass_types))
+    if not problems:
+        return
+    key, what = problems[0]
+    if any(a == f"--{key}" or a.startswith(f"--{key}=") for a in argv):
+        raise UserError(what, "command line", f"--{key}")
+    raise UserError(what, config_path if key in config or config_path else "config", f"key '{key}'")
+
+
+def check_config(cfg: Any) -> None:
+    """The domain check for a config built in Python (not through parse_config): one UserError naming the key."""
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    source = getattr(cfg, "config_path", None)
+    check_domains(values, [type(cfg)], [], Path(source) if source else None, {})

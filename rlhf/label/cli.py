@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.paths import refuse_overlap
 
 ANNOTATOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 DEFAULT_ANNOTATOR = "annotator"
@@ -385,6 +386,11 @@ def _new_session(a, db: Path):
 def _serve(a) -> int:
     from rlhf.label.server import DEFAULT_MAX_BODY, open_socket, serve
 
+    refuse_overlap(
+        {"PAIRS": a.pairs, "--compare": a.compare, "--prompts": a.prompts, "--gold": a.gold,
+         "--guidelines": a.guidelines},
+        {"--db": a.db, "--save-pairs": a.save_pairs},
+    )  # fmt: skip
     _check_serve_args(a)
     db = Path(a.db)
     # A new session is validated first (that writes nothing); then the port is bound before anything is written
@@ -424,6 +430,10 @@ def _serve(a) -> int:
 def _export(a) -> int:
     from rlhf.label.export import export_label_studio, export_preferences
 
+    refuse_overlap(
+        {"--db": a.db},
+        {"--out": a.out, "--parquet": a.parquet, "--datasets": a.datasets, "--label-studio": a.label_studio},
+    )
     c = export_preferences(a.db, a.out, parquet=a.parquet, datasets_dir=a.datasets)
     also = "".join(f", {p}" for p in (a.parquet, a.datasets) if p)
     print(
