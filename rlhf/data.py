@@ -83,7 +83,8 @@ def loads(text: str) -> Any:
     )
 
 
-def _text_problem(text: str) -> str | None:
+def text_problem(text: str) -> str | None:
+    """What makes `text` unusable as Unicode (a lone surrogate), or None."""
     if text.isascii():
         return None
     try:
@@ -107,7 +108,7 @@ def value_problem(value: Any) -> tuple[str | None, str] | None:
         if depth > MAX_DEPTH:
             return top, f"nested more than {MAX_DEPTH} levels deep"
         if isinstance(v, str):
-            if problem := _text_problem(v):
+            if problem := text_problem(v):
                 return top, f"text holds a {problem}"
         elif isinstance(v, _Bad):
             return top, v.what
@@ -120,7 +121,7 @@ def value_problem(value: Any) -> tuple[str | None, str] | None:
             if getattr(v, "duplicate", None) is not None:
                 return (top if depth else v.duplicate), f"duplicate key {v.duplicate!r}"
             for k, x in v.items():
-                if problem := _text_problem(k):
+                if problem := text_problem(k):
                     return top, f"a key holds a {problem}"
                 stack.append((x, depth + 1, k if depth == 0 else top))
         elif isinstance(v, (list, tuple)):

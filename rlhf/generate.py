@@ -65,6 +65,9 @@ def generate(
     eos = tokenizer.eos_token_id
     out: list[list[Completion]] = []
     device = next(model.parameters()).device
+    # Greedy decoding is deterministic: decode each prompt once and repeat it (transformers refuses
+    # num_return_sequences > 1 without sampling).
+    per_prompt = params.num_samples if params.temperature > 0 else 1
     try:
         bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
         for start in range(0, len(prompts), batch_size):
@@ -75,7 +78,7 @@ def generate(
             gen = model.generate(
                 **enc,
                 max_new_tokens=params.max_new_tokens,
-                num_return_sequences=params.num_samples,
+                num_return_sequences=per_prompt,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=eos,
                 use_cache=True,
@@ -84,7 +87,9 @@ def generate(
             new_tokens = gen[:, enc["input_ids"].shape[1] :].tolist()
             for i in range(len(chunk)):
                 samples = []
-                for ids in new_tokens[i * params.num_samples : (i + 1) * params.num_samples]:
+                for ids in new_tokens[i * per_prompt : (i + 1) * per_prompt] * (
+                    params.num_samples // per_prompt
+                ):
                     finished = eos in ids
                     ids = ids[: ids.index(eos)] if finished else ids
                     ids = [t for t in ids if t != tokenizer.pad_token_id]

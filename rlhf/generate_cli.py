@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from rlhf.argparse_utils import ArgumentParser
+from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
 from rlhf.errors import UserError, exit_on_user_error
 
 
@@ -34,24 +34,15 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf generate") -> int:
     )
     p.add_argument("--instruction", required=True)
     p.add_argument("--input", default="", help="optional context for the instruction (Alpaca's `input`)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=0, help="0 = off")
-    p.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--temperature", type=float_in(0), default=0.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int_at_least(0), default=0, help="0 = off")
+    p.add_argument("--top-p", type=float_in(0, 1, low_open=True), default=1.0, help="1.0 = off")
+    p.add_argument("--max-new-tokens", type=int_at_least(1), default=128)
+    p.add_argument("--num-samples", type=int_at_least(1), default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--show-prompt", action="store_true", help="print the formatted prompt first")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of plain text")
     a = p.parse_args(argv)
-    for flag, ok in (
-        ("--temperature", a.temperature >= 0),
-        ("--top-k", a.top_k >= 0),
-        ("--top-p", 0 < a.top_p <= 1),
-        ("--max-new-tokens", a.max_new_tokens > 0),
-        ("--num-samples", a.num_samples > 0),
-    ):
-        if not ok:
-            raise UserError(f"out of range: {getattr(a, flag[2:].replace('-', '_'))!r}", "command line", flag)
     if not a.instruction.strip():
         raise UserError("empty instruction", "command line", "--instruction")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rlhf.argparse_utils import ArgumentParser
+from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
 from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.generate import SamplingParams, generate
@@ -91,16 +91,19 @@ def cli(argv=None, prog="rlhf pairs") -> int:
         "--policy", required=True, help="a finished sft or ppo stage dir (or any policy model dir)"
     )
     p.add_argument("--prompts", required=True, help="Alpaca json/jsonl (instruction, input)")
-    p.add_argument("--n", type=int, default=2, help="responses per prompt")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--n", type=int_at_least(2), default=2, help="responses per prompt")
+    p.add_argument("--temperature", type=float_in(0), default=1.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float_in(0, 1, low_open=True), default=0.95)
+    p.add_argument("--top-k", type=int_at_least(0), default=0, help="0 = off")
+    p.add_argument("--max-new-tokens", type=int_at_least(1), default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    p.add_argument("--batch-size", type=int_at_least(1), default=64)
+    p.add_argument("--limit", type=int_at_least(1), default=None, help="use only the first N prompts")
     p.add_argument(
-        "--resample", type=int, default=2, help="extra draws for prompts whose responses are identical"
+        "--resample",
+        type=int_at_least(0),
+        default=2,
+        help="extra draws for prompts whose responses are identical",
     )
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--out", required=True)

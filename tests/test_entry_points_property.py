@@ -429,14 +429,14 @@ def test_every_entry_point_at_length(name, mutation, world, tmp_path_factory, ca
     _check(name, mutation, world, tmp_path_factory, capsys)
 
 
-# --- found by this test in code owned elsewhere: pinned as strict xfails until fixed there ---------------------
+# --- inputs this test found that once ended in a traceback: each must now be one clear error (exit 2) ------------
 
-KNOWN_FAILURES = {
+ONCE_CRASHED = {
     # argv holding an invalid UTF-8 byte reaches Python as a lone surrogate (surrogateescape); the tokenizer raises
-    # TypeError (rlhf/generate_cli.py: --instruction / --input need the text check rlhf.data applies to files)
+    # TypeError; every small command's argparse now checks its text arguments as rlhf.data checks files
     "generate_surrogate_instruction": ["generate", "{sft}", "--instruction", "Pick the largest number. \udcff",
                                        "--max-new-tokens", "4"],
-    # sampling flags without a range check (rlhf/pairs.py): ValueError / ZeroDivisionError tracebacks
+    # sampling flags out of range (ValueError / ZeroDivisionError tracebacks before the range-checked flag types)
     "pairs_batch_size_0": ["pairs", "--policy", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit", "2",
                            "--batch-size", "0", "--quiet"],
     "pairs_max_new_tokens_0": ["pairs", "--policy", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit",
@@ -446,17 +446,19 @@ KNOWN_FAILURES = {
     # rlhf/compare.py: the same flags, and an empty prompt set
     "compare_num_samples_0": ["compare", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit", "2",
                               "--sweep-prompts", "0", "--overopt-prompts", "0", "--num-samples", "0"],
+    "compare_max_new_tokens_0": ["compare", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit", "2",
+                                 "--sweep-prompts", "0", "--overopt-prompts", "0", "--max-new-tokens", "0"],
+    "compare_negative_temperature": ["compare", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit", "2",
+                                     "--sweep-prompts", "0", "--overopt-prompts", "0", "--temperature=-1"],
+    "generate_nan_top_p": ["generate", "{sft}", "--instruction", "Pick the largest number.", "--top-p", "nan"],
     "compare_limit_0": ["compare", "{sft}", "--prompts", "{prompts}", "--out", "{out}", "--limit", "0",
                         "--sweep-prompts", "0", "--overopt-prompts", "0"],
 }  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True, raises=Exception, reason="owned by loaders (rlhf/generate_cli.py, pairs.py, compare.py)"
-)
-@pytest.mark.parametrize("name", sorted(KNOWN_FAILURES))
-def test_known_failures(name, tiny_chain, tmp_path, capsys):
+@pytest.mark.parametrize("name", sorted(ONCE_CRASHED))
+def test_inputs_that_once_crashed_are_refused_cleanly(name, tiny_chain, tmp_path, capsys):
     fill = {"{sft}": tiny_chain["sft"], "{prompts}": tiny_chain["prompts"], "{out}": tmp_path / "out"}
-    argv = [fill.get(a, a) for a in KNOWN_FAILURES[name]]
+    argv = [fill.get(a, a) for a in ONCE_CRASHED[name]]
     rc = run_checked(argv, [tiny_chain["sft"], tiny_chain["prompts"]], [tmp_path / "out"], capsys)
     assert rc == 2

@@ -163,3 +163,20 @@ def test_wait_policy_is_passive_only_on_shared_cores(monkeypatch):
     monkeypatch.setattr(_omp, "cores_in_use_by_others", lambda: 2.0)
     _omp.choose_wait_policy()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_greedy_generation_with_several_samples_repeats_the_one_greedy_answer():
+    """`--temperature 0 --n 2` (pairs) or `--num-samples 3` (generate): transformers refuses
+    num_return_sequences > 1 without sampling, so greedy decodes once and repeats."""
+    from rlhf.generate import SamplingParams, generate
+    from rlhf.tasks.demo_model import build_demo_model, train_bpe_tokenizer
+
+    tok = train_bpe_tokenizer(["the quick brown fox jumps over the lazy dog"] * 20, vocab_size=300)
+    model = build_demo_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    prompts = ["the quick", "a lazy dog"]
+    one = generate(model, tok, prompts, SamplingParams(temperature=0.0, max_new_tokens=5), progress=False)
+    three = generate(
+        model, tok, prompts, SamplingParams(temperature=0.0, max_new_tokens=5, num_samples=3), progress=False
+    )
+    assert [len(s) for s in three] == [3, 3]
+    assert all(c.text == one[i][0].text for i, s in enumerate(three) for c in s)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlhf import tasks
-from rlhf.argparse_utils import ArgumentParser
+from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
 from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.evaluation.plots import plot_overoptimisation, plot_ppo_curves, plot_sweep, plot_winrates
@@ -436,19 +436,22 @@ def cli(argv=None, prog="rlhf compare") -> int:
         "--reward", help="reward stage (or reward model) dir for reward-model scores and win-rates"
     )
     p.add_argument("--names", help="comma-separated display names")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--num-samples", type=int, default=4)
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--limit", type=int_at_least(1))
+    p.add_argument("--temperature", type=float_in(0), default=0.7, help="0 = greedy")
+    p.add_argument("--top-p", type=float_in(0, 1, low_open=True), default=1.0)
+    p.add_argument("--top-k", type=int_at_least(0), default=0)
+    p.add_argument("--num-samples", type=int_at_least(1), default=4)
+    p.add_argument("--max-new-tokens", type=int_at_least(1), default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sweep-temperatures", default="0.3,0.7,1.0")
     p.add_argument("--sweep-top-ps", default="0.9,1.0")
     p.add_argument(
-        "--sweep-prompts", type=int, default=100, help="prompts per sweep point (0 disables the sweep)"
+        "--sweep-prompts",
+        type=int_at_least(0),
+        default=100,
+        help="prompts per sweep point (0 disables the sweep)",
     )
-    p.add_argument("--overopt-prompts", type=int, default=100)
+    p.add_argument("--overopt-prompts", type=int_at_least(0), default=100)
     p.add_argument("--labels-db", help="labeling app db: include the human win-rate")
     p.add_argument(
         "--export-pairs", help="write the first two checkpoints' responses for blind human comparison"
