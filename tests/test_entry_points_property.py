@@ -167,7 +167,7 @@ def world(tiny_chain, demo_base, tmp_path_factory) -> dict:
     """Valid starting points for every entry point's input, built once."""
     from _faults import write_prefs
 
-    from rlhf.tasks import make_sft_rows, make_tasks
+    from rlhf.tasks.demo import make_sft_rows, make_tasks
 
     root = tmp_path_factory.mktemp("property")
     pairs = [json.loads(x) for x in tiny_chain["pairs"].read_text().splitlines()[:4]]
