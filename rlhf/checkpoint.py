@@ -181,30 +181,6 @@ def _git_commit() -> str | None:
     return res.stdout.strip() or None if res.returncode == 0 else None
 
 
-def _model_card(out: Path, kind: str, parents: list[Stage], metrics: dict, base: str | None) -> str:
-    lines = [
-        "---",
-        "library_name: transformers",
-        "tags: [rlhf, " + kind + "]",
-        "---",
-        f"# {kind.upper()} checkpoint",
-        "",
-        f"Written by the rlhf kit's `{kind}` stage. Lineage and the full resolved config are in `{MANIFEST}`.",
-        "",
-    ]
-    if base:
-        lines.append(f"- base model: `{base}`")
-    for p in parents:
-        lines.append(f"- parent ({p.kind}): `{os.path.relpath(p.path, out)}`")
-    if metrics:
-        lines += ["", "| metric | value |", "|---|---|"]
-        for k, v in metrics.items():
-            lines.append(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
-    lines += ["", "Load with `AutoModelForCausalLM.from_pretrained(dir)` (policy) or", ""]
-    lines.append("`AutoModelForSequenceClassification.from_pretrained(dir)` (reward model).")
-    return "\n".join(lines) + "\n"
-
-
 def finish(
     out: str | Path,
     kind: str,
@@ -218,12 +194,21 @@ def finish(
     template: str = "alpaca",
     base_model: str | None = None,
     extra: dict[str, Any] | None = None,
+    adapter: bool = False,
+    repo_id: str | None = None,
 ) -> Stage:
-    """Write the model card and then, last, the manifest. Returns the finished Stage."""
+    """Write the model card and then, last, the manifest. Returns the finished Stage. `adapter`: the weights are a
+    LoRA adapter; `repo_id`: the hub repo the stage will be pushed to (named in the card's load snippet)."""
+    from rlhf.model_card import model_card
+
     out = Path(out)
     assert kind in KINDS
     metrics = dict(metrics or {})
-    atomic_write_text(out / "README.md", _model_card(out, kind, list(parents), metrics, base_model))
+    card = model_card(
+        out, kind, parents=list(parents), metrics=metrics, base_model=base_model, config=config,
+        template=template, adapter=adapter, repo_id=repo_id,
+    )  # fmt: skip
+    atomic_write_text(out / "README.md", str(card))
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "stage": kind,

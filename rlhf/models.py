@@ -30,6 +30,11 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
+def is_hub_id(name: str) -> bool:
+    """Whether `name` reads as a hub model id ("name" or "org/name") rather than a local path."""
+    return not Path(name).expanduser().exists() and not _looks_local(name)
+
+
 def _resolve(name_or_path: str | Path, required: str = "config.json") -> str:
     name = str(name_or_path)
     p = Path(name).expanduser()
