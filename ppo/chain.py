@@ -3,19 +3,36 @@ and a launch that does not shard the models."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rlhf import checkpoint
 from rlhf.distributed import sharded_launch
 from rlhf.errors import UserError
 
 
-def check_chain(cfg) -> tuple[checkpoint.Stage, checkpoint.Stage]:
-    """Before any model loads: SFT and reward dirs are finished stages of the right kinds, and the reward model
-    was trained on this SFT checkpoint (or at least with the identical tokenizer)."""
-    sft = checkpoint.require(cfg.sft_path, kind="sft")
-    rm = checkpoint.require(cfg.reward_path, kind="reward")
-    if sft.sha256 not in {p.get("manifest_sha256") for p in rm.manifest.get("parents", [])}:
+def check_chain(cfg) -> tuple[checkpoint.Stage | checkpoint.External, checkpoint.Stage | checkpoint.External]:
+    """Before any model loads: the policy is a finished SFT stage or any causal LM dir / hub id, the reward model a
+    finished reward stage or any sequence-classification model with one output (the two kinds the kit did not
+    write are recorded as external parents), and the reward model was trained on this SFT checkpoint or at least
+    uses the identical tokenizer: a different tokenizer is refused (token ids are not re-encoded)."""
+    sft = parent(cfg.sft_path, "sft", role="policy")
+    rm = parent(cfg.reward_path, "reward", role="reward")
+    trained_on_sft = isinstance(sft, checkpoint.Stage) and sft.sha256 in {
+        p.get("manifest_sha256") for p in getattr(rm, "manifest", {}).get("parents", [])
+    }
+    if not trained_on_sft:
         checkpoint.require_same_tokenizer(sft, rm)
     return sft, rm
+
+
+def parent(path, kind: str, role: str) -> checkpoint.Stage | checkpoint.External:
+    """A finished stage of `kind` at `path`, or a model the kit did not write (no manifest, no trace of one of our
+    runs) used as an external parent of `role`."""
+    from rlhf.models import is_hub_id
+
+    if checkpoint.is_finished(path) or not (Path(path).exists() or is_hub_id(str(path))):
+        return checkpoint.require(path, kind=kind)  # a missing local path: "checkpoint does not exist"
+    return checkpoint.external(path, role=role)
 
 
 def refuse_sharded_launch(cfg) -> None:

@@ -113,7 +113,7 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
         tokenizer,
         metrics=metrics,
         template=sft.template,
-        base_model=sft.manifest.get("base_model"),
+        base_model=sft.base_model,
         extra={"adapter": adapter},
     )
 
