@@ -143,3 +143,51 @@ def test_a_reward_model_with_another_tokenizer_is_refused_in_one_line(trl_reward
     assert line.startswith(f"error: {other.resolve()}: tokenizer fingerprint differs from ")
     assert line.endswith("the two models use different tokenizers")
     assert not out.exists()
+
+
+def test_a_hub_reward_model_is_recorded_with_its_hub_id_and_commit(
+    trl_reward_model, tiny_chain, tmp_path, monkeypatch
+):
+    """A hub id (here from a local hub cache, offline) as reward_path: the manifest records the id and the commit
+    the cache resolved it to."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-rm"
+    shutil.copytree(trl_reward_model, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert run_cli("score", "someone/tiny-rm", "--pairs", tiny_chain["prefs"]).stdout.startswith(
+        "pairwise accuracy"
+    )
+    out = tmp_path / "ppo"
+    run_cli(
+        "ppo",
+        "--sft_path",
+        tiny_chain["sft"],
+        "--reward_path",
+        "someone/tiny-rm",
+        "--output_dir",
+        out,
+        *PPO_FAST,
+    )
+    (ref,) = [r for r in checkpoint.require(out, "ppo").manifest["parents"] if r["kind"] == "external"]
+    assert (ref["hub_id"], ref["revision"], ref["path"], ref["role"]) == (
+        "someone/tiny-rm",
+        commit,
+        None,
+        "reward",
+    )
+    assert (
+        "external someone/tiny-rm  (reward, no rlhf_stage.json)  revision " + commit
+        in run_cli("inspect", out).stdout
+    )
+
+
+def test_a_plain_causal_lm_dir_samples_pairs(demo_base, tiny_chain, tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    res = run_cli("pairs", "--policy", demo_base, "--prompts", tiny_chain["prompts"], "--limit", "3",
+                  "--n", "2", "--max-new-tokens", "4", "--out", out)  # fmt: skip
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(len(r["responses"]) == 2 for r in rows)
+    assert rows[0]["policy"] == {"path": str(demo_base), "kind": "model", "manifest_sha256": None}
+    assert "has no rlhf_stage.json: loaded as a plain HF model" in res.stderr
