@@ -3,8 +3,6 @@ and a launch that does not shard the models."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rlhf import checkpoint
 from rlhf.distributed import sharded_launch
 from rlhf.errors import UserError
@@ -15,24 +13,14 @@ def check_chain(cfg) -> tuple[checkpoint.Stage | checkpoint.External, checkpoint
     finished reward stage or any sequence-classification model with one output (the two kinds the kit did not
     write are recorded as external parents), and the reward model was trained on this SFT checkpoint or at least
     uses the identical tokenizer: a different tokenizer is refused (token ids are not re-encoded)."""
-    sft = parent(cfg.sft_path, "sft", role="policy")
-    rm = parent(cfg.reward_path, "reward", role="reward")
+    sft = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")
+    rm = checkpoint.require_parent(cfg.reward_path, "reward", role="reward")
     trained_on_sft = isinstance(sft, checkpoint.Stage) and sft.sha256 in {
         p.get("manifest_sha256") for p in getattr(rm, "manifest", {}).get("parents", [])
     }
     if not trained_on_sft:
         checkpoint.require_same_tokenizer(sft, rm)
     return sft, rm
-
-
-def parent(path, kind: str, role: str) -> checkpoint.Stage | checkpoint.External:
-    """A finished stage of `kind` at `path`, or a model the kit did not write (no manifest, no trace of one of our
-    runs) used as an external parent of `role`."""
-    from rlhf.models import is_hub_id
-
-    if checkpoint.is_finished(path) or not (Path(path).exists() or is_hub_id(str(path))):
-        return checkpoint.require(path, kind=kind)  # a missing local path: "checkpoint does not exist"
-    return checkpoint.external(path, role=role)
 
 
 def refuse_sharded_launch(cfg) -> None:

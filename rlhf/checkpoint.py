@@ -175,6 +175,16 @@ def external(name_or_path: str | Path, role: str) -> External:
     )
 
 
+def require_parent(path: str | Path, kind: str, role: str) -> Stage | External:
+    """A finished stage of `kind` at `path`, or a model the kit did not write (no manifest and no trace of one of
+    our runs, see rlhf.models.is_unfinished_run) as an external parent of `role` ("policy" or "reward")."""
+    from rlhf.models import is_hub_id
+
+    if is_finished(path) or not (Path(path).is_dir() or is_hub_id(str(path))):
+        return require(path, kind=kind)  # a missing path or a file: refused as a checkpoint
+    return external(path, role=role)
+
+
 def _hub_revision(name_or_path: str) -> str | None:
     """The hub commit a model resolves to: a hub id's cached snapshot, or a dir inside the hub cache's snapshots/."""
     path = Path(name_or_path)

@@ -191,3 +191,16 @@ def test_a_plain_causal_lm_dir_samples_pairs(demo_base, tiny_chain, tmp_path):
     assert len(rows) == 3 and all(len(r["responses"]) == 2 for r in rows)
     assert rows[0]["policy"] == {"path": str(demo_base), "kind": "model", "manifest_sha256": None}
     assert "has no rlhf_stage.json: loaded as a plain HF model" in res.stderr
+
+
+def test_a_reward_stage_on_a_plain_causal_lm_records_it_as_external(demo_base, tiny_chain, tmp_path):
+    import reward
+    from rlhf.config import build_config
+
+    stage = reward.run(build_config(reward.RewardStageConfig, {
+        "config": REPO / "configs/demo/reward.yaml", "sft_path": str(demo_base), "pairs_path": str(tiny_chain["prefs"]),
+        "output_dir": str(tmp_path / "reward"), "num_train_epochs": 1, "quiet": True, "save_strategy": "no"}))  # fmt: skip
+    assert stage.parents() == [] and stage.base_model == str(demo_base.resolve())
+    (ext,) = stage.external_parents()
+    assert (ext.role, ext.path) == ("policy", demo_base.resolve())
+    assert [s.kind for s in checkpoint.lineage(stage.path)] == ["reward"]
