@@ -48,6 +48,7 @@ def _load_snippet(kind: str, adapter: bool, where: str) -> str:
             "from transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
             f'model = AutoModelForSequenceClassification.from_pretrained("{where}")  # one output: the reward\n'
             f'tokenizer = AutoTokenizer.from_pretrained("{where}")\n'
+            "# prompt: the instruction in the prompt template named above; response: the text to score\n"
             'reward = model(**tokenizer(prompt + response, return_tensors="pt")).logits[0, 0].item()'
         )
     return (
