@@ -8,12 +8,17 @@ from rlhf.distributed import sharded_launch
 from rlhf.errors import UserError
 
 
-def check_chain(cfg) -> tuple[checkpoint.Stage, checkpoint.Stage]:
-    """Before any model loads: SFT and reward dirs are finished stages of the right kinds, and the reward model
-    was trained on this SFT checkpoint (or at least with the identical tokenizer)."""
-    sft = checkpoint.require(cfg.sft_path, kind="sft")
-    rm = checkpoint.require(cfg.reward_path, kind="reward")
-    if sft.sha256 not in {p.get("manifest_sha256") for p in rm.manifest.get("parents", [])}:
+def check_chain(cfg) -> tuple[checkpoint.Stage | checkpoint.External, checkpoint.Stage | checkpoint.External]:
+    """Before any model loads: the policy is a finished SFT stage or any causal LM dir / hub id, the reward model a
+    finished reward stage or any sequence-classification model with one output (the two kinds the kit did not
+    write are recorded as external parents), and the reward model was trained on this SFT checkpoint or at least
+    uses the identical tokenizer: a different tokenizer is refused (token ids are not re-encoded)."""
+    sft = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")
+    rm = checkpoint.require_parent(cfg.reward_path, "reward", role="reward")
+    trained_on_sft = isinstance(sft, checkpoint.Stage) and sft.sha256 in {
+        p.get("manifest_sha256") for p in getattr(rm, "manifest", {}).get("parents", [])
+    }
+    if not trained_on_sft:
         checkpoint.require_same_tokenizer(sft, rm)
     return sft, rm
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from torch import nn
@@ -63,10 +62,13 @@ def save_value_model(value_model, target: Path, merge_lora: bool) -> None:
     value_model.save_pretrained(target, safe_serialization=True)
 
 
-def store_adapter_base_relative(out: Path, base: Path) -> None:
-    """peft writes the base model's absolute path into adapter_config.json; record it relative to `out` so a moved
-    run still loads (rlhf loads the base through the manifest's parent link)."""
+def store_adapter_base(out: Path, base: str | Path) -> None:
+    """Record the base model in adapter_config.json the way plain peft reads it (an absolute path, or a hub id),
+    so `AutoPeftModelForCausalLM.from_pretrained(out)` works from any working directory. peft writes whatever path
+    the base was loaded from, relative to the current directory when the user gave a relative `sft_path`. A moved
+    run still loads through the kit, which finds the base through the manifest's relative parent link."""
     cfg_path = out / "adapter_config.json"
     acfg = json.loads(cfg_path.read_text())
-    acfg["base_model_name_or_path"] = os.path.relpath(base.resolve(), out.resolve())
+    local = Path(base).expanduser()
+    acfg["base_model_name_or_path"] = str(local.resolve()) if local.exists() else str(base)
     atomic_write_json(cfg_path, acfg)

@@ -15,7 +15,7 @@ from ppo.models import (
     add_lora_to_value_backbone,
     save_value_model,
     share_reward_backbone,
-    store_adapter_base_relative,
+    store_adapter_base,
 )
 from ppo.prompts import load_prompts, tokenize_prompts
 from ppo.resumable import ResumablePPOTrainer, check_resumable, resume_files
@@ -107,13 +107,13 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     policy_out = trained.policy.merge_and_unload() if cfg.use_lora and cfg.merge else trained.policy
     job.save(policy_out, tokenizer)
     if adapter:
-        store_adapter_base_relative(out, sft.path)
+        store_adapter_base(out, sft.path)
     save_value_model(trained.value_model, out / "value_model", merge_lora=cfg.use_lora)
     return job.finish(
         tokenizer,
         metrics=metrics,
         template=sft.template,
-        base_model=sft.manifest.get("base_model"),
+        base_model=sft.base_model,
         extra={"adapter": adapter},
     )
 

@@ -37,7 +37,7 @@ def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int]
     return (scorer.pairwise_accuracy(keep), len(keep)) if keep else None
 
 
-def rebuild_model(cfg: RewardStageConfig, parent: checkpoint.Stage, tokenizer, peft_config):
+def rebuild_model(cfg: RewardStageConfig, parent, tokenizer, peft_config):
     """An unsharded copy of the model as RewardTrainer trained it, for gathered weights."""
     model = load_scalar_head_model(parent.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
     if peft_config is not None:
@@ -49,7 +49,7 @@ def rebuild_model(cfg: RewardStageConfig, parent: checkpoint.Stage, tokenizer, p
 
 def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     """Train the reward stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
-    parent = checkpoint.require(cfg.sft_path, kind="sft")
+    parent = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")  # or any causal LM (external)
     job = StageRun("reward", cfg, parents=[parent])
     if not cfg.pairs_path:
         raise UserError("pairs_path is required", cfg.config_path or "command line", "key 'pairs_path'")
@@ -124,7 +124,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
         metrics=metrics,
         data_fingerprint=data_fp,
         template=parent.template,
-        base_model=parent.manifest.get("base_model"),
+        base_model=parent.base_model,
     )
 
 

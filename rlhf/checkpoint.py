@@ -23,6 +23,7 @@ from rlhf.io import atomic_write_json, atomic_write_text, require_writable_dir, 
 MANIFEST = "rlhf_stage.json"
 SCHEMA_VERSION = 1
 KINDS = ("sft", "reward", "ppo")
+EXTERNAL = "external"  # the parent kind of a model the kit did not write (no manifest)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 
 
@@ -57,15 +58,143 @@ class Stage:
     def metrics(self) -> dict[str, Any]:
         return self.manifest.get("metrics", {})
 
+    @property
+    def base_model(self) -> str | None:
+        return self.manifest.get("base_model")
+
+    @property
+    def location(self) -> Path:
+        """What an error about this parent names."""
+        return self.manifest_path
+
     def parents(self) -> list[Stage]:
+        """The parent stages (external models, which have no manifest, are in `external_parents`)."""
         return [require(p, kind=None, _role=f"parent of {self.path}") for p in self.parent_paths()]
 
     def parent_paths(self) -> list[Path]:
         out = []
         for ref in self.manifest.get("parents", []):
+            if ref.get("kind") == EXTERNAL:
+                continue
             rel = self.path / ref["path"]
             out.append(rel if rel.exists() or not ref.get("abs_path") else Path(ref["abs_path"]))
         return out
+
+    def external_parents(self) -> list[External]:
+        """The models this stage was made from that the kit did not write (a plain HF dir or a hub id)."""
+        return [
+            External.from_ref(ref, self.path)
+            for ref in self.manifest.get("parents", [])
+            if ref.get("kind") == EXTERNAL
+        ]
+
+    def ref(self, out: Path) -> dict[str, Any]:
+        """This stage as a parent entry in the manifest of the stage dir `out`."""
+        return {
+            "kind": self.kind,
+            "path": os.path.relpath(self.path.resolve(), out.resolve()),
+            "abs_path": str(self.path.resolve()),
+            "manifest_sha256": self.sha256,
+        }
+
+
+@dataclass
+class External:
+    """A model the kit did not write, used as a parent: a plain HF model dir (e.g. a bare TRL RewardTrainer output)
+    or a hub id. It has no manifest; its lineage entry records where it was (relative and absolute path, or the hub
+    id with the commit it resolved to) and its tokenizer fingerprint."""
+
+    source: str  # a local path or a hub id, as it resolves now
+    role: str  # "policy" or "reward"
+    tokenizer_fingerprint: str = ""
+    revision: str | None = None  # the hub commit, when known
+    kind: str = field(default=EXTERNAL, init=False)
+    template: str = field(default="alpaca", init=False)
+    metrics: dict[str, Any] = field(default_factory=dict, init=False)
+
+    @property
+    def path(self) -> Path | str:
+        """A local dir as a Path, a hub id as a string (both load with from_pretrained)."""
+        local = Path(self.source).expanduser()
+        return local if local.exists() else self.source
+
+    @property
+    def base_model(self) -> str:
+        return self.source
+
+    @property
+    def location(self) -> str:
+        return self.source
+
+    def ref(self, out: Path) -> dict[str, Any]:
+        local = isinstance(self.path, Path)
+        return {
+            "kind": EXTERNAL,
+            "role": self.role,
+            "path": os.path.relpath(self.path.resolve(), out.resolve()) if local else None,
+            "abs_path": str(self.path.resolve()) if local else None,
+            "hub_id": None if local else self.source,
+            "revision": self.revision,
+            "tokenizer_fingerprint": self.tokenizer_fingerprint,
+        }
+
+    @classmethod
+    def from_ref(cls, ref: dict[str, Any], stage_dir: Path) -> External:
+        """An external parent entry of the manifest in `stage_dir`: the relative path first (a moved run), then the
+        absolute one, then the hub id."""
+        source = ref.get("hub_id")
+        if ref.get("path") is not None:
+            rel = stage_dir / ref["path"]
+            source = str(rel.resolve() if rel.exists() or not ref.get("abs_path") else ref["abs_path"])
+        return cls(
+            str(source), ref.get("role", "policy"), ref.get("tokenizer_fingerprint", ""), ref.get("revision")
+        )
+
+
+def external(name_or_path: str | Path, role: str) -> External:
+    """A model the kit did not write as a parent of role `policy` (any causal LM dir or hub id) or `reward` (any
+    sequence-classification model with one output), checked without loading weights; its tokenizer is read for
+    the fingerprint. One UserError for anything that cannot be used."""
+    from rlhf.models import load_tokenizer, locate_model
+
+    source = locate_model(name_or_path, role=role)
+    if source.stage is not None:
+        raise UserError(
+            f"expected a model without {MANIFEST}, found a finished {source.kind} stage", source.path
+        )
+    if source.base is not None:
+        raise UserError(
+            "a LoRA adapter dir cannot be a parent here; merge it into its base model first", source.path
+        )
+    name = source.path
+    return External(
+        str(Path(name).resolve()) if Path(name).exists() else name,
+        role,
+        tokenizer_fingerprint(load_tokenizer(name)),
+        _hub_revision(name),
+    )
+
+
+def require_parent(path: str | Path, kind: str, role: str) -> Stage | External:
+    """A finished stage of `kind` at `path`, or a model the kit did not write (no manifest and no trace of one of
+    our runs, see rlhf.models.is_unfinished_run) as an external parent of `role` ("policy" or "reward")."""
+    from rlhf.models import is_hub_id
+
+    if is_finished(path) or not (Path(path).is_dir() or is_hub_id(str(path))):
+        return require(path, kind=kind)  # a missing path or a file: refused as a checkpoint
+    return external(path, role=role)
+
+
+def _hub_revision(name_or_path: str) -> str | None:
+    """The hub commit a model resolves to: a hub id's cached snapshot, or a dir inside the hub cache's snapshots/."""
+    path = Path(name_or_path)
+    if not path.exists():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name_or_path, "config.json")
+        path = Path(cached).parent if isinstance(cached, str) else path
+    parts = path.resolve().parts if path.exists() else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -111,13 +240,14 @@ def require(path: str | Path, kind: str | tuple[str, ...] | None, _role: str = "
     return stage
 
 
-def require_same_tokenizer(a: Stage, b: Stage) -> None:
-    """Policy and reward model must share a tokenizer, or token ids mean different things."""
+def require_same_tokenizer(a: Stage | External, b: Stage | External) -> None:
+    """Policy and reward model must share a tokenizer, or token ids mean different things (the kit passes the
+    policy's token ids to the reward model as they are; it does not decode and re-encode them)."""
     if a.tokenizer_fingerprint != b.tokenizer_fingerprint:
         raise UserError(
-            f"tokenizer fingerprint differs from {a.manifest_path} ({a.tokenizer_fingerprint[:12]} vs "
-            f"{b.tokenizer_fingerprint[:12]}): the two stages were trained with different tokenizers",
-            b.manifest_path,
+            f"tokenizer fingerprint differs from {a.location} ({a.tokenizer_fingerprint[:12]} vs "
+            f"{b.tokenizer_fingerprint[:12]}): the two models use different tokenizers",
+            b.location,
         )
 
 
@@ -181,61 +311,38 @@ def _git_commit() -> str | None:
     return res.stdout.strip() or None if res.returncode == 0 else None
 
 
-def _model_card(out: Path, kind: str, parents: list[Stage], metrics: dict, base: str | None) -> str:
-    lines = [
-        "---",
-        "library_name: transformers",
-        "tags: [rlhf, " + kind + "]",
-        "---",
-        f"# {kind.upper()} checkpoint",
-        "",
-        f"Written by the rlhf kit's `{kind}` stage. Lineage and the full resolved config are in `{MANIFEST}`.",
-        "",
-    ]
-    if base:
-        lines.append(f"- base model: `{base}`")
-    for p in parents:
-        lines.append(f"- parent ({p.kind}): `{os.path.relpath(p.path, out)}`")
-    if metrics:
-        lines += ["", "| metric | value |", "|---|---|"]
-        for k, v in metrics.items():
-            lines.append(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
-    lines += ["", "Load with `AutoModelForCausalLM.from_pretrained(dir)` (policy) or", ""]
-    lines.append("`AutoModelForSequenceClassification.from_pretrained(dir)` (reward model).")
-    return "\n".join(lines) + "\n"
-
-
 def finish(
     out: str | Path,
     kind: str,
     *,
     config: dict[str, Any],
     tokenizer,
-    parents: list[Stage] = (),
+    parents: list[Stage | External] = (),
     metrics: dict[str, Any] | None = None,
     data_fingerprint: str | None = None,
     started_at: float | None = None,
     template: str = "alpaca",
     base_model: str | None = None,
     extra: dict[str, Any] | None = None,
+    adapter: bool = False,
+    repo_id: str | None = None,
 ) -> Stage:
-    """Write the model card and then, last, the manifest. Returns the finished Stage."""
+    """Write the model card and then, last, the manifest. Returns the finished Stage. `adapter`: the weights are a
+    LoRA adapter; `repo_id`: the hub repo the stage will be pushed to (named in the card's load snippet)."""
+    from rlhf.model_card import model_card
+
     out = Path(out)
     assert kind in KINDS
     metrics = dict(metrics or {})
-    atomic_write_text(out / "README.md", _model_card(out, kind, list(parents), metrics, base_model))
+    card = model_card(
+        out, kind, parents=list(parents), metrics=metrics, base_model=base_model, config=config,
+        template=template, adapter=adapter, repo_id=repo_id,
+    )  # fmt: skip
+    atomic_write_text(out / "README.md", str(card))
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "stage": kind,
-        "parents": [
-            {
-                "kind": p.kind,
-                "path": os.path.relpath(p.path.resolve(), out.resolve()),
-                "abs_path": str(p.path.resolve()),
-                "manifest_sha256": p.sha256,
-            }
-            for p in parents
-        ],
+        "parents": [p.ref(out) for p in parents],
         "base_model": base_model,
         "template": template,
         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import exit_on_user_error
@@ -43,7 +44,7 @@ def key_metrics(metrics: dict, show_all: bool = False) -> list[tuple[str, object
 
 @exit_on_user_error
 def cli(argv: list[str] | None = None, prog: str = "rlhf inspect") -> int:
-    from rlhf.checkpoint import lineage
+    from rlhf.checkpoint import MANIFEST, lineage
 
     p = ArgumentParser(prog=prog, description="Print a checkpoint's lineage (the stage and its ancestors).")
     p.add_argument("dir", help="a finished stage dir")
@@ -60,6 +61,10 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf inspect") -> int:
                 "base_model": s.manifest.get("base_model"),
                 "template": s.template,
                 "parents": [str(x) for x in s.parent_paths()],
+                "external": [
+                    {"role": e.role, "source": str(e.path), "revision": e.revision}
+                    for e in s.external_parents()
+                ],
                 "metrics": s.metrics,
             }
             for s in stages
@@ -73,10 +78,18 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf inspect") -> int:
             depth.setdefault(str(parent.resolve()), d + 1)
         path = os.path.relpath(s.path) if not os.path.isabs(a.dir) else str(s.path.resolve())
         line = f"{'  ' * d}{s.kind:<7} {path}  finished {_when(s.manifest.get('finished_at'))}"
-        if s.manifest.get("base_model") and not s.parent_paths():
+        if s.manifest.get("base_model") and not s.manifest.get("parents"):
             line += f"  base {s.manifest['base_model']}"
         print(line)
         metrics = key_metrics(s.metrics, a.all)
         if metrics:
             print(f"{'  ' * d}        " + "  ".join(f"{k}={_fmt(v)}" for k, v in metrics))
+        for e in s.external_parents():  # models the kit did not write: no manifest, so no lineage beyond them
+            where = (
+                os.path.relpath(e.path)
+                if isinstance(e.path, Path) and not os.path.isabs(a.dir)
+                else str(e.path)
+            )
+            revision = f"  revision {e.revision}" if e.revision else ""
+            print(f"{'  ' * (d + 1)}external {where}  ({e.role}, no {MANIFEST}){revision}")
     return 0

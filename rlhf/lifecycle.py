@@ -24,7 +24,8 @@ from transformers import set_seed
 
 from rlhf import checkpoint
 from rlhf.config import config_to_dict
-from rlhf.distributed import final_model, gather_state_dict, is_main_process
+from rlhf.distributed import final_model, gather_state_dict, is_main_process, main_print
+from rlhf.hub import push_target, upload_stage
 from rlhf.paths import check_stage_paths
 from rlhf.resume_metrics import train_reporting_whole_run
 from rlhf.training import JsonlLogger, quiet_trainer, remove_checkpoints, resolve_resume, start_log
@@ -47,10 +48,13 @@ class StageRun:
         self.started = time.time()
         apply_runtime_settings(cfg)
         set_seed(cfg.seed)
-        check_stage_paths(
-            kind, cfg
-        )  # inputs are never written; --overwrite replaces a stage of this kind only
+        # Inputs are never written; --overwrite replaces a stage of this kind only.
+        check_stage_paths(kind, cfg)
         checkpoint.check_output_dir(cfg.output_dir, overwrite=cfg.overwrite)  # refuse before any loading
+        # push_to_hub: checked now (refused in one line if it cannot happen), done by `finish` after the manifest.
+        # Trainer's own push is turned off: it would upload before the model card and the manifest exist.
+        self.push_to = push_target(cfg)
+        cfg.push_to_hub = False
         self.out = Path(cfg.output_dir)
         self._resume: tuple[str | None] | None = None  # resolved once: (checkpoint dir or None,)
 
@@ -117,14 +121,16 @@ class StageRun:
         data_fingerprint: str | None = None,
         extra: dict | None = None,
     ) -> checkpoint.Stage:
-        """Rank 0, after save: drop the checkpoint-N dirs (unless kept), then write the manifest, last."""
+        """Rank 0, after save: drop the checkpoint-N dirs (unless kept), write the model card and the manifest,
+        last; then, with push_to_hub, upload the finished dir."""
         if not self.cfg.keep_checkpoints:
             remove_checkpoints(self.out)
         resumed = self.resume_point()
-        return checkpoint.finish(
+        config = {**config_to_dict(self.cfg), "push_to_hub": self.push_to is not None}
+        stage = checkpoint.finish(
             self.out,
             self.kind,
-            config=config_to_dict(self.cfg),
+            config=config,
             tokenizer=tokenizer,
             parents=self.parents,
             metrics=metrics,
@@ -133,4 +139,11 @@ class StageRun:
             template=template,
             base_model=base_model,
             extra={**(extra or {}), "resumed_from": resumed and Path(resumed).name},
+            adapter=bool((extra or {}).get("adapter")),
+            repo_id=self.push_to,
         )
+        if self.push_to is not None:
+            main_print(
+                f"{self.kind}: uploaded {self.out} to {upload_stage(self.out, self.push_to, self.cfg)}"
+            )
+        return stage

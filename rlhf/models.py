@@ -30,6 +30,11 @@ def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
+def is_hub_id(name: str) -> bool:
+    """Whether `name` reads as a hub model id ("name" or "org/name") rather than a local path."""
+    return not Path(name).expanduser().exists() and not _looks_local(name)
+
+
 def _resolve(name_or_path: str | Path, required: str = "config.json") -> str:
     name = str(name_or_path)
     p = Path(name).expanduser()
@@ -384,8 +389,11 @@ def locate_model(name_or_path: str | Path, role: str = "policy") -> ModelSource:
     if checkpoint.is_finished(path):
         stage = checkpoint.require(path, kind=kinds)
         base = None
-        if (path / ADAPTER_WEIGHTS).is_file():  # an unmerged LoRA PPO stage: onto its sft parent
+        if (
+            path / ADAPTER_WEIGHTS
+        ).is_file():  # an unmerged LoRA PPO stage: onto its sft (or external) parent
             parents = [p for p in stage.parent_paths() if checkpoint.require(p, kind=None).kind == "sft"]
+            parents += [e.path for e in stage.external_parents() if e.role == "policy"]
             if not parents:
                 raise UserError(
                     "LoRA adapter stage without an sft parent to load it onto", stage.manifest_path

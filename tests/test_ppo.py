@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,11 +90,27 @@ def test_lora_adapter_survives_a_move_and_merges(tiny_chain, tmp_path):
     # the reward manifest points at its SFT parent relative to itself: rewrite nothing, it still resolves
     ppo({"sft": run / "sft", "reward": run / "reward"}, run / "ppo", "--use_lora", "true")
     assert (run / "ppo" / "adapter_model.safetensors").is_file()
-    assert not Path(
-        json.loads((run / "ppo" / "adapter_config.json").read_text())["base_model_name_or_path"]
-    ).is_absolute()
+    # plain peft reads base_model_name_or_path against the current directory: it is absolute, so the adapter
+    # loads from anywhere (here: a subprocess in an unrelated directory)
+    base = json.loads((run / "ppo" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert Path(base) == (run / "sft").resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    plain_peft = (
+        "import sys; from peft import AutoPeftModelForCausalLM; "
+        "m = AutoPeftModelForCausalLM.from_pretrained(sys.argv[1]); print(type(m).__name__)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", plain_peft, str(run / "ppo")], cwd=elsewhere, capture_output=True, text=True
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "PeftModelForCausalLM", res.stderr[-2000:]
     moved = tmp_path / "moved"
     shutil.move(run, moved)
+    # moved: the kit finds the base through the manifest's relative parent link (the absolute path is stale)
+    gen = run_cli(
+        "generate", moved / "ppo", "--instruction", "Pick the biggest number.", "--max-new-tokens", "3"
+    )
+    assert gen.stdout.strip(), gen.stderr
     model, tok = load_policy_from_stage(checkpoint.require(moved / "ppo", kind="ppo"))
     assert (
         model.generate(**tok("Pick the biggest number.", return_tensors="pt"), max_new_tokens=3).shape[1] > 0

@@ -197,7 +197,9 @@ def test_rlhf_generate(sft_dir, capsys):
     assert json.loads(capsys.readouterr().out)["responses"] == first["responses"]  # same seed, same samples
 
     assert cli([str(sft_dir), "--instruction", "Pick the biggest number.", "--top-p", "0"]) == 2
-    assert capsys.readouterr().err.startswith("error: command line:--top-p: expected a finite number in (0, 1]")
+    assert capsys.readouterr().err.startswith(
+        "error: command line:--top-p: expected a finite number in (0, 1]"
+    )
 
 
 def test_rlhf_generate_plain_model_dir(demo_base, capsys):
