@@ -177,6 +177,9 @@ def world(tiny_chain, demo_base, tmp_path_factory) -> dict:
     from rlhf.cli import main
 
     assert main(["label", "serve", str(pairs_file), "--db", str(db), "--no-serve", "--quiet"]) == 0
+    label_studio = root / "label_studio.json"
+    assert main(["label", "export", "--db", str(db), "--out", str(root / "prefs_export.jsonl"),
+                 "--label-studio", str(label_studio)]) == 0  # fmt: skip
     return World(
         {
             "base": demo_base,
@@ -187,6 +190,7 @@ def world(tiny_chain, demo_base, tmp_path_factory) -> dict:
             "pairs": pairs,
             "prefs": [json.loads(x) for x in write_prefs(root / "prefs.jsonl", n=8).read_text().splitlines()],
             "db": db.read_bytes(),
+            "label_studio": json.loads(label_studio.read_text()),
             "gguf": b"GGUF" + (3).to_bytes(4, "little") + bytes(64),
             "pipeline": (REPO / "tests" / "data" / "pipeline_tiny.yaml").read_text(),
         }
@@ -359,6 +363,10 @@ def case(name: str, w: dict, d: Path, mutation):
         f = rows_file(w["pairs"], "pairs")
         out = d / "labels.sqlite"
         return ["label", "serve", f, "--db", out, "--no-serve", "--quiet"], [f], [out]
+    if name == "label import":
+        f = rows_file(w["label_studio"], "label_studio")
+        out = d / "imported.sqlite"
+        return ["label", "import", f, "--db", out], [f], [out]
     if name == "label export":
         f = d / "labels.sqlite"
         f.write_bytes(mutate_bytes(w["db"], mutation))
@@ -392,8 +400,7 @@ def case(name: str, w: dict, d: Path, mutation):
 
 
 ENTRY_POINTS = ["sft", "reward", "ppo", "pairs", "annotate", "score", "compare", "generate", "label serve",
-                "label export", "convert", "pipeline"]  # fmt: skip
-# `rlhf label import` does not exist in this kit (labels come in through `label serve`'s pairs file).
+                "label import", "label export", "convert", "pipeline"]  # fmt: skip
 
 
 def _check(name, mutation, world, tmp_path_factory, capsys):

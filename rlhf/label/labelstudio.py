@@ -10,12 +10,12 @@ users) is kept so that exporting gives the same tasks back.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rlhf.data import read_records
 from rlhf.errors import UserError
 from rlhf.label.export import LS_DEFAULT
 from rlhf.label.store import Item
@@ -44,12 +44,8 @@ def _time(value: Any, fallback: float) -> float:
 def read_label_studio(path: str | Path) -> dict[str, Any]:
     """{"items": [Item], "annotators": [name], "labels": [row for Store.import_labels], "meta": {...}}."""
     path = Path(path)
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError("no such file", path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"not a Label Studio JSON export ({e})", path) from None
+    # The kit's reader: one clear error for malformed JSON, deep nesting, lone surrogates, NaN or duplicate keys.
+    tasks = read_records(path)
     if not isinstance(tasks, list) or not tasks:
         raise UserError("expected a non-empty JSON list of tasks (Label Studio's JSON export)", path)
     keys = None
