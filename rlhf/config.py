@@ -185,7 +185,9 @@ def parse_config(
         flag = next((a for a in unknown_args if a.startswith("-")), unknown_args[0])
         what = "unknown option" if flag.startswith("-") else "unexpected argument"
         raise UserError(f"{what} (see `{parser.prog} --help`)", "command line", flag.split("=", 1)[0])
-    check_domains(vars(namespace), dataclass_types, argv, config_path, config)  # before anything is built
+    check_domains(
+        vars(namespace), dataclass_types, argv, config_path, config, source
+    )  # before anything is built
     # Under torchrun / accelerate launch: pick the CPU backend when there is no GPU. TrainingArguments sets up its
     # devices while it is being built, so this comes first.
     configure_launch(
@@ -421,7 +423,12 @@ def _optional_fields(dataclass_types) -> dict[str, bool]:
 
 
 def check_domains(
-    values: dict[str, Any], dataclass_types, argv: list[str], config_path: Path | None, config: dict
+    values: dict[str, Any],
+    dataclass_types,
+    argv: list[str],
+    config_path: Path | None,
+    config: dict,
+    source: dict[str, Any] | None = None,
 ) -> None:
     """Refuse the first out-of-domain value, naming where it was given: the flag, the YAML key, or (a default or
     a Python caller's value) the key alone."""
@@ -431,7 +438,8 @@ def check_domains(
     key, what = problems[0]
     if any(a == f"--{key}" or a.startswith(f"--{key}=") for a in argv):
         raise UserError(what, "command line", f"--{key}")
-    raise UserError(what, config_path if key in config or config_path else "config", f"key '{key}'")
+    given_in = (source or {}).get(key) or config_path  # the YAML file, or a Python caller's values
+    raise UserError(what, given_in if key in config or config_path else "config", f"key '{key}'")
 
 
 def check_config(cfg: Any) -> None:

@@ -207,3 +207,20 @@ def test_check_config_covers_configs_built_in_python():
     cfg.learning_rate = float("nan")
     with pytest.raises(UserError, match="key 'learning_rate': expected a finite number > 0, got nan"):
         check_config(cfg)
+
+
+def test_build_config_refuses_an_out_of_range_value_naming_its_key():
+    """Python callers get the same one-line refusal as YAML and flags, naming where the value came from."""
+    from conftest import REPO
+
+    import sft
+    from rlhf.config import build_config
+    from rlhf.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        build_config(
+            sft.SFTStageConfig, {"config": REPO / "configs/demo/sft.yaml", "per_device_train_batch_size": 0}
+        )
+    assert e.value.line() == (
+        "error: arguments:key 'per_device_train_batch_size': expected an integer >= 1, got 0"
+    )
