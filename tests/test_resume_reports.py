@@ -8,10 +8,10 @@ About 1.5 minutes on 2 cores (two stages, each run twice plus a killed run): -m 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from _faults import has_checkpoint, kill_when, manifest, run, run_here, stage_args, start, write_prefs
+
+from rlhf.logs import read_log
 
 TIMING = ("time", "runtime", "_per_second", "total_flos")
 
@@ -21,9 +21,7 @@ def untimed(row: dict) -> dict:
 
 
 def log_rows(out) -> list[dict]:
-    return [
-        untimed(json.loads(line)) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()
-    ]
+    return [untimed(row) for row in read_log(out)]
 
 
 @pytest.fixture(scope="module")
