@@ -11,24 +11,36 @@ from rlhf.config import StageOptions
 
 @dataclass
 class SFTStageConfig(StageOptions, TrainingArguments):
-    """Alpaca-style SFT. Defaults follow Stanford Alpaca's recipe where it has one."""
+    """Supervised fine-tuning. Defaults follow Stanford Alpaca's recipe where it has one."""
 
     model_name_or_path: str = field(
         default="facebook/opt-125m", metadata={"help": "Base model: a hub id or a local HF dir."}
     )
     data_path: str = field(
-        default="", metadata={"help": "Alpaca data: a .json list, a .jsonl file or a saved `datasets` dir."}
+        default="",
+        metadata={
+            "help": "Training rows (Alpaca instruction/input/output, messages, prompt/completion or text): a .json "
+            "list, a .jsonl file or a saved `datasets` dir."
+        },
     )
     eval_data_path: str | None = field(
         default=None,
-        metadata={"help": "Held-out Alpaca data for eval loss; if unset, eval_fraction is split off."},
+        metadata={
+            "help": "Held-out rows (as data_path) for eval loss; if unset, eval_fraction is split off."
+        },
     )
     eval_fraction: float = field(
         default=0.05,
         metadata={"help": "Share of data_path held out for eval loss when eval_data_path is unset."},
     )
     max_length: int = field(default=512, metadata={"help": "Truncate prompt + response to this many tokens."})
-    template: str = field(default="alpaca", metadata={"help": "Prompt template (Alpaca's two templates)."})
+    template: str = field(
+        default="alpaca",
+        metadata={
+            "help": "alpaca (Alpaca's two prompt templates, for base models) or chat (the tokenizer's chat "
+            "template: loss on every assistant turn)."
+        },
+    )
     padding_free: bool = field(
         default=False,
         metadata={
