@@ -263,3 +263,41 @@ def test_a_model_without_a_chat_template_is_refused_naming_its_dir(demo_base):
     assert e.value.line().startswith(
         f"error: {demo_base}: template 'chat' needs a tokenizer with a chat template"
     )
+
+
+# Llama 3's shape: a BOS written by the template, a header then a blank line, the content trimmed, <|eot_id|>
+# (here </s>, the demo's EOS) closing the turn; and the same template with the replies marked for transformers.
+LLAMA3_LIKE = (
+    "{{ bos_token }}{% for m in messages %}{{ '<|im_start|>' + m['role'] + '<|im_end|>\\n\\n' }}"
+    "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] | trim + '</s>' }}{% endgeneration %}"
+    "{% else %}{{ m['content'] | trim + '</s>' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant<|im_end|>\\n\\n' }}{% endif %}"
+)
+
+
+def test_a_llama3_like_template_trims_replies_and_writes_its_own_bos(chat_tok):
+    from tokenizers import processors
+
+    tok = _with_template(chat_tok, LLAMA3_LIKE)
+    bos = (tok.bos_token, tok.bos_token_id)
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos[0]} $A", special_tokens=[bos]
+    )
+    assert (
+        tok("x")["input_ids"][0] == tok.bos_token_id
+    )  # this tokenizer adds a BOS of its own, as Llama 3's does
+    assert end_of_turn(tok, "chat") == "</s>"
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Pick the largest number.\n\n3, 7, 5"},
+        {"role": "assistant", "content": "  7 \n"},  # the template trims it
+        {"role": "user", "content": "And the smallest?"},
+        {"role": "assistant", "content": "3"},
+    ]
+    out = encode_examples([{"messages": messages}], tok, 256, "chat")
+    ids, labels = out["input_ids"][0], out["labels"][0]
+    assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id  # no second BOS from the tokenizer
+    assert [tok.decode(run) for run in trained_runs(ids, labels)] == ["7</s>", "3</s>"]
+    ref = tok.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
+    assert ids == ref["input_ids"]
+    assert [lab != IGNORE_INDEX for lab in labels] == [bool(m) for m in ref["assistant_masks"]]
