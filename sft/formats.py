@@ -19,17 +19,17 @@ Each becomes one example:
 
 How each format meets each template:
 
-| row                          | template: alpaca                                 | template: chat                     |
-|------------------------------|--------------------------------------------------|------------------------------------|
-| instruction/input/output     | Alpaca's prompt, loss on output + EOS (parity)   | one user turn + the assistant reply |
-| messages                     | one user turn + one assistant reply: as an       | rendered by the chat template,     |
-|                              | Alpaca row; a system message or more turns:      | loss on every assistant turn       |
-|                              | refused, with a hint to use template: chat       |                                    |
-| prompt/completion strings    | the Alpaca prompt around `prompt`, `completion`  | one user turn + the assistant reply |
-|                              | as the output                                    |                                    |
-| prompt/completion messages   | as `messages` (one user and one assistant turn)  | prompt + completion, loss on the   |
-|                              |                                                  | completion's assistant turns       |
-| text                         | the text + EOS, loss on every token              | the same                           |
+| row                      | template: alpaca                        | template: chat                   |
+|--------------------------|-----------------------------------------|----------------------------------|
+| instruction/input/output | Alpaca's prompt; loss on output + EOS   | one user turn + the reply        |
+| messages                 | a single user -> assistant exchange is  | rendered by the chat template;   |
+|                          | an Alpaca row; a system message or more | loss on every assistant turn +   |
+|                          | turns: refused (hint: template: chat)   | its end-of-turn text             |
+| prompt/completion text   | Alpaca's prompt around `prompt`,        | one user turn + the reply        |
+|                          | `completion` as the output              |                                  |
+| prompt/completion lists  | as `messages`                           | prompt + completion; loss on the |
+|                          |                                         | completion's assistant turns     |
+| text                     | the text + EOS; loss on every token     | the same                         |
 
 Prompt-completion strings go through the template rather than being concatenated raw (TRL's choice for strings)
 because the template is the kit's contract between stages: reward and PPO render their prompts, `prompt` strings
