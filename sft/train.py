@@ -19,6 +19,7 @@ from rlhf.models import (
     smart_tokenizer_and_embedding_resize,
     sync_special_token_ids,
 )
+from rlhf.sources import stage_sources
 from rlhf.training import logged_value, lora_config
 from sft.collators import keeps_logits_selectively, make_collator
 from sft.config import SFTStageConfig
@@ -57,13 +58,10 @@ def run(cfg: SFTStageConfig) -> checkpoint.Stage | None:
     """Train the SFT stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     job = StageRun("sft", cfg)
     where = cfg.config_path or "command line"
-    if not cfg.data_path:
-        raise UserError(
-            "data_path is required (Alpaca .json/.jsonl or a saved datasets dir)", where, "key 'data_path'"
-        )
-    rows = load_alpaca(cfg.data_path)
-    if cfg.eval_data_path:
-        train_rows, eval_rows = rows, load_alpaca(cfg.eval_data_path)
+    source, held_out = stage_sources(cfg, "data_path", "eval_data_path")
+    rows = load_alpaca(source)
+    if held_out is not None:
+        train_rows, eval_rows = rows, load_alpaca(held_out)
     else:
         train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, cfg.seed)
 
