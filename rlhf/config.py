@@ -200,7 +200,7 @@ def parse_config(
             flag.split("=", 1)[0].lstrip("-"), {a.dest: a for a in parser._actions}, flag=True
         )
         raise UserError(hint or f"{what} (see `{parser.prog} --help`)", "command line", flag.split("=", 1)[0])
-    check_aliases(vars(namespace), dataclass_types, argv, config, source)
+    settle_aliases(parser, vars(namespace), dataclass_types, argv, config, source)
     check_domains(
         vars(namespace), dataclass_types, argv, config_path, config, source
     )  # before anything is built
@@ -284,7 +284,7 @@ class StageOptions:
         default=None, metadata={"help": "Set automatically to the YAML file the config came from."}
     )
 
-    # {other name: field}: keys users know from TRL that name one of the stage's own fields (see resolve_aliases).
+    # {other name: field}: keys users know from TRL that name one of the stage's own fields (see resolve_aliases, settle_aliases).
     KEY_ALIASES: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self):
@@ -323,8 +323,9 @@ def _as_names(value: Any, key: str) -> Any:
 # TRL's scripts call some settings by other names (`use_peft` for use_lora, `dataset_name` for the stage's data
 # path, PPO's `sft_model_path` / `reward_model_path`). Each stage config lists them in KEY_ALIASES; both names are
 # fields, so either may be given, and after construction both hold the value (the manifest and the model card see
-# `dataset_name` as TRL writes it). Giving both with different values is refused. Keys that transformers or TRL
-# renamed or removed are refused with the name to use instead.
+# `dataset_name` as TRL writes it). Given both, the later source wins as for any key (YAML < Python values < flags);
+# both in one source with different values is refused. Keys that transformers or TRL renamed or removed are refused
+# with the name to use instead.
 
 RENAMED = {
     "evaluation_strategy": "eval_strategy",
@@ -370,25 +371,35 @@ def resolve_aliases(cfg: Any) -> None:
         setattr(cfg, target, given)
 
 
-def check_aliases(
-    values: dict[str, Any], dataclass_types, argv: list[str], config: dict, source: dict[str, Any]
+def settle_aliases(
+    parser, values: dict[str, Any], dataclass_types, argv: list[str], config: dict, source: dict[str, Any]
 ) -> None:
-    """Both names of one setting given (YAML, Python values or flags) with different values: refused, naming where
-    the alias was given. (resolve_aliases cannot tell a target given at its default from one not given.)"""
+    """Both names of one setting given: the later source wins as for any key (YAML < Python values < flags), so a
+    recipe's data_path gives way to `--dataset_name`. Given by the same source with different values: refused,
+    naming the alias. The winner's value becomes both names' default for the final parse."""
 
-    def given(key: str) -> bool:
-        return key in config or any(a == f"--{key}" or a.startswith(f"--{key}=") for a in argv)
+    def level(key: str) -> int:
+        if any(a == f"--{key}" or a.startswith(f"--{key}=") for a in argv):
+            return 2
+        if key in config:
+            return 0 if isinstance(source[key], Path) else 1  # the YAML file, or a Python caller's values
+        return -1
 
     for t in dataclass_types:
         for alias, target in getattr(t, "KEY_ALIASES", {}).items():
-            if given(alias) and given(target) and values.get(alias) != values.get(target):
-                where = "command line" if alias not in config else source[alias]
+            a, b = level(alias), level(target)
+            if a < 0 or b < 0 or values.get(alias) == values.get(target):
+                continue  # one name given (resolve_aliases copies it), or both alike
+            if a == b:
+                where = "command line" if a == 2 else source[alias]
                 raise UserError(
                     f"'{alias}' is TRL's name for '{target}' and they differ "
                     f"({values.get(alias)!r} vs {values.get(target)!r}); set one",
                     where,
-                    f"--{alias}" if where == "command line" else f"key '{alias}'",
+                    f"--{alias}" if a == 2 else f"key '{alias}'",
                 )
+            winner = values.get(alias) if a > b else values.get(target)
+            parser.set_defaults(**{alias: winner, target: winner})
 
 
 # --- Value domains --------------------------------------------------------------------------------------------

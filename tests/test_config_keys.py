@@ -222,3 +222,15 @@ def test_the_kits_old_names_keep_working():
     cfg = build_config(PPOStageConfig, {"demo_prompts": 5, "demo_kinds": "largest"})
     assert (cfg.demo_prompts, cfg.demo_kinds) == (5, "largest")  # read by ppo.prompts when task_* are unset
     assert build_config(SFTStageConfig, {"use_lora": True}).use_lora
+
+
+def test_the_later_source_wins_between_the_two_names(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("data_path: recipe/train.jsonl\nuse_lora: true\n")
+    (cfg,) = parse_config([SFTStageConfig], ["--config", str(recipe), "--dataset_name", "org/chat"])
+    assert cfg.data_path == cfg.dataset_name == "org/chat"  # the flag beats the recipe, under either name
+    cfg = build_config(SFTStageConfig, {"config": recipe, "dataset_name": "mine.csv", "use_peft": False})
+    assert (cfg.data_path, cfg.use_lora) == ("mine.csv", False)  # Python values beat the recipe too
+    recipe.write_text("dataset_name: org/chat\n")
+    (cfg,) = parse_config([SFTStageConfig], ["--config", str(recipe), "--data_path", "local.jsonl"])
+    assert cfg.data_path == cfg.dataset_name == "local.jsonl"

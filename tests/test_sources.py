@@ -255,3 +255,55 @@ def test_offline_hub_id_through_the_cli_is_one_line_and_exit_2(tmp_path):
         "(HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) and not in the local datasets cache; download it or give a local path"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_sft_trains_on_a_dataset_dir_by_trls_keys_and_reports_to_a_tracker_list(
+    tmp_path, demo_base, monkeypatch
+):
+    """`dataset_name` + `dataset_test_split` on a downloaded-hub-repo dir, `report_to: [tensorboard]`: the stage
+    trains on the train split, evaluates on the test split, and records the source under both names."""
+    import sft
+    from rlhf import checkpoint
+    from rlhf.tasks.demo import make_sft_rows
+
+    rows = make_sft_rows(40, seed=0, kinds=("largest",))
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    write_parquet(tmp_path / "repo" / "data" / "train-00000-of-00001.parquet", rows[:32])
+    write_parquet(tmp_path / "repo" / "data" / "test-00000-of-00001.parquet", rows[32:])
+    out = tmp_path / "sft"
+    monkeypatch.chdir(tmp_path)  # tensorboard's fallback is ./runs: it must not be used
+    cfg = build_config(SFTStageConfig, {
+        "config": REPO / "configs/demo/sft.yaml", "model_name_or_path": str(demo_base),
+        "dataset_name": str(tmp_path / "repo"), "dataset_test_split": "test", "output_dir": str(out),
+        "max_steps": 2, "per_device_train_batch_size": 8, "quiet": True, "save_strategy": "no",
+        "report_to": ["tensorboard"], "use_peft": True, "lora_target_modules": "q_proj,v_proj",
+    })  # fmt: skip
+    sft.run(cfg)
+    manifest = checkpoint.read_manifest(out)
+    config = manifest["config"]
+    assert config["data_path"] == config["dataset_name"] == str(tmp_path / "repo")
+    assert (config["dataset_train_split"], config["dataset_test_split"]) == ("train", "test")
+    assert config["report_to"] == ["tensorboard"] and config["use_lora"] is True
+    metrics = manifest["metrics"]
+    assert (metrics["train_rows"], metrics["eval_rows"]) == (32, 8)  # the train split; the test split held out
+    assert metrics["eval_loss"] > 0
+    assert list((out / "runs").glob("events.out.tfevents.*")), (
+        "tensorboard wrote no event file in the stage dir"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_model_card_lists_a_hub_dataset_never_a_local_path(tmp_path):
+    from rlhf.config import config_to_dict
+    from rlhf.model_card import model_card
+
+    out = tmp_path / "sft"
+    out.mkdir()
+    for data_path, expected in [
+        ("trl-lib/Capybara", ["trl-lib/Capybara"]),
+        (str(tmp_path / "d.jsonl"), None),
+    ]:
+        cfg = build_config(SFTStageConfig, {"data_path": data_path, "output_dir": str(out)})
+        card = model_card(out, "sft", parents=[], metrics={}, base_model=None, config=config_to_dict(cfg),
+                          template="alpaca")  # fmt: skip
+        assert card.data.datasets == expected
