@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rlhf.config import build_config
 from rlhf.data import load_instructions, read_records
@@ -285,7 +287,10 @@ def test_sft_trains_on_a_dataset_dir_by_trls_keys_and_reports_to_a_tracker_list(
     assert (config["dataset_train_split"], config["dataset_test_split"]) == ("train", "test")
     assert config["report_to"] == ["tensorboard"] and config["use_lora"] is True
     metrics = manifest["metrics"]
-    assert (metrics["train_rows"], metrics["eval_rows"]) == (32, 8)  # the train split; the test split held out
+    assert (metrics["train_rows"], metrics["eval_rows"]) == (
+        32,
+        8,
+    )  # the train split; the test split held out
     assert metrics["eval_loss"] > 0
     assert list((out / "runs").glob("events.out.tfevents.*")), (
         "tensorboard wrote no event file in the stage dir"
@@ -307,3 +312,55 @@ def test_model_card_lists_a_hub_dataset_never_a_local_path(tmp_path):
         card = model_card(out, "sft", parents=[], metrics={}, base_model=None, config=config_to_dict(cfg),
                           template="alpaca")  # fmt: skip
         assert card.data.datasets == expected
+
+
+# --- the new readers are total: any bytes give rows or one UserError (as tests/test_fuzz.py checks the others) ---
+FUZZ = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def rows_or_user_error(read, source):
+    try:
+        return read(source)
+    except UserError as e:
+        assert "\n" not in e.line()
+        return None
+
+
+@FUZZ
+@given(raw=st.binary(max_size=300), suffix=st.sampled_from([".csv", ".tsv", ".csv.gz", ".parquet"]))
+def test_csv_and_parquet_readers_on_random_bytes(tmp_path_factory, raw, suffix):
+    path = tmp_path_factory.mktemp("fuzz") / f"random{suffix}"
+    path.write_bytes(raw)
+    rows_or_user_error(read_records, path)
+    rows_or_user_error(load_instructions, path)
+
+
+@FUZZ
+@given(data=st.data())
+def test_damaged_parquet_bytes_never_crash(tmp_path_factory, data):
+    d = tmp_path_factory.mktemp("fuzz")
+    raw = bytearray(write_parquet(d / "good.parquet", ROWS).read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    (d / "bad.parquet").write_bytes(bytes(raw))
+    rows_or_user_error(load_instructions, d / "bad.parquet")
+
+
+cell = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+
+
+@FUZZ
+@given(
+    header=st.lists(
+        cell.filter(lambda c: c.strip() and not c.startswith("\ufeff")), min_size=1, max_size=4, unique=True
+    ),
+    data=st.data(),
+)
+def test_csv_written_by_the_csv_module_reads_back_as_the_same_strings(tmp_path_factory, header, data):
+    body = data.draw(
+        st.lists(st.lists(cell, min_size=len(header), max_size=len(header)), min_size=1, max_size=4)
+    )
+    path = tmp_path_factory.mktemp("fuzz") / "rows.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *body])
+    assert [[r[h] for h in header] for r in read_records(path)] == body
