@@ -364,3 +364,31 @@ def test_csv_written_by_the_csv_module_reads_back_as_the_same_strings(tmp_path_f
     with open(path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([header, *body])
     assert [[r[h] for h in header] for r in read_records(path)] == body
+
+
+def test_ppo_prompts_and_reward_pairs_from_the_new_sources(sources, tmp_path):
+    import datasets
+
+    from ppo.config import PPOStageConfig
+    from ppo.prompts import load_prompts
+    from reward.data import load_preferences
+
+    cfg = build_config(PPOStageConfig, {"prompts_path": str(sources["rows.csv"]), "num_eval_prompts": 0})
+    train, held_out = load_prompts(cfg)
+    assert [r["instruction"] for r in train] == [r["instruction"] for r in ROWS] and held_out == []
+    cfg = build_config(
+        PPOStageConfig, {"dataset_name": str(sources["saved_dict"]), "dataset_test_split": "test"}
+    )
+    train, held_out = load_prompts(cfg)
+    assert len(train) == len(ROWS) and [r["instruction"] for r in held_out] == ["held out"]
+
+    pairs = [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"} for i in range(3)]
+    write_parquet(tmp_path / "pairs.parquet", pairs)
+    write_csv(tmp_path / "pairs.csv", pairs)
+    datasets.DatasetDict(train=datasets.Dataset.from_list(pairs)).save_to_disk(str(tmp_path / "pairs_dir"))
+    got = [load_preferences(tmp_path / p, verbose=False) for p in ("pairs.parquet", "pairs.csv", "pairs_dir")]
+    without_id = [[{k: v for k, v in pair.items() if k != "id"} for pair in pairs] for pairs in got]
+    assert without_id[0] == without_id[1] == without_id[2] and len(got[0]) == 3  # `id` is the row's name
+    (tmp_path / "bad_pairs.csv").write_text("prompt,chosen,rejected\nq,good,bad\nq2,same,same\n")
+    with pytest.raises(UserError, match=r"bad_pairs.csv:line 3: chosen is identical to rejected"):
+        load_preferences(tmp_path / "bad_pairs.csv", verbose=False)
