@@ -284,7 +284,7 @@ class StageOptions:
         default=None, metadata={"help": "Set automatically to the YAML file the config came from."}
     )
 
-    # {other name: field}: keys users know from TRL that name one of the stage's own fields (see resolve_aliases, settle_aliases).
+    # {other name: field}: TRL's names for the stage's own keys (see resolve_aliases, settle_aliases)
     KEY_ALIASES: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self):
@@ -459,6 +459,17 @@ def _output_dir_value(v: Any) -> bool:
     return isinstance(v, str) and bool(v.strip()) and not (Path(v).exists() and not Path(v).is_dir())
 
 
+def _target_modules_ok(v: Any) -> bool:
+    """all-linear alone, or one or more module names (peft matches each against the end of a module's path)."""
+    names = _split_names(v)
+    return (
+        isinstance(names, list)
+        and bool(names)
+        and all(n and n.replace("_", "").replace(".", "").replace("-", "").isalnum() for n in names)
+        and ("all-linear" not in names or len(names) == 1)
+    )
+
+
 # `resume` is checked where it is resolved (rlhf.training.resolve_resume: "not a complete trainer checkpoint").
 DOMAINS: dict[str, Domain] = {
     # TrainingArguments
@@ -499,6 +510,10 @@ DOMAINS: dict[str, Domain] = {
     "lora_r": integer_at_least(1),
     "lora_alpha": greater_than(0),
     "lora_dropout": fraction(below_one=True),
+    "lora_target_modules": Domain(
+        "all-linear, or module names as a YAML list or a comma-separated string (e.g. q_proj,v_proj)",
+        _target_modules_ok,
+    ),
     "demo_prompts": integer_at_least(0),
     "num_eval_prompts": integer_at_least(0),
     "max_prompt_length": integer_at_least(1),
@@ -520,21 +535,6 @@ DOMAINS: dict[str, Domain] = {
     "lam": fraction(),
 }
 
-
-def _target_modules_ok(v: Any) -> bool:
-    names = _split_names(v)
-    return (
-        isinstance(names, list)
-        and bool(names)
-        and all(n and n.replace("_", "").replace(".", "").replace("-", "").isalnum() for n in names)
-        and ("all-linear" not in names or len(names) == 1)
-    )
-
-
-DOMAINS["lora_target_modules"] = Domain(
-    "all-linear, or module names as a YAML list or a comma-separated string (e.g. q_proj,v_proj)",
-    _target_modules_ok,
-)
 
 # report_to: trackers the kit documents, each an optional extra of the package (pip install 'rlhf-kit[wandb]');
 # `none` and `all` (every installed tracker) stand alone. Other transformers integrations pass through to it.
