@@ -85,6 +85,11 @@ class StageRun:
         """The stage's trainer, with the run's output settings applied (`quiet`: no log printer either)."""
         if self.cfg.quiet:
             quiet_trainer(trainer)
+        # report_to tensorboard: its events go under the stage dir. transformers 5 picks output_dir/runs only at
+        # train begin, and a log before that (the SFT eval before training) would open ./runs in the working dir.
+        for callback in trainer.callback_handler.callbacks:
+            if type(callback).__name__ == "TensorBoardCallback" and callback.logging_dir is None:
+                callback.logging_dir = str(self.out / "runs")
         return trainer
 
     def train(self, trainer, loss_accumulators: bool = True):

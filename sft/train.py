@@ -20,13 +20,14 @@ from rlhf.models import (
     smart_tokenizer_and_embedding_resize,
     sync_special_token_ids,
 )
+from rlhf.sources import stage_sources
 from rlhf.templates import check_template
 from rlhf.training import logged_value, lora_config
 from sft.collators import keeps_logits_selectively, make_collator
 from sft.config import SFTStageConfig
 from sft.data import encode_examples, split_rows
 from sft.evaluation import final_eval_loss
-from sft.formats import FORMATS, fingerprint_rows, load_sft_rows
+from sft.formats import fingerprint_rows, load_sft_rows
 from sft.packing import isolates_packed_sequences
 
 
@@ -59,15 +60,10 @@ def run(cfg: SFTStageConfig) -> checkpoint.Stage | None:
     """Train the SFT stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     job = StageRun("sft", cfg)
     where = cfg.config_path or "command line"
-    if not cfg.data_path:
-        raise UserError(
-            f"data_path is required ({FORMATS} in .json/.jsonl or a saved datasets dir)",
-            where,
-            "key 'data_path'",
-        )
-    rows = load_sft_rows(cfg.data_path, cfg.template)
-    if cfg.eval_data_path:
-        train_rows, eval_rows = rows, load_sft_rows(cfg.eval_data_path, cfg.template)
+    source, held_out = stage_sources(cfg, "data_path", "eval_data_path")
+    rows = load_sft_rows(source, cfg.template)
+    if held_out is not None:
+        train_rows, eval_rows = rows, load_sft_rows(held_out, cfg.template)
     else:
         train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, cfg.seed)
 
