@@ -108,11 +108,11 @@ def report_md(metrics: dict, plots: dict[str, bytes], explorer: list[dict], name
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
 th{background:#f4f4f4;text-align:left}.num{text-align:right;white-space:nowrap}
 #headlines li{margin:.4em 0;font-size:1.05em}.note{color:#555;font-size:.9em;max-width:60em}
-figure{margin:1.5em 0}img{max-width:100%}
+figure{margin:1.5em 0}img{max-width:100%}.wide{overflow-x:auto}
 #ex-controls{display:flex;gap:1.2em;flex-wrap:wrap;align-items:center;position:sticky;top:0;background:#fff;
 padding:.6em 0;border-bottom:1px solid #ddd}
 #explorer td{white-space:pre-wrap;max-width:22em}#explorer .sc{color:#666;font-size:.8em;margin-top:.3em}
@@ -176,7 +176,8 @@ def explorer_html(explorer: list[dict], names: list[str], baseline: str, judge: 
         body.append(f"<tr{attrs}>{''.join(cells)}</tr>")
     return (
         f'<div id="ex-controls">{"".join(controls)}</div>'
-        f'<table id="explorer"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f'<div class="wide"><table id="explorer"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -201,7 +202,8 @@ def report_html(metrics: dict, plots: dict[str, bytes], explorer: list[dict], na
         )
         table = (
             f"<h2>Methods against {esc(display_name(baseline))}</h2>"
-            f'<table id="comparison"><tr>{header}</tr>{rows}</table><p class="note">{esc(TABLE_NOTES)}</p>'
+            f'<div class="wide"><table id="comparison"><tr>{header}</tr>{rows}</table></div>'
+            f'<p class="note">{esc(TABLE_NOTES)}</p>'
         )
     imgs = "".join(
         f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'

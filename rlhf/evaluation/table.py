@@ -112,7 +112,10 @@ def headline(row: dict, baseline: dict, num_prompts: int) -> str:
     by = "by the gold judge" if judge == "gold" else "by the reward model (these prompts have no gold judge)"
     counts = ""
     if row.get("judge") == judge:
-        counts = f"; {row['wins']} wins, {row['ties']} ties, {row['losses']} losses"
+        counts = "; " + ", ".join(
+            f"{row[f]} {word if row[f] == 1 else f}"
+            for word, f in (("win", "wins"), ("tie", "ties"), ("loss", "losses"))
+        )
     where = f"{_pct(v)} of {num_prompts} prompts [{_pct(lo)}, {_pct(hi)}] {by} (greedy answers, ties count half{counts})"
     if lo > 0.5:
         text = f"{me} beats {base} on {where}."
