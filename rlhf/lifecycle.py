@@ -51,16 +51,18 @@ class PeakMemory:
         self.scope = "stage" if _reset_rss_peak() else "process"
         import torch
 
-        self.cuda = torch.cuda.is_available()
-        if self.cuda:
+        # Only a CUDA context already made is reset: making one here would put every rank's on GPU 0 before
+        # accelerate picks each rank's device. Before the first one, the peak counts from zero anyway.
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.reset_peak_memory_stats()
 
     def read(self) -> dict:
-        """{"rss_mib", "gpu_mib" (None without CUDA), "scope"}: what the manifest records as `peak_memory`."""
-        gpu = None
-        if self.cuda:
-            import torch
+        """{"rss_mib", "gpu_mib" (None when CUDA was not used), "scope"}: what the manifest records as
+        `peak_memory`. The GPU figure is this process's device (rank 0's, in a multi-GPU run)."""
+        import torch
 
+        gpu = None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
             gpu = torch.cuda.max_memory_allocated() / 2**20
         return {"rss_mib": _rss_peak_mib(), "gpu_mib": gpu, "scope": self.scope}
 

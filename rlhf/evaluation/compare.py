@@ -585,8 +585,8 @@ def cli(argv=None, prog="rlhf compare") -> int:
     )
     a = p.parse_args(argv)
     refuse_overlap(
-        {"CHECKPOINTS": a.checkpoints, "--prompts": a.prompts, "--reference": a.reference, "--reward": a.reward,
-         "--labels-db": a.labels_db},
+        {"CHECKPOINTS": [best_of_n.parse_spec(c)[0] for c in a.checkpoints], "--prompts": a.prompts,
+         "--reference": a.reference, "--reward": a.reward, "--labels-db": a.labels_db},
         {"--out": a.out, "--export-pairs": a.export_pairs},
     )  # fmt: skip
     m = compare(

@@ -102,7 +102,8 @@ def _pct(x: float) -> str:
 
 def headline(row: dict, baseline: dict, num_prompts: int) -> str:
     """One sentence in plain words: who beats whom, how often, how sure, by which judge, and what the reward model
-    says (its excess over the gold judge is reward hacking)."""
+    says (its excess over the gold judge is reward hacking). Results only, no measurements of the machine (wall
+    time, memory: in the table), so one seed gives the same sentences on every run."""
     me, base = row["label"], baseline["label"]
     judge = "gold" if row["gold_winrate"] is not None else "rm" if row["rm_winrate"] is not None else None
     if judge is None:
@@ -134,8 +135,6 @@ def headline(row: dict, baseline: dict, num_prompts: int) -> str:
             text += f" The reward model prefers it on {_pct(row['rm_winrate'])}."
     if row["best_of"]:
         text += f" Each answer costs {row['best_of']} samples ({row['generated_tokens_per_answer']:.0f} generated tokens)."
-    elif row["wall_seconds"] is not None:
-        text += f" Its stage took {format_seconds(row['wall_seconds'])}."
     return text
 
 
