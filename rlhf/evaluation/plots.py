@@ -44,12 +44,20 @@ def place_labels(ax, items: list[tuple[float, float, str]], fontsize: float = 7,
     """Annotate each (x, y, text) near its point where its text box overlaps no label placed before it and none of
     the `obstacles` (artists such as the legend), inside the axes; a label away from its point gets a thin line back
     to it. Offsets are tried on rings of 8 directions at growing distances, nearest first; the axes' margins are
-    widened first so points at the edge have room. Should no spot be free, the one overlapping fewest labels is
-    taken. Returns the annotations."""
+    widened first so points at the edge have room; points at the same spot share one label. Should no spot be
+    free, the one overlapping fewest labels is taken. Returns the annotations."""
     from matplotlib.text import Text
 
     if not items:
         return []
+    merged: dict[
+        tuple[float, float], list[str]
+    ] = {}  # points drawn at one spot get one label: "T=0.3, T=0.7"
+    for x, y, text in items:
+        texts = merged.setdefault((x, y), [])
+        if text not in texts:
+            texts.append(text)
+    items = [(x, y, ", ".join(texts)) for (x, y), texts in merged.items()]
     ax.margins(0.18)
     fig = ax.figure
     fig.canvas.draw()  # final limits and layout, so the boxes measured below are the ones drawn

@@ -145,6 +145,23 @@ SCRIPT = """
 """
 
 
+def caption(plot: str, baseline: str) -> str:
+    """What a plot (named as compare names them) shows, in words."""
+    if plot == "winrates":
+        return f"Win-rate of each method against {display_name(baseline)}, by the gold judge and the reward model."
+    if plot == "sampling_sweep":
+        return "Sampling sweep: quality against diversity (distinct-2) per temperature T and top-p."
+    _, sep, name = plot.partition("_curves_")
+    if sep:
+        return f"{display_name(name)}: training curves from its log.jsonl."
+    if plot.startswith("overoptimisation_"):
+        return (
+            f"{display_name(plot.removeprefix('overoptimisation_'))}: gold score against reward-model score across "
+            "its saved checkpoints; the reward rising while the gold score falls is over-optimisation."
+        )
+    return plot
+
+
 def explorer_html(explorer: list[dict], names: list[str], baseline: str, judge: str | None) -> str:
     esc = html.escape
     methods = [n for n in names if explorer and n in explorer[0]["outcomes"]]
@@ -207,7 +224,7 @@ def report_html(metrics: dict, plots: dict[str, bytes], explorer: list[dict], na
         )
     imgs = "".join(
         f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{esc(n)}</figcaption></figure>"
+        f"<figcaption>{esc(caption(n, baseline))}</figcaption></figure>"
         for n, png in plots.items()
     )
     headline, _, rows = report_tables(metrics, names)
