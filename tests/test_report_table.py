@@ -64,6 +64,25 @@ def test_the_stage_manifest_records_wall_time_and_peak_memory(tiny_chain):
     assert manifest["finished_at"] > manifest["started_at"]
 
 
+def test_peak_memory_counts_from_the_stage_start(monkeypatch):
+    import rlhf.lifecycle as lifecycle
+
+    big = bytearray(300 * 2**20)  # touched: resident
+    big[::4096] = b"x" * len(big[::4096])
+    del big
+    memory = lifecycle.PeakMemory()  # the 300 MiB above came before: not this stage's peak
+    before = memory.read()["rss_mib"]
+    block = bytearray(200 * 2**20)
+    block[::4096] = b"x" * len(block[::4096])
+    after = memory.read()
+    del block
+    assert after["scope"] == "stage" and after["rss_mib"] >= before + 150
+    # where the peak cannot be reset, the process's lifetime peak, said so
+    monkeypatch.setattr(lifecycle, "_reset_rss_peak", lambda: False)
+    whole = lifecycle.PeakMemory().read()
+    assert whole["scope"] == "process" and whole["rss_mib"] >= after["rss_mib"] - 8  # RSS counts lag a little
+
+
 def test_one_row_per_method_against_sft(report, tiny_chain):
     _, metrics = report
     rows = metrics["comparison"]
