@@ -142,12 +142,14 @@ def _source_files(path: Path) -> list[Path]:
     return files
 
 
-def load_instructions(source: str | Path | None = None) -> list[str]:
-    """The usable instructions of the source, deduplicated, in file order: Alpaca rows with an empty `input` and
-    Self-Instruct seed tasks whose first instance has none; single-line, at most MAX_INSTRUCTION_CHARS."""
+def load_sources(source: str | Path | None = None) -> dict[str, str]:
+    """The usable instructions of the source (deduplicated, in file order), each with its reference answer ("" if
+    none): Alpaca rows with an empty `input` and Self-Instruct seed tasks whose first instance has none;
+    single-line, at most MAX_INSTRUCTION_CHARS."""
     from rlhf.data import read_records
 
-    out, seen = [], set()
+    out: dict[str, str] = {}
+    seen = set()
     for path in _source_files(resolve_source(source)):
         for row in read_records(path):
             instruction = row.get("instruction")
@@ -155,19 +157,26 @@ def load_instructions(source: str | Path | None = None) -> list[str]:
                 raise UserError("key 'instruction': expected a string", path, row.get("_row"))
             instances = row.get("instances")
             first = instances[0] if isinstance(instances, list) and instances else {}
-            has_input = row.get("input") or (isinstance(first, dict) and first.get("input"))
+            first = first if isinstance(first, dict) else {}
+            has_input = row.get("input") or first.get("input")
             text = instruction.strip()
             if has_input or not text or "\n" in text or len(text) > MAX_INSTRUCTION_CHARS:
                 continue
             if parse_item(text) is not None or normalise(text) in seen:  # already constrained, or a repeat
                 continue
             seen.add(normalise(text))
-            out.append(text)
+            output = row.get("output", first.get("output", ""))
+            out[text] = output.strip() if isinstance(output, str) else ""
     if not out:
         raise UserError(
             "no usable instruction (an Alpaca/Self-Instruct row without input)", resolve_source(source)
         )
     return out
+
+
+def load_instructions(source: str | Path | None = None) -> list[str]:
+    """The usable instructions of the source, in file order (see `load_sources`)."""
+    return list(load_sources(source))
 
 
 # --- drawing prompts -----------------------------------------------------------------------------------------
@@ -321,13 +330,17 @@ class ConstraintsTask(Task):
 
     def __init__(self, source: str | Path | None = None):
         self.source = source
-        self._instructions: dict[Path, list[str]] = {}
+        self._sources: dict[Path, dict[str, str]] = {}
+
+    def sources(self) -> dict[str, str]:
+        """Instruction -> reference answer, from the source (read once per path)."""
+        path = resolve_source(self.source)
+        if path not in self._sources:
+            self._sources[path] = load_sources(path)
+        return self._sources[path]
 
     def instructions(self) -> list[str]:
-        path = resolve_source(self.source)
-        if path not in self._instructions:
-            self._instructions[path] = load_instructions(path)
-        return self._instructions[path]
+        return list(self.sources())
 
     def prompts(
         self, n: int, *, seed: int = 0, split: str | None = "train", kinds: tuple[str, ...] | None = None
@@ -360,3 +373,32 @@ class ConstraintsTask(Task):
         item = self._item(row)
         prompt = row["instruction"] + ("\n" + row["input"] if row.get("input") else "")
         return check_all(item, prompt, response, finished)
+
+
+def write_rows(
+    out: str | Path,
+    n: int,
+    *,
+    seed: int = 0,
+    split: str | None = "train",
+    source: str | Path | None = None,
+    kinds: str = "",
+    demonstrations: bool = False,
+) -> list[dict]:
+    """Write `n` prompt rows of one split (Alpaca json) to `out`; with `demonstrations`, SFT rows from the train
+    split whose `output` satisfies the constraints (see constraints_demos). `kinds`: comma-separated constraint
+    types (empty: all)."""
+    from rlhf.io import atomic_write_json
+    from rlhf.tasks.constraints_demos import demonstration_rows
+
+    task = ConstraintsTask(source)
+    try:
+        types = task.check_kinds(tuple(k.strip() for k in kinds.split(",") if k.strip())) or TYPES
+        if demonstrations:
+            rows = demonstration_rows(n, task.sources(), seed=seed, types=types)
+        else:
+            rows = task.prompts(n, seed=seed, split=split, kinds=types)
+    except ValueError as e:  # an unknown kind, or too few instructions for `n`
+        raise UserError(str(e), "pipeline config", "key 'data'") from None
+    atomic_write_json(out, rows)
+    return rows
