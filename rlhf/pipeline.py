@@ -71,6 +71,10 @@ def load_pipeline_config(path: str | Path) -> dict:
     for stage in ("sft", "reward", "ppo"):
         if "config" not in cfg.get(stage, {}):
             raise UserError("missing stage config path", path, f"key '{stage}.config'")
+    if cfg.get("task", "demo") not in ("demo", "constraints"):
+        raise UserError("expected demo or constraints", path, "key 'task'")
+    if not isinstance(cfg["sft"].get("fine_tune", True), bool):
+        raise UserError("expected true or false", path, "key 'sft.fine_tune'")
     return cfg
 
 

@@ -148,3 +148,16 @@ def test_toy_pipeline_runs_every_step_with_the_constraints_judge(shared_data, tm
     assert all(
         f"pipeline: {s}: up to date, skipped" in again for s in ("data", "base", "sft", "ppo", "compare")
     )
+
+
+@pytest.mark.parametrize(
+    "old, new, where",
+    [("task: constraints", "task: constrains", "key 'task': expected demo or constraints"),
+     ("config: configs/demo/sft.yaml\n", "config: configs/demo/sft.yaml\n  fine_tune: maybe\n",
+      "key 'sft.fine_tune': expected true or false")],
+)  # fmt: skip
+def test_bad_task_keys_are_refused_in_one_line(tmp_path, old, new, where):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TOY.replace(old, new))
+    res = run_cli("pipeline", "--config", bad, "--out", tmp_path / "x", check=False)
+    assert res.returncode == 2 and res.stderr.strip() == f"error: {bad}:{where}"
