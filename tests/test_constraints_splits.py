@@ -57,6 +57,9 @@ def source(tmp_path):
     ]
     (tmp_path / "self_instruct" / "seed_tasks.jsonl").write_text("\n".join(json.dumps(r) for r in seeds))
     (tmp_path / "README.md").write_text("not data")
+    (tmp_path / "prefs.jsonl").write_text(
+        json.dumps({"chosen": "a", "rejected": "b"})
+    )  # another dataset: skipped
     return tmp_path
 
 
@@ -74,6 +77,8 @@ def test_source_reading_skips_rows_with_an_input(source):
     assert "Summarise the text." not in instructions and "Classify this." not in instructions
     assert "Tell me a fact about rivers number 0." in instructions
     assert load_instructions(source / "alpaca" / "alpaca_small.json") == instructions[:400]
+    with pytest.raises(UserError, match="key 'instruction': expected a string"):
+        load_instructions(source / "prefs.jsonl")  # named on its own, a file must hold instructions
 
 
 def test_source_comes_from_the_argument_then_the_env(source, tmp_path, monkeypatch):
@@ -148,3 +153,7 @@ def test_shared_data_gives_enough_disjoint_prompts(shared_data):
         bases["train"] & bases["pairs"] or bases["train"] & bases["eval"] or bases["pairs"] & bases["eval"]
     )
     assert sum(parse_item(r["instruction"]).novel() for r in drawn["eval"]) >= 100
+    # every prompt drawn from the real instructions is read back exactly (the judge needs nothing else)
+    for rows in drawn.values():
+        assert all(parse_item(r["instruction"]).instruction() == r["instruction"] for r in rows)
+        assert task.recognises(rows)

@@ -10,7 +10,7 @@ constraint per line, IFEval-style (types, phrasings and checkers in `constraints
 
 The instructions come from `source` (a data dir or an Alpaca / Self-Instruct json(l) file). Left unset it is the
 env var RLHF_CONSTRAINTS_SOURCE, else the kit's shared data dir RLHF_SHARED_DATA; in a dir, every .json / .jsonl
-file in it or one level below is read. Only `prompts` needs the source: the judge reads the constraints back from
+file in it or one level below that holds instruction rows is read. Only `prompts` needs the source: the judge reads the constraints back from
 the instruction text, so any file of such prompts is recognised and judged (`rlhf compare ... --prompts ANY.json`).
 
 Splits, disjoint in instructions (a sha256 of the normalised instruction picks one, so a source file may grow or be
@@ -27,10 +27,13 @@ a degenerate response scores 0 whatever it satisfies:
   (`rlhf.generate.Completion.finished`; pairs rows carry it as their `finished` list). The response text never
   contains the EOS token, so only the caller can tell;
 - empty, or nothing but punctuation;
-- a copy of the prompt: once the phrases the constraints ask for (start/end phrase, keyword) are taken out,
-  nothing is left, or 75% or more of its word trigrams occur in the prompt;
+- a copy of the prompt: once the phrases the constraints ask for (start/end phrase, keyword) are set aside,
+  nothing is left, or 75% or more of its other word trigrams occur in the prompt;
 - one n-gram repeated: 3+ back-to-back repeats of one n-gram (n <= 10) covering half or more of its words.
-Binary, so `gold_accuracy` (share of responses scoring > 0) is the share satisfying all their constraints.
+Binary, so `gold_accuracy` (share of responses scoring > 0) is the share satisfying all their constraints;
+`ConstraintsTask.check` gives the per-type results (for per-constraint-type satisfaction rates).
+Why not partial credit: the pipeline's gold_accuracy counts scores > 0, and a fraction would make "one of three
+constraints met" count as accurate.
 """
 
 from __future__ import annotations
@@ -150,8 +153,12 @@ def load_sources(source: str | Path | None = None) -> dict[str, str]:
 
     out: dict[str, str] = {}
     seen = set()
-    for path in _source_files(resolve_source(source)):
-        for row in read_records(path):
+    root = resolve_source(source)
+    for path in _source_files(root):
+        rows = read_records(path)
+        if root.is_dir() and not any("instruction" in row for row in rows):
+            continue  # another dataset in the same data dir (e.g. preference pairs)
+        for row in rows:
             instruction = row.get("instruction")
             if not isinstance(instruction, str):
                 raise UserError("key 'instruction': expected a string", path, row.get("_row"))
@@ -162,7 +169,7 @@ def load_sources(source: str | Path | None = None) -> dict[str, str]:
             text = instruction.strip()
             if has_input or not text or "\n" in text or len(text) > MAX_INSTRUCTION_CHARS:
                 continue
-            if parse_item(text) is not None or normalise(text) in seen:  # already constrained, or a repeat
+            if normalise(text) in seen:
                 continue
             seen.add(normalise(text))
             output = row.get("output", first.get("output", ""))
@@ -188,7 +195,10 @@ def _params(type_: str, base: str, rng: random.Random) -> dict:
     if type_ == "include_keyword":
         return {"word": rng.choice([w for w in INCLUDE_WORDS if w not in words(base)])}
     if type_ == "exclude_keyword":
-        own = sorted({w for w in words(base) if len(w) >= 5 and w.isalpha() and w not in STOPWORDS})
+        # ASCII letters only: the phrasing's parser reads back [A-Za-z] words
+        own = sorted(
+            {w for w in words(base) if len(w) >= 5 and w.isascii() and w.isalpha() and w not in STOPWORDS}
+        )
         return {"word": rng.choice(own or EXCLUDE_FALLBACK)}
     if type_ == "start_with":
         return {"phrase": rng.choice(START_PHRASES)}
