@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-slow lint bench docs clean
+.PHONY: setup demo experiment test test-slow lint bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: setup
 	$(VENV)/bin/rlhf pipeline --config configs/demo/pipeline.yaml --out $(RUN) --seed $(SEED)
+
+# Issue 17's experiment: RLHF on SmolLM2-135M-Instruct judged by verifiable constraints (configs/experiments/).
+# Its instructions are read from $$RLHF_CONSTRAINTS_SOURCE, else $$RLHF_SHARED_DATA: a dir of Alpaca /
+# Self-Instruct json(l) files. Planned at ~90 min on 2 CPU cores; output in runs/experiment.
+EXPERIMENT_RUN ?= runs/experiment
+experiment: setup
+	$(VENV)/bin/rlhf pipeline --config configs/experiments/constraints.yaml --out $(EXPERIMENT_RUN) --seed $(SEED)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

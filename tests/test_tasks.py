@@ -205,6 +205,6 @@ def test_ppo_prompts_come_from_the_task_under_new_and_old_key_names():
     assert new[0] == [t.to_row() for t in make_tasks(12, seed, ("largest", "smallest"), split="train")]
     with pytest.raises(UserError, match="unknown task 'nope'") as e:
         load_prompts(PPOStageConfig(task="nope", task_prompts=4))
-    assert e.value.line().endswith("key 'task': unknown task 'nope'; expected one of demo")
+    assert e.value.line().endswith("key 'task': unknown task 'nope'; expected one of demo, constraints")
     with pytest.raises(UserError, match="key 'task_kinds': unknown demo task kind 'poems'"):
         load_prompts(PPOStageConfig(task_prompts=4, task_kinds="poems"))

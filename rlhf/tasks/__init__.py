@@ -17,6 +17,7 @@ from rlhf.tasks.base import Task
 # name -> "module:class" of each task family, in the order `detect` tries them.
 REGISTRY: dict[str, str] = {
     "demo": "rlhf.tasks.demo:DemoTask",
+    "constraints": "rlhf.tasks.constraints:ConstraintsTask",
 }
 _loaded: dict[str, Task] = {}
 
