@@ -19,7 +19,6 @@ from pathlib import Path
 
 from rlhf import tasks
 from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
-from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.evaluation.plots import plot_overoptimisation, plot_ppo_curves, plot_sweep, plot_winrates
 from rlhf.evaluation.report import report_files
@@ -30,8 +29,9 @@ from rlhf.logs import LOG_FILE
 from rlhf.models import ModelSource, locate_model
 from rlhf.models import load_policy as load_policy_model
 from rlhf.paths import refuse_overlap
+from rlhf.prompt_rows import load_prompt_rows
 from rlhf.tasks import Task
-from rlhf.templates import display_prompt, format_prompt
+from rlhf.templates import TEMPLATES, display_prompt, render_prompt, render_prompts
 from rlhf.training import complete_checkpoints
 
 ROUGE_METRIC = Path(__file__).parent / "metrics" / "rouge_l.py"
@@ -59,9 +59,12 @@ class Run:
 # ----------------------------------------------------------------------------------------------- evaluation
 
 
-def load_policy(source: ModelSource | str | Path, name: str | None = None) -> Policy:
-    """A stage is named by its kind (sft, ppo), anything else by its dir name."""
-    loaded = load_policy_model(source, device="auto")
+def load_policy(
+    source: ModelSource | str | Path, name: str | None = None, template: str | None = None
+) -> Policy:
+    """A stage is named by its kind (sft, ppo), anything else by its dir name; `template` for a model without a
+    manifest."""
+    loaded = load_policy_model(source, device="auto", template=template)
     src = loaded.source
     default = src.kind if src.stage is not None else Path(src.path).name
     return Policy(name or default, Path(src.path), src.kind, loaded.model, loaded.tokenizer, src.template)
@@ -76,13 +79,13 @@ def run_policy(
     task: Task | None = None,
 ) -> Run:
     """Responses to every prompt, scored by `task`'s gold judge (when given) and by `scorer` (when given)."""
-    texts = [format_prompt(p["instruction"], p.get("input", ""), pol.template) for p in prompts]
-    samples = generate(pol.model, pol.tokenizer, texts, params, batch_size=batch_size)
+    texts = render_prompts(prompts, pol.template, pol.tokenizer)
+    samples = generate(pol.model, pol.tokenizer, texts, params, batch_size=batch_size, template=pol.template)
     run = Run(samples)
     if task is not None:
         run.gold = [[task.judge(p, c.text, c.finished) for c in s] for p, s in zip(prompts, samples)]
     if scorer is not None:
-        flat_p = [(p["instruction"], p.get("input", "")) for p, s in zip(prompts, samples) for _ in s]
+        flat_p = [p for p, s in zip(prompts, samples) for _ in s]
         flat = scorer.score(flat_p, [c.text for s in samples for c in s])
         k = params.num_samples
         run.rm = [flat[i * k : (i + 1) * k] for i in range(len(samples))]
@@ -143,11 +146,15 @@ def kl_to_reference(pol: Policy, ref: Policy, prompts: list[dict], run: Run, tem
     texts, resps, fins = [], [], []
     for p, s in zip(prompts, run.samples):
         for c in s:
-            texts.append(format_prompt(p["instruction"], p.get("input", ""), pol.template))
+            texts.append(render_prompt(p, pol.template, pol.tokenizer))
             resps.append(c.text)
             fins.append(c.finished)
-    lp = response_logprobs(pol.model, pol.tokenizer, texts, resps, temperature=temperature, finished=fins)
-    lr = response_logprobs(ref.model, ref.tokenizer, texts, resps, temperature=temperature, finished=fins)
+    lp = response_logprobs(
+        pol.model, pol.tokenizer, texts, resps, temperature=temperature, finished=fins, template=pol.template
+    )
+    lr = response_logprobs(
+        ref.model, ref.tokenizer, texts, resps, temperature=temperature, finished=fins, template=pol.template
+    )
     return statistics.fmean(a - b for a, b in zip(lp, lr))
 
 
@@ -200,12 +207,13 @@ def compare(
     export_pairs: str | None = None,
     batch_size: int = 64,
     export_alpaca_eval: str | Path | None = None,
+    template: str | None = None,
 ) -> dict:
     """Compare `paths`' checkpoints on `prompts_path`'s prompts; writes the report to `out` and, when
     `export_alpaca_eval` is given, each checkpoint's greedy answers to `<export_alpaca_eval>/<name>/model_outputs.json`.
     Returns the metrics (also in `out`/metrics.json)."""
     started = time.time()
-    prompts = load_instructions(prompts_path, require_output=False)[:limit]
+    prompts = load_prompt_rows(prompts_path)[:limit]
     refs = [p["output"] for p in prompts] if all(p.get("output") for p in prompts) else None
     if names and len(names) != len(paths):
         raise UserError(
@@ -220,13 +228,13 @@ def compare(
     if reward_source is not None:
         from rlhf.evaluation.scoring import RewardScorer
 
-        scorer = RewardScorer.from_stage(reward_source)
+        scorer = RewardScorer.from_stage(reward_source, template=template)
     out = require_writable_dir(out)  # refused now, not after minutes of generation
     if export_alpaca_eval is not None:
         export_alpaca_eval = require_writable_dir(export_alpaca_eval)
         for n in names or []:  # given names now, names taken from dir names (e.g. "" for ".") once loaded
             _check_dir_name(n)
-    policies = [load_policy(src, (names or [None] * len(paths))[i]) for i, src in enumerate(sources)]
+    policies = [load_policy(src, (names or [None] * len(paths))[i], template) for i, src in enumerate(sources)]
     if len({p.name for p in policies}) < len(policies):
         policies = [
             Policy(f"{p.name}{i}", p.path, p.kind, p.model, p.tokenizer, p.template)
@@ -240,7 +248,7 @@ def compare(
     if reference:
         ref_policy = next(
             (p for p in policies if p.path.resolve() == Path(reference).resolve()), None
-        ) or load_policy(reference_source, "reference")
+        ) or load_policy(reference_source, "reference", template)
 
     greedy = SamplingParams(0.0, 0, 1.0, max_new_tokens, 1, seed)
     sampled = SamplingParams(temperature, top_k, top_p, max_new_tokens, num_samples, seed)
@@ -360,6 +368,7 @@ def compare(
                 "instruction": p["instruction"],
                 "input": p.get("input", ""),
                 "prompt": display_prompt(p["instruction"], p.get("input", "")),
+                **({"messages": p["messages"]} if p.get("messages") else {}),
                 "responses": [runs[a]["sampled"].samples[i][0].text, runs[b]["sampled"].samples[i][0].text],
                 "sources": [a, b],
             }
@@ -428,7 +437,16 @@ def cli(argv=None, prog="rlhf compare") -> int:
         help="finished sft/ppo stage dirs (or checkpoint-N, adapter or HF model dirs)",
     )
     p.add_argument(
-        "--prompts", required=True, help="Alpaca json/jsonl; outputs (if present) are ROUGE references"
+        "--prompts",
+        required=True,
+        help="Alpaca rows, `prompt` strings or message lists, or `messages`; outputs (Alpaca `output`, "
+        "`completion`, a final assistant reply), if present, are ROUGE references",
+    )
+    p.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default=None,
+        help="prompt template for models without a manifest (default alpaca; chat: the tokenizer's own)",
     )
     p.add_argument("--out", required=True, help="report dir")
     p.add_argument("--reference", help="checkpoint to measure KL against (e.g. the SFT dir)")
@@ -489,6 +507,7 @@ def cli(argv=None, prog="rlhf compare") -> int:
         labels_db=a.labels_db,
         export_pairs=a.export_pairs,
         export_alpaca_eval=a.export_alpaca_eval,
+        template=a.template,
     )
     print(f"compare: report at {Path(a.out) / 'report.html'}")
     for k, v in m.items():
