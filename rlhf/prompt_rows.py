@@ -65,7 +65,9 @@ def normalise_prompt_row(row: dict, path: str | Path) -> dict:
         if isinstance(prompt, str):
             text = require_str(row, "prompt", path)
         elif isinstance(prompt, list):
-            messages, _ = _conversation(check_messages(prompt, path, where, key="prompt"), path, where, "prompt")
+            messages, _ = _conversation(
+                check_messages(prompt, path, where, key="prompt"), path, where, "prompt"
+            )
             text = transcript(messages)
         else:
             raise UserError(
@@ -79,9 +81,9 @@ def normalise_prompt_row(row: dict, path: str | Path) -> dict:
         out = {"instruction": transcript(messages), "input": "", "output": reference}
     else:
         raise UserError(
-            "no prompt: expected 'instruction' (Alpaca), 'prompt' (a string or messages) or 'messages'",
+            "missing; expected 'instruction' (Alpaca), 'prompt' (a string or messages) or 'messages'",
             path,
-            where,
+            f"{where}: key 'instruction'",
         )
     if not out["instruction"].strip():
         raise UserError("empty prompt; expected text", path, where)

@@ -54,7 +54,7 @@ def test_every_format_becomes_one_shape(tmp_path):
 
 
 BAD = [
-    ({"input": "x"}, "no prompt: expected 'instruction'"),
+    ({"input": "x"}, "key 'instruction': missing; expected 'instruction' (Alpaca), 'prompt'"),
     ({"instruction": 3}, "key 'instruction': expected a string, got int"),
     ({"prompt": 5}, "key 'prompt': expected a string or a message list, got int"),
     ({"prompt": "  "}, "key 'prompt': empty string"),
