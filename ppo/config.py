@@ -71,7 +71,9 @@ class PPOStageConfig(StageOptions, PPOConfig):
     )
     template: str | None = field(
         default=None,
-        metadata={"help": "Prompt template (alpaca or chat) for an sft_path without a manifest; a stage's own is used."},
+        metadata={
+            "help": "Prompt template (alpaca or chat) for an sft_path without a manifest; a stage's own is used."
+        },
     )
     # PPOConfig / TrainingArguments defaults that suit this stage.
     output_dir: str = field(default="runs/ppo", metadata={"help": "Where the stage writes its checkpoint."})
