@@ -37,7 +37,9 @@ def stop_at_end_of_turn(tokenizer, template: str) -> None:
     Llama 3 Instruct, whose eos is <|im_end|> / <|eot_id|>)."""
     stop = end_of_turn_id(tokenizer, template)
     if stop != tokenizer.eos_token_id:
-        main_print(f"ppo: rollouts stop at the chat template's end of turn {end_of_turn(tokenizer, template)!r}")
+        main_print(
+            f"ppo: rollouts stop at the chat template's end of turn {end_of_turn(tokenizer, template)!r}"
+        )
         tokenizer.eos_token = end_of_turn(tokenizer, template)
 
 

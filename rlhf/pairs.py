@@ -97,7 +97,9 @@ def cli(argv=None, prog="rlhf pairs") -> int:
         "--policy", required=True, help="a finished sft or ppo stage dir (or any policy model dir)"
     )
     p.add_argument(
-        "--prompts", required=True, help="prompts: Alpaca rows, `prompt` strings or message lists, or `messages`"
+        "--prompts",
+        required=True,
+        help="prompts: Alpaca rows, `prompt` strings or message lists, or `messages`",
     )
     p.add_argument(
         "--template",

@@ -234,7 +234,9 @@ def compare(
         export_alpaca_eval = require_writable_dir(export_alpaca_eval)
         for n in names or []:  # given names now, names taken from dir names (e.g. "" for ".") once loaded
             _check_dir_name(n)
-    policies = [load_policy(src, (names or [None] * len(paths))[i], template) for i, src in enumerate(sources)]
+    policies = [
+        load_policy(src, (names or [None] * len(paths))[i], template) for i, src in enumerate(sources)
+    ]
     if len({p.name for p in policies}) < len(policies):
         policies = [
             Policy(f"{p.name}{i}", p.path, p.kind, p.model, p.tokenizer, p.template)

@@ -100,7 +100,8 @@ def _parser(prog: str) -> ArgumentParser:
         help="generate one response per prompt from each checkpoint and compare them blind",
     )
     g.add_argument(
-        "--prompts", help="prompts for --compare: Alpaca rows, `prompt` strings or message lists, or `messages`"
+        "--prompts",
+        help="prompts for --compare: Alpaca rows, `prompt` strings or message lists, or `messages`",
     )
     g.add_argument(
         "--template",
