@@ -102,6 +102,12 @@ class PPOStageConfig(StageOptions, PPOConfig):
     merge: bool = field(
         default=False, metadata={"help": "LoRA only: save the policy merged into a standalone model dir."}
     )
+    template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt template (alpaca or chat) for an sft_path without a manifest; a stage's own is used."
+        },
+    )
     # PPOConfig / TrainingArguments defaults that suit this stage.
     output_dir: str = field(default="runs/ppo", metadata={"help": "Where the stage writes its checkpoint."})
     missing_eos_penalty: float | None = field(

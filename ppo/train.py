@@ -17,7 +17,7 @@ from ppo.models import (
     share_reward_backbone,
     store_adapter_base,
 )
-from ppo.prompts import load_prompts, tokenize_prompts
+from ppo.prompts import load_prompts, prompt_template, stop_at_end_of_turn, tokenize_prompts
 from ppo.resumable import ResumablePPOTrainer, check_resumable, resume_files
 from rlhf import checkpoint
 from rlhf.config import parse_config
@@ -25,6 +25,7 @@ from rlhf.distributed import end_of_run, main_print, world_size
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
+from rlhf.templates import check_template
 from rlhf.training import lora_config
 from rlhf.trl_compat import check_trl_version
 
@@ -36,12 +37,15 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     sft, rm = check_chain(cfg)
     job = StageRun("ppo", cfg, parents=[sft, rm])
     refuse_sharded_launch(cfg)
+    template = prompt_template(sft, rm, cfg)
     train_rows, eval_rows = load_prompts(cfg)
     tokenizer = load_tokenizer(sft.path, padding_side="left")  # TRL's rollouts need left padding
+    check_template(template, tokenizer)
+    stop_at_end_of_turn(tokenizer, template)
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise UserError("PPO needs a pad token distinct from EOS (rerun SFT, which adds one)", sft.path)
-    train_ds, dropped = tokenize_prompts(train_rows, tokenizer, sft.template, cfg.max_prompt_length)
-    eval_ds, _ = tokenize_prompts(eval_rows, tokenizer, sft.template, cfg.max_prompt_length)
+    train_ds, dropped = tokenize_prompts(train_rows, tokenizer, template, cfg.max_prompt_length)
+    eval_ds, _ = tokenize_prompts(eval_rows, tokenizer, template, cfg.max_prompt_length)
     if len(train_ds) == 0:
         raise UserError(
             f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts"
@@ -112,7 +116,7 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     return job.finish(
         tokenizer,
         metrics=metrics,
-        template=sft.template,
+        template=template,
         base_model=sft.base_model,
         extra={"adapter": adapter},
     )

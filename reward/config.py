@@ -27,6 +27,13 @@ class RewardStageConfig(StageOptions, RewardConfig):
             "csv/parquet file, a `datasets` dir or a hub dataset id."
         },
     )
+    template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt template (alpaca or chat) for an sft_path without a manifest (a plain or hub model); "
+            "a stage parent's own template is used."
+        },
+    )
     eval_pairs_path: str | None = field(
         default=None, metadata={"help": "Held-out pairs; if unset, eval_fraction of pairs_path is held out."}
     )

@@ -7,36 +7,47 @@ Formats (detected per row):
 - Anthropic HH-RLHF: "chosen"/"rejected" transcripts "\n\nHuman: ...\n\nAssistant: ..."; the shared dialogue up
   to the final "\n\nAssistant:" is the prompt, the two final replies are the responses.
 
-Every pair becomes {"id", "instruction", "input", "chosen", "rejected", "annotator", "format"}; the reward model
-then sees format_prompt(instruction, input) + response, the same prompt text the policy sees. Dialogues become
-the instruction as "Human: ...\n\nAssistant: ...\n\nHuman: ..." text.
+Every pair becomes {"id", "instruction", "input", "chosen", "rejected", "annotator", "format"}, and a dialogue's
+pair also keeps the prompt conversation as "messages" (TRL conversational rows, HH transcripts parsed into user
+and assistant turns, or our rows that carry "messages"). The reward model then sees
+render_prompt(pair, template) + response + end of turn, the same prompt text the policy sees: under `alpaca` the
+instruction formatted (a dialogue's instruction is its transcript, "Human: ...\n\nAssistant: ...\n\nHuman: ..."),
+under `chat` the messages through the tokenizer's chat template.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rlhf.data import read_records
 from rlhf.distributed import main_print
 from rlhf.errors import UserError
+from rlhf.messages import check_messages, transcript
 
 HH_ASSISTANT = "\n\nAssistant:"
+_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 
 
-def _messages_to_text(messages: list, path, where: str) -> str:
-    turns = []
-    for m in messages:
-        if (
-            not isinstance(m, dict)
-            or not isinstance(m.get("content"), str)
-            or not isinstance(m.get("role"), str)
-        ):
-            raise UserError("expected messages of the form {'role': str, 'content': str}", path, where)
-        name = {"user": "Human", "assistant": "Assistant", "system": "System"}.get(
-            m["role"], m["role"].title()
-        )
-        turns.append(f"{name}: {m['content'].strip()}")
-    return "\n\n".join(turns)
+def hh_messages(dialogue: str) -> list[dict]:
+    """An HH-RLHF dialogue ("Human: ...\n\nAssistant: ...\n\nHuman: ...") as user/assistant messages. Text before
+    the first speaker tag belongs to the first user turn; consecutive turns of one speaker are joined (chat
+    templates expect turns to alternate)."""
+    parts = _HH_TURN.split(dialogue)
+    messages: list[dict] = []
+    lead = parts[0].strip()
+    for speaker, content in zip(parts[1::2], parts[2::2]):
+        role = "user" if speaker == "Human" else "assistant"
+        content = content.strip()
+        if lead:
+            content, lead = f"{lead}\n\n{content}".strip(), ""
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"] += "\n\n" + content
+        else:
+            messages.append({"role": role, "content": content})
+    if lead:
+        messages.insert(0, {"role": "user", "content": lead})
+    return messages
 
 
 def _split_hh(text: str) -> tuple[str, str] | None:
@@ -55,23 +66,28 @@ def _normalise(row: dict, path) -> dict | str:
             raise UserError(f"missing key '{key}'; expected a preference pair", path, where)
     chosen, rejected = row["chosen"], row["rejected"]
     fmt = "ours"
-    instruction, input_ = "", ""
+    instruction, input_, messages = "", "", None
     if isinstance(chosen, list) or isinstance(rejected, list):
         if not (isinstance(chosen, list) and isinstance(rejected, list)) or not chosen or not rejected:
             raise UserError(
                 "conversational 'chosen' and 'rejected' must both be non-empty message lists", path, where
             )
+        chosen = check_messages(chosen, path, where, key="chosen")
+        rejected = check_messages(rejected, path, where, key="rejected")
         prompt = row.get("prompt")
         if prompt is None:  # implicit prompt: everything before the final assistant message
             prompt = chosen[:-1]
-            if _messages_to_text(prompt, path, where) != _messages_to_text(rejected[:-1], path, where):
+            if transcript(prompt) != transcript(rejected[:-1]):
                 return "prompt differs between chosen and rejected"
+            if not prompt:
+                raise UserError("empty prompt/instruction", path, where)
             chosen, rejected = chosen[-1:], rejected[-1:]
         if not isinstance(prompt, list):
             raise UserError("conversational 'prompt' must be a message list", path, where)
-        instruction = _messages_to_text(prompt, path, where)
-        chosen = _messages_to_text(chosen, path, where).split(": ", 1)[-1]
-        rejected = _messages_to_text(rejected, path, where).split(": ", 1)[-1]
+        messages = check_messages(prompt, path, where, key="prompt")
+        instruction = transcript(messages)
+        chosen = transcript(chosen).split(": ", 1)[-1]
+        rejected = transcript(rejected).split(": ", 1)[-1]
         fmt = "trl-conversational"
     else:
         for key, value in (("chosen", chosen), ("rejected", rejected)):
@@ -85,6 +101,8 @@ def _normalise(row: dict, path) -> dict | str:
             instruction, input_ = row["instruction"], row.get("input") or ""
             if not isinstance(instruction, str) or not isinstance(input_, str):
                 raise UserError("keys 'instruction'/'input' must be strings", path, where)
+            if row.get("messages") is not None:  # a conversation's prompt (e.g. the labeling export's)
+                messages = check_messages(row["messages"], path, where)
         elif "prompt" in row:
             instruction, fmt = row["prompt"], "trl"
             if not isinstance(instruction, str):
@@ -99,6 +117,7 @@ def _normalise(row: dict, path) -> dict | str:
                 # Real HH data has a few empty final replies: a transcript, not a typo; skip and count it.
                 return "empty final assistant reply"
             instruction, chosen, rejected, fmt = a[0], a[1], b[1], "hh-rlhf"
+            messages = hh_messages(instruction)
         else:
             raise UserError("no prompt: expected 'instruction', 'prompt' or HH-RLHF transcripts", path, where)
     if not instruction.strip():
@@ -122,6 +141,8 @@ def _normalise(row: dict, path) -> dict | str:
     }
     if margin is not None:
         out["margin"] = float(margin)
+    if messages is not None:
+        out["messages"] = messages
     return out
 
 

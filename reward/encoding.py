@@ -5,14 +5,21 @@ from __future__ import annotations
 from datasets import Dataset
 
 from rlhf.evaluation.scoring import encode_example
-from rlhf.templates import format_prompt
+from rlhf.templates import end_of_turn_id, render_prompt
 
 
-def encode_pair(pair: dict, tokenizer, template: str) -> tuple[list[int], list[int]]:
-    """The chosen and rejected token ids of one preference pair, each with its prompt."""
-    prompt = format_prompt(pair["instruction"], pair["input"], template)
-    return encode_example(tokenizer, prompt, pair["chosen"]), encode_example(
-        tokenizer, prompt, pair["rejected"]
+def encode_pair(
+    pair: dict, tokenizer, template: str, end_id: int | None = None
+) -> tuple[list[int], list[int]]:
+    """The chosen and rejected token ids of one preference pair: its prompt rendered with `template` (a
+    conversation's `messages` under chat), the response, and the token that ends a reply (EOS, or the chat
+    template's end of turn: where a PPO rollout stops)."""
+    prompt = render_prompt(pair, template, tokenizer)
+    if end_id is None:
+        end_id = end_of_turn_id(tokenizer, template)
+    return (
+        encode_example(tokenizer, prompt, pair["chosen"], template, end_id),
+        encode_example(tokenizer, prompt, pair["rejected"], template, end_id),
     )
 
 
@@ -27,8 +34,9 @@ def tokenize_pairs(
     """chosen_ids / rejected_ids as RewardTrainer takes them; pairs over max_length are dropped *and counted*
     (RewardTrainer would drop them silently)."""
     chosen, rejected, margins, dropped = [], [], [], 0
+    end_id = end_of_turn_id(tokenizer, template) if pairs else None
     for p in pairs:
-        c, r = encode_pair(p, tokenizer, template)
+        c, r = encode_pair(p, tokenizer, template, end_id)
         if not fits(c, r, max_length):
             dropped += 1
             continue

@@ -6,6 +6,7 @@ from reward.data import load_preferences
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.evaluation.scoring import RewardScorer
+from rlhf.templates import TEMPLATES
 
 
 @exit_on_user_error
@@ -17,13 +18,19 @@ def cli(argv=None, prog="rlhf score") -> int:
     p.add_argument("--input", default="")
     p.add_argument("--response")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default=None,
+        help="prompt template for a reward model without a manifest (default alpaca; chat: the tokenizer's own)",
+    )
     a = p.parse_args(argv)
     if bool(a.pairs) == bool(a.instruction):
         raise UserError("give either --pairs FILE or --instruction TEXT --response TEXT", "command line")
     if a.instruction and a.response is None:
         raise UserError("--instruction needs --response", "command line", "--response")
     pairs = load_preferences(a.pairs) if a.pairs else None  # validate input before loading the model
-    scorer = RewardScorer.from_stage(a.checkpoint, batch_size=a.batch_size)
+    scorer = RewardScorer.from_stage(a.checkpoint, batch_size=a.batch_size, template=a.template)
     if pairs is not None:
         acc = scorer.pairwise_accuracy(pairs)
         print(f"pairwise accuracy: {acc:.4f} ({round(acc * len(pairs))}/{len(pairs)} pairs)")

@@ -19,6 +19,7 @@ from rlhf.io import sha256_text
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.sources import stage_sources
+from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config
 
 
@@ -63,11 +64,14 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     if cfg.max_pairs:
         pairs = pairs[: cfg.max_pairs]
 
-    # The SFT tokenizer and backbone, with a scalar head: token ids mean what the policy means.
+    # The SFT tokenizer and backbone, with a scalar head: token ids mean what the policy means. The prompt
+    # template is the parent's (a plain model's: `template`, default alpaca), checked before any weights load.
+    template = stage_template(parent, cfg.template, cfg.config_path or "command line")
     tokenizer = load_tokenizer(parent.path)
+    check_template(template, tokenizer)
     model = load_scalar_head_model(parent.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
-    train_ds, dropped = tokenize_pairs(pairs, tokenizer, parent.template, cfg.max_length)
-    eval_ds, eval_dropped = tokenize_pairs(eval_pairs, tokenizer, parent.template, cfg.max_length)
+    train_ds, dropped = tokenize_pairs(pairs, tokenizer, template, cfg.max_length)
+    eval_ds, eval_dropped = tokenize_pairs(eval_pairs, tokenizer, template, cfg.max_length)
     if dropped or eval_dropped:
         main_print(
             f"reward: dropped {dropped} train and {eval_dropped} eval pairs longer than max_length={cfg.max_length}"
@@ -101,7 +105,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     if final is None:  # not rank 0
         return None
 
-    scorer = RewardScorer(final, tokenizer, parent.template, batch_size=cfg.per_device_eval_batch_size)
+    scorer = RewardScorer(final, tokenizer, template, batch_size=cfg.per_device_eval_batch_size)
     metrics: dict = {
         "train_pairs": len(train_ds),
         "eval_pairs": len(eval_ds),
@@ -123,7 +127,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
         tokenizer,
         metrics=metrics,
         data_fingerprint=data_fp,
-        template=parent.template,
+        template=template,
         base_model=parent.base_model,
     )
 

@@ -76,7 +76,7 @@ class RewardModelAnnotator:
     def label_all(self, rows: list[dict], pairs_idx: list[tuple[int, int, int]]) -> list[str]:
         prompts, responses = [], []
         for r, a, b in pairs_idx:
-            prompts += [(rows[r]["instruction"], rows[r].get("input", ""))] * 2
+            prompts += [rows[r]] * 2  # the row: its `messages`, when a conversation, are the chat prompt
             responses += [rows[r]["responses"][a], rows[r]["responses"][b]]
         scores = self.scorer.score(prompts, responses)
         out = []
@@ -163,6 +163,7 @@ def annotate(
                 "chosen": row["responses"][win],
                 "rejected": row["responses"][lose],
                 "annotator": name,
+                **({"messages": row["messages"]} if row.get("messages") else {}),  # a conversation's prompt
             }
         )
     stats: dict = {

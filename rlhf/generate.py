@@ -1,7 +1,9 @@
 """Batched sampling for every stage that generates text (pairs, compare, `rlhf generate`).
 
-Prompts are left-padded into batches and decoded with the KV cache; temperature 0 means greedy. A response is
-`finished` when the model emitted EOS within `max_new_tokens` (the gold judge scores unfinished ones 0).
+Prompts (text rendered with `template`, see rlhf.templates) are left-padded into batches and decoded with the
+KV cache; temperature 0 means greedy. A response is `finished` when the model ended its reply within
+`max_new_tokens`: EOS under Alpaca, the chat template's end-of-turn token under chat (the token PPO's rollouts
+stop at); the gold judge scores unfinished ones 0.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+
+from rlhf.templates import encode_kwargs, end_of_turn_id
 
 
 @dataclass
@@ -52,6 +56,7 @@ def generate(
     *,
     batch_size: int = 32,
     progress: bool = False,
+    template: str = "alpaca",
 ) -> list[list[Completion]]:
     """`params.num_samples` completions for each prompt, in prompt order."""
     params = params or SamplingParams()
@@ -62,7 +67,7 @@ def generate(
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # so every prompt ends where generation starts
     torch.manual_seed(params.seed)
-    eos = tokenizer.eos_token_id
+    eos = end_of_turn_id(tokenizer, template)
     out: list[list[Completion]] = []
     device = next(model.parameters()).device
     # Greedy decoding is deterministic: decode each prompt once and repeat it (transformers refuses
@@ -72,9 +77,8 @@ def generate(
         bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True).to(
-                device
-            )  # specials as in SFT preprocess
+            # Specials as the stages saw them: Alpaca text gets the tokenizer's, chat text holds its own.
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, **encode_kwargs(template)).to(device)
             gen = model.generate(
                 **enc,
                 max_new_tokens=params.max_new_tokens,
@@ -115,24 +119,24 @@ def response_logprobs(
     batch_size: int = 32,
     temperature: float = 1.0,
     finished: list[bool] | None = None,
+    template: str = "alpaca",
 ) -> list[float]:
     """Sum of log p(response token | prefix) under `model` (logits / temperature, as sampled) for each
-    (prompt, response [+ EOS if finished]) pair.
+    (prompt, response [+ end of turn if finished]) pair, prompts rendered with `template`.
 
     Used to estimate KL(policy || reference) from the policy's own samples: mean of log p_policy - log p_ref
     (TRL's objective/kl uses the same temperature-scaled distributions)."""
     device = next(model.parameters()).device
     model.eval()
+    end = end_of_turn_id(tokenizer, template)
     totals: list[float] = []
     for start in range(0, len(prompts), batch_size):
         ps, rs = prompts[start : start + batch_size], responses[start : start + batch_size]
         rows, masks = [], []
         fins = finished[start : start + batch_size] if finished is not None else [True] * len(ps)
         for p, r, fin in zip(ps, rs, fins):
-            p_ids = tokenizer(p)["input_ids"]
-            r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + (
-                [tokenizer.eos_token_id] if fin else []
-            )
+            p_ids = tokenizer(p, **encode_kwargs(template))["input_ids"]
+            r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + ([end] if fin else [])
             rows.append(p_ids + r_ids)
             masks.append([0] * len(p_ids) + [1] * len(r_ids))
         width = max(map(len, rows))

@@ -2,10 +2,12 @@
 
 The prompt is the checkpoint's own training template (from its manifest), so what you see is what the stage
 was trained on. CKPT is a finished sft or ppo stage dir, a complete checkpoint-N dir, a LoRA adapter dir, or a
-plain HF model dir or hub id (with the Alpaca template and a note on stderr); an unfinished run is refused.
+plain HF model dir or hub id (with the Alpaca template, or `--template chat` for its own chat template, and a
+note on stderr); an unfinished run is refused.
 
     rlhf generate runs/demo/sft --instruction "Which number is the largest?" --input "3, 8, 5"
     rlhf generate runs/demo/ppo --instruction "..." --temperature 0.7 --top-p 0.9 --num-samples 4 --seed 1
+    rlhf generate path/to/SmolLM2-135M-Instruct --template chat --instruction "Name a prime number."
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from pathlib import Path
 
 from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.templates import TEMPLATES
 
 
-def load_for_generation(path: str | Path):
-    """(model, tokenizer, template, note): anything `rlhf.models.locate_model` takes as a policy."""
+def load_for_generation(path: str | Path, template: str | None = None):
+    """(model, tokenizer, template, note): anything `rlhf.models.locate_model` takes as a policy; `template` for
+    a model without a manifest."""
     from rlhf.models import load_policy
 
-    loaded = load_policy(path, device="auto")
+    loaded = load_policy(path, device="auto", template=template)
     return loaded.model, loaded.tokenizer, loaded.template, loaded.source.note
 
 
@@ -34,6 +38,12 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf generate") -> int:
     )
     p.add_argument("--instruction", required=True)
     p.add_argument("--input", default="", help="optional context for the instruction (Alpaca's `input`)")
+    p.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default=None,
+        help="prompt template for a model without a manifest (default alpaca; chat: the tokenizer's own)",
+    )
     p.add_argument("--temperature", type=float_in(0), default=0.0, help="0 = greedy")
     p.add_argument("--top-k", type=int_at_least(0), default=0, help="0 = off")
     p.add_argument("--top-p", type=float_in(0, 1, low_open=True), default=1.0, help="1.0 = off")
@@ -49,15 +59,17 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf generate") -> int:
     from transformers.utils import logging as hf_logging
 
     from rlhf.generate import SamplingParams, generate
-    from rlhf.templates import format_prompt
+    from rlhf.prompt_rows import normalise_prompt_row
+    from rlhf.templates import render_prompt
 
+    row = normalise_prompt_row({"instruction": a.instruction, "input": a.input}, "command line")
     hf_logging.disable_progress_bar()  # "Loading weights" bars are noise around one answer
-    model, tokenizer, template, note = load_for_generation(a.checkpoint)
+    model, tokenizer, template, note = load_for_generation(a.checkpoint, a.template)
     if note:
         print(note, file=sys.stderr)
-    prompt = format_prompt(a.instruction, a.input, template)
+    prompt = render_prompt(row, template, tokenizer)
     params = SamplingParams(a.temperature, a.top_k, a.top_p, a.max_new_tokens, a.num_samples, a.seed)
-    (samples,) = generate(model, tokenizer, [prompt], params)
+    (samples,) = generate(model, tokenizer, [prompt], params, template=template)
     if a.json:
         print(
             json.dumps(
@@ -79,7 +91,7 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf generate") -> int:
         if len(samples) > 1:
             print(
                 f"--- sample {i}/{len(samples)}"
-                + ("" if c.finished else " (no EOS: cut at --max-new-tokens)")
+                + ("" if c.finished else " (no end of reply: cut at --max-new-tokens)")
             )
         print(c.text)
     if len(samples) == 1 and not samples[0].finished:

@@ -478,20 +478,49 @@ def _causal_lm(source: ModelSource, trust_remote_code: bool):
     return PeftModel.from_pretrained(base, source.path).merge_and_unload()
 
 
+def recorded_template(source: ModelSource) -> str | None:
+    """The prompt template a source's manifest records (a finished stage, or a checkpoint of a finished run);
+    None for a model the kit did not write."""
+    from rlhf import checkpoint
+
+    if source.stage is not None:
+        return source.template
+    if source.kind == "checkpoint" and checkpoint.is_finished(Path(source.path).parent):
+        return source.template
+    return None
+
+
+def with_template(source: ModelSource, template: str | None, where: str = "--template") -> ModelSource:
+    """`source` with the template to use: its manifest's, else `template` (a tool's --template), else alpaca."""
+    from dataclasses import replace
+
+    from rlhf.templates import choose_template
+
+    chosen = choose_template(recorded_template(source), template, source.path, where)
+    return source if chosen == source.template else replace(source, template=chosen)
+
+
 def load_policy(
     source: ModelSource | str | Path,
     *,
     device: str | None = None,
     padding_side: str = "right",
     trust_remote_code: bool = False,
+    template: str | None = None,
 ) -> LoadedModel:
     """A causal LM and its tokenizer from anything `locate_model(role="policy")` takes; a LoRA adapter is merged
-    into its base. The model's pad/eos/bos ids are synced to the tokenizer's."""
+    into its base. The model's pad/eos/bos ids are synced to the tokenizer's. `template` is the prompt template
+    for a model without a manifest (a manifest's own must agree); `chat` needs a tokenizer with a chat template,
+    checked here before the weights load."""
+    from rlhf.templates import check_template
+
     if not isinstance(source, ModelSource):
         source = locate_model(source, role="policy")
+    source = with_template(source, template)
     tokenizer = load_tokenizer(
         _tokenizer_dir(source), trust_remote_code=trust_remote_code, padding_side=padding_side
     )
+    check_template(source.template, tokenizer)
     model = _causal_lm(source, trust_remote_code)
     sync_special_token_ids(model, tokenizer)
     if (dev := resolve_device(device)) is not None:
@@ -500,13 +529,22 @@ def load_policy(
 
 
 def load_reward_model(
-    source: ModelSource | str | Path, *, device: str | None = None, trust_remote_code: bool = False
+    source: ModelSource | str | Path,
+    *,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    template: str | None = None,
 ) -> LoadedModel:
     """A scalar-head model (`num_labels=1`) and its tokenizer from a finished reward stage, a complete reward
-    checkpoint-N, or any sequence-classification model dir / hub id with one output."""
+    checkpoint-N, or any sequence-classification model dir / hub id with one output. `template` as in
+    `load_policy`."""
+    from rlhf.templates import check_template
+
     if not isinstance(source, ModelSource):
         source = locate_model(source, role="reward")
+    source = with_template(source, template)
     tokenizer = load_tokenizer(source.path, trust_remote_code=trust_remote_code)
+    check_template(source.template, tokenizer)
     model = load_scalar_head_model(source.path, tokenizer, trust_remote_code=trust_remote_code)
     if (dev := resolve_device(device)) is not None:
         model = model.to(dev)

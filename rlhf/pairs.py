@@ -1,6 +1,7 @@
 """`rlhf pairs`: sample n candidate responses per prompt from a policy checkpoint, for labeling.
 
-Rows: {"id", "instruction", "input", "prompt", "responses", "finished", "policy", "sampling"}; "flagged" is set
+Rows: {"id", "instruction", "input", "prompt", "responses", "finished", "policy", "sampling"}, plus "messages" when
+the prompt is a conversation (what the chat template renders; "prompt" is its transcript); "flagged" is set
 when the n responses stay identical, or one stays empty, after `--resample` extra draws (a pair of equal responses
 teaches nothing; an empty one is refused by the preference readers, so `rlhf annotate` drops and counts it).
 """
@@ -11,13 +12,13 @@ import sys
 from pathlib import Path
 
 from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
-from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.generate import SamplingParams, generate
 from rlhf.io import atomic_write_jsonl
 from rlhf.models import LoadedModel, load_policy
 from rlhf.paths import refuse_overlap
-from rlhf.templates import display_prompt, format_prompt
+from rlhf.prompt_rows import display_text, load_prompt_rows
+from rlhf.templates import TEMPLATES, render_prompts
 
 
 def _usable(samples) -> int:
@@ -42,9 +43,11 @@ def sample_pairs(
     resample: int = 2,
     progress: bool = True,
 ) -> list[dict]:
-    model, tokenizer = policy.model, policy.tokenizer
-    texts = [format_prompt(p["instruction"], p.get("input", ""), policy.template) for p in prompts]
-    samples = generate(model, tokenizer, texts, params, batch_size=batch_size, progress=progress)
+    model, tokenizer, template = policy.model, policy.tokenizer, policy.template
+    texts = render_prompts(prompts, template, tokenizer)
+    samples = generate(
+        model, tokenizer, texts, params, batch_size=batch_size, progress=progress, template=template
+    )
     # Resample prompts whose responses came out identical or empty, with fresh seeds.
     for attempt in range(1, resample + 1):
         same = [i for i, s in enumerate(samples) if _problem(s)]
@@ -56,6 +59,7 @@ def sample_pairs(
             [texts[i] for i in same],
             SamplingParams(**{**params.to_dict(), "seed": params.seed + 1000 * attempt}),
             batch_size=batch_size,
+            template=template,
         )
         for i, new in zip(same, redo):
             if _usable(new) > _usable(samples[i]):
@@ -72,12 +76,14 @@ def sample_pairs(
             "id": str(p.get("id", f"p{i:06d}")),
             "instruction": p["instruction"],
             "input": p.get("input", ""),
-            "prompt": display_prompt(p["instruction"], p.get("input", "")),
+            "prompt": display_text(p),
             "responses": [c.text for c in s],
             "finished": [c.finished for c in s],
             "policy": lineage,
             "sampling": params.to_dict(),
         }
+        if p.get("messages"):
+            row["messages"] = p["messages"]
         if problem := _problem(s):
             row["flagged"] = problem
         rows.append(row)
@@ -90,7 +96,17 @@ def cli(argv=None, prog="rlhf pairs") -> int:
     p.add_argument(
         "--policy", required=True, help="a finished sft or ppo stage dir (or any policy model dir)"
     )
-    p.add_argument("--prompts", required=True, help="Alpaca json/jsonl (instruction, input)")
+    p.add_argument(
+        "--prompts",
+        required=True,
+        help="prompts: Alpaca rows, `prompt` strings or message lists, or `messages`",
+    )
+    p.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default=None,
+        help="prompt template for a policy without a manifest (default alpaca; chat: the tokenizer's own)",
+    )
     p.add_argument("--n", type=int_at_least(2), default=2, help="responses per prompt")
     p.add_argument("--temperature", type=float_in(0), default=1.0, help="0 = greedy")
     p.add_argument("--top-p", type=float_in(0, 1, low_open=True), default=0.95)
@@ -122,6 +138,7 @@ def cli(argv=None, prog="rlhf pairs") -> int:
         limit=a.limit,
         resample=a.resample,
         progress=not a.quiet,
+        template=a.template,
     )
     flagged = sum("flagged" in r for r in rows)
     print(f"pairs: wrote {len(rows)} rows to {a.out} ({flagged} flagged with identical responses)")
@@ -143,13 +160,15 @@ def write_pairs(
     limit: int | None = None,
     resample: int = 2,
     progress: bool = True,
+    template: str | None = None,
 ) -> list[dict]:
-    """Sample `n` responses per prompt of `prompts` from the `policy` stage and write the rows to `out` (jsonl)."""
+    """Sample `n` responses per prompt of `prompts` from the `policy` stage and write the rows to `out` (jsonl);
+    `template` for a policy without a manifest."""
     refuse_overlap({"--policy": policy, "--prompts": prompts}, {"--out": out})
     if n < 2:
         raise UserError("--n must be at least 2 to make pairs", "command line", "--n")
-    rows = load_instructions(prompts, require_output=False)[:limit]
-    loaded = load_policy(policy, device="auto")
+    rows = load_prompt_rows(prompts)[:limit]
+    loaded = load_policy(policy, device="auto", template=template)
     if loaded.source.note:
         print(loaded.source.note, file=sys.stderr)
     params = SamplingParams(temperature, top_k, top_p, max_new_tokens, n, seed)

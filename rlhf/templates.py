@@ -106,6 +106,42 @@ def end_of_turn(tokenizer, template: str) -> str:
     return tail or tokenizer.eos_token
 
 
+def end_of_turn_id(tokenizer, template: str) -> int:
+    """The one token id that ends a reply under `template` (what rollouts and batched sampling stop at): EOS for
+    Alpaca, the end-of-turn token for chat (ChatML `<|im_end|>`), or one clear error when it is not one token."""
+    if template != "chat":
+        return tokenizer.eos_token_id
+    text = end_of_turn(tokenizer, template)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise UserError(
+            f"the chat template ends a reply with {text!r}, {len(ids)} tokens; generation can only stop at one "
+            "token (add it to the tokenizer as a special token)",
+            getattr(tokenizer, "name_or_path", "") or "the model",
+        )
+    return ids[0]
+
+
+def choose_template(recorded: str | None, given: str | None, path, where: str) -> str:
+    """The template to use with a model: the one its manifest records (`recorded`; a `given` one must agree),
+    else `given`, else alpaca (a model the kit did not write). `path`/`where` name the setting in errors."""
+    if given is not None and given not in TEMPLATES:
+        raise UserError(f"unknown template {given!r}; expected one of {', '.join(TEMPLATES)}", path, where)
+    if recorded is not None:
+        if given is not None and given != recorded:
+            raise UserError(
+                f"template {given!r}, but the model's manifest records template {recorded!r}", path, where
+            )
+        return recorded
+    return given or "alpaca"
+
+
+def stage_template(parent, given: str | None, path, where: str = "key 'template'") -> str:
+    """`choose_template` for a stage's parent (a checkpoint.Stage, or an External: a model without a manifest)."""
+    recorded = None if getattr(parent, "kind", None) == "external" else parent.template
+    return choose_template(recorded, given, path, where)
+
+
 def encode_kwargs(template: str) -> dict:
     """Tokenizer keyword arguments for text rendered with `template` (chat text holds its own special tokens)."""
     return {"add_special_tokens": False} if template == "chat" else {}

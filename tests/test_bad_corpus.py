@@ -85,7 +85,10 @@ FILES = {
         "reward pairs",
         ":line 1: conversational 'chosen' and 'rejected' must",
     ),
-    "trl_conversational_bad_message.jsonl": ("reward pairs", ":line 2: expected messages of the form"),
+    "trl_conversational_bad_message.jsonl": (
+        "reward pairs",
+        ":line 2: key 'chosen' message 1: expected {'role': str, 'content': str}",
+    ),
     "trl_conversational_prompt_not_list.jsonl": (
         "reward pairs",
         ":line 1: conversational 'prompt' must be a",

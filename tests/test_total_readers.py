@@ -124,7 +124,7 @@ DOMAIN_FLAGS = {
             ("--warmup_steps", "2.5", "a share in [0, 1) or a whole number"), ("--weight_decay", "-1", "a finite number >= 0"),
             ("--save_steps", "0", "a share in (0, 1)"), ("--logging_steps", "-2", "a share in (0, 1)"),
             ("--seed", "-1", "an integer in [0, 2**32 - 1]"), ("--max_steps", "0", "-1 (train num_train_epochs)"),
-            ("--template", "vicuna", "one of ['alpaca']")],
+            ("--template", "vicuna", "one of ['alpaca', 'chat']")],
     "reward": [("--max_pairs", "0", "an integer >= 1"), ("--center_rewards_coefficient", "-1", "a finite number >= 0"),
                ("--per_device_eval_batch_size", "0", "an integer >= 1"), ("--adam_beta2", "1", "a number in [0, 1)")],
     "ppo": [("--kl_coef", "-0.1", "a finite number >= 0"), ("--num_ppo_epochs", "0", "an integer >= 1"),

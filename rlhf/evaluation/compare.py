@@ -22,7 +22,6 @@ from pathlib import Path
 
 from rlhf import tasks
 from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
-from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.evaluation import best_of_n
 from rlhf.evaluation.plots import plot_overoptimisation, plot_sweep, plot_training_curves, plot_winrates
@@ -36,8 +35,9 @@ from rlhf.logs import LOG_FILE
 from rlhf.models import ModelSource, locate_model
 from rlhf.models import load_policy as load_policy_model
 from rlhf.paths import refuse_overlap
+from rlhf.prompt_rows import load_prompt_rows
 from rlhf.tasks import Task
-from rlhf.templates import display_prompt, format_prompt
+from rlhf.templates import TEMPLATES, display_prompt, render_prompt, render_prompts
 from rlhf.training import complete_checkpoints
 
 ROUGE_METRIC = Path(__file__).parent / "metrics" / "rouge_l.py"
@@ -72,9 +72,12 @@ class Run:
 # ----------------------------------------------------------------------------------------------- evaluation
 
 
-def load_policy(source: ModelSource | str | Path, name: str | None = None) -> Policy:
-    """A stage is named by its kind (sft, ppo), anything else by its dir name."""
-    loaded = load_policy_model(source, device="auto")
+def load_policy(
+    source: ModelSource | str | Path, name: str | None = None, template: str | None = None
+) -> Policy:
+    """A stage is named by its kind (sft, ppo), anything else by its dir name; `template` for a model without a
+    manifest."""
+    loaded = load_policy_model(source, device="auto", template=template)
     src = loaded.source
     default = src.kind if src.stage is not None else Path(src.path).name
     manifest = src.stage.manifest if src.stage is not None else None
@@ -131,13 +134,13 @@ def run_policy(
     task: Task | None = None,
 ) -> Run:
     """Responses to every prompt, scored by `task`'s gold judge (when given) and by `scorer` (when given)."""
-    texts = [format_prompt(p["instruction"], p.get("input", ""), pol.template) for p in prompts]
-    samples = generate(pol.model, pol.tokenizer, texts, params, batch_size=batch_size)
+    texts = render_prompts(prompts, pol.template, pol.tokenizer)
+    samples = generate(pol.model, pol.tokenizer, texts, params, batch_size=batch_size, template=pol.template)
     run = Run(samples)
     if task is not None:
         run.gold = [[task.judge(p, c.text, c.finished) for c in s] for p, s in zip(prompts, samples)]
     if scorer is not None:
-        flat_p = [(p["instruction"], p.get("input", "")) for p, s in zip(prompts, samples) for _ in s]
+        flat_p = [p for p, s in zip(prompts, samples) for _ in s]
         flat = scorer.score(flat_p, [c.text for s in samples for c in s])
         k = params.num_samples
         run.rm = [flat[i * k : (i + 1) * k] for i in range(len(samples))]
@@ -203,11 +206,15 @@ def kl_to_reference(pol: Policy, ref: Policy, prompts: list[dict], run: Run, tem
     texts, resps, fins = [], [], []
     for p, s in zip(prompts, run.samples):
         for c in s:
-            texts.append(format_prompt(p["instruction"], p.get("input", ""), pol.template))
+            texts.append(render_prompt(p, pol.template, pol.tokenizer))
             resps.append(c.text)
             fins.append(c.finished)
-    lp = response_logprobs(pol.model, pol.tokenizer, texts, resps, temperature=temperature, finished=fins)
-    lr = response_logprobs(ref.model, ref.tokenizer, texts, resps, temperature=temperature, finished=fins)
+    lp = response_logprobs(
+        pol.model, pol.tokenizer, texts, resps, temperature=temperature, finished=fins, template=pol.template
+    )
+    lr = response_logprobs(
+        ref.model, ref.tokenizer, texts, resps, temperature=temperature, finished=fins, template=pol.template
+    )
     return statistics.fmean(a - b for a, b in zip(lp, lr))
 
 
@@ -260,12 +267,13 @@ def compare(
     export_pairs: str | None = None,
     batch_size: int = 64,
     export_alpaca_eval: str | Path | None = None,
+    template: str | None = None,
 ) -> dict:
     """Compare `paths`' checkpoints on `prompts_path`'s prompts; writes the report to `out` and, when
     `export_alpaca_eval` is given, each checkpoint's greedy answers to `<export_alpaca_eval>/<name>/model_outputs.json`.
     Returns the metrics (also in `out`/metrics.json)."""
     started = time.time()
-    prompts = load_instructions(prompts_path, require_output=False)[:limit]
+    prompts = load_prompt_rows(prompts_path)[:limit]
     refs = [p["output"] for p in prompts] if all(p.get("output") for p in prompts) else None
     if names and len(names) != len(paths):
         raise UserError(
@@ -287,13 +295,13 @@ def compare(
     if reward_source is not None:
         from rlhf.evaluation.scoring import RewardScorer
 
-        scorer = RewardScorer.from_stage(reward_source)
+        scorer = RewardScorer.from_stage(reward_source, template=template)
     out = require_writable_dir(out)  # refused now, not after minutes of generation
     if export_alpaca_eval is not None:
         export_alpaca_eval = require_writable_dir(export_alpaca_eval)
         for n in names or []:  # given names now, names taken from dir names (e.g. "" for ".") once loaded
             _check_dir_name(n)
-    policies = _load_policies(specs, sources, names)
+    policies = _load_policies(specs, sources, names, template)
     names = [p.name for p in policies]
     if export_alpaca_eval is not None:
         for n in names:
@@ -302,7 +310,7 @@ def compare(
     if reference:
         ref_policy = next(
             (p for p in policies if not p.best_of and p.path.resolve() == Path(reference).resolve()), None
-        ) or load_policy(reference_source, "reference")
+        ) or load_policy(reference_source, "reference", template)
     ref_name = None
     if ref_policy is not None:
         ref_name = ref_policy.name if ref_policy.name != "reference" else Path(reference).name
@@ -459,6 +467,7 @@ def compare(
                 "instruction": p["instruction"],
                 "input": p.get("input", ""),
                 "prompt": display_prompt(p["instruction"], p.get("input", "")),
+                **({"messages": p["messages"]} if p.get("messages") else {}),
                 "responses": [runs[a]["sampled"].samples[i][0].text, runs[b]["sampled"].samples[i][0].text],
                 "sources": [a, b],
             }
@@ -501,14 +510,16 @@ def compare(
     return metrics
 
 
-def _load_policies(specs: list[tuple[str, int | None]], sources, names: list[str] | None) -> list[Policy]:
+def _load_policies(
+    specs: list[tuple[str, int | None]], sources, names: list[str] | None, template: str | None = None
+) -> list[Policy]:
     """One Policy per command-line checkpoint, each model loaded once (Best-of-N shares its policy's). Best-of-N
     over the SFT policy is named bonN, over another one <its name>-bonN; names that repeat get their index."""
     loaded: dict[str, Policy] = {}
     policies = []
     for i, ((_, n), src) in enumerate(zip(specs, sources)):
         key = str(Path(src.path).resolve()) if Path(src.path).exists() else src.path
-        pol = loaded.get(key) or load_policy(src)
+        pol = loaded.get(key) or load_policy(src, template=template)
         loaded[key] = pol
         given = names[i] if names else None
         if n is None:
@@ -549,7 +560,16 @@ def cli(argv=None, prog="rlhf compare") -> int:
         "over POLICY (N samples at --temperature/--top-p/--top-k, --reward keeps the best; e.g. runs/demo/sft+bon:16)",
     )
     p.add_argument(
-        "--prompts", required=True, help="Alpaca json/jsonl; outputs (if present) are ROUGE references"
+        "--prompts",
+        required=True,
+        help="Alpaca rows, `prompt` strings or message lists, or `messages`; outputs (Alpaca `output`, "
+        "`completion`, a final assistant reply), if present, are ROUGE references",
+    )
+    p.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default=None,
+        help="prompt template for models without a manifest (default alpaca; chat: the tokenizer's own)",
     )
     p.add_argument("--out", required=True, help="report dir")
     p.add_argument("--reference", help="checkpoint to measure KL against (e.g. the SFT dir)")
@@ -610,6 +630,7 @@ def cli(argv=None, prog="rlhf compare") -> int:
         labels_db=a.labels_db,
         export_pairs=a.export_pairs,
         export_alpaca_eval=a.export_alpaca_eval,
+        template=a.template,
     )
     print(f"compare: report at {Path(a.out) / 'report.html'}")
     for k, v in m.items():

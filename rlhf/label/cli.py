@@ -99,7 +99,16 @@ def _parser(prog: str) -> ArgumentParser:
         metavar=("CKPT_A", "CKPT_B"),
         help="generate one response per prompt from each checkpoint and compare them blind",
     )
-    g.add_argument("--prompts", help="Alpaca json/jsonl prompts for --compare")
+    g.add_argument(
+        "--prompts",
+        help="prompts for --compare: Alpaca rows, `prompt` strings or message lists, or `messages`",
+    )
+    g.add_argument(
+        "--template",
+        choices=("alpaca", "chat"),
+        default=None,
+        help="prompt template for a checkpoint without a manifest (default alpaca; chat: the tokenizer's own)",
+    )
     g.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7)")
     g.add_argument("--top-p", type=float, default=0.9)
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
@@ -349,6 +358,7 @@ def _new_session(a, db: Path):
                 batch_size=a.batch_size,
                 limit=a.limit,
                 progress=not a.quiet,
+                template=a.template,
             )
             if a.save_pairs:
                 from rlhf.io import atomic_write_jsonl

@@ -92,6 +92,8 @@ def preference_rows(db_path: str | Path) -> tuple[list[dict[str, Any]], dict[str
             }
             if margin is not None:
                 row["margin"] = margin
+            if (it.get("extra") or {}).get("messages"):  # a conversation: the reward stage's chat prompt
+                row["messages"] = it["extra"]["messages"]
             rows.append(row)
     counts["rows"] = len(rows)
     regular = {i for i, it in items.items() if it["gold"] is None}

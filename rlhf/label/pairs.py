@@ -2,7 +2,9 @@
 
 `load_pairs` validates the whole file before anything starts, and refuses the first bad row with one error
 naming the file and the line. `generate_compare_items` samples one response per prompt from each of two
-checkpoints (blind policy comparison); each item remembers which checkpoint wrote which response.
+checkpoints (blind policy comparison); each item remembers which checkpoint wrote which response. A prompt that
+is a conversation keeps its `messages` (in the item's extra), so the page shows it turn by turn and the export
+hands the conversation on to the reward stage.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from rlhf.data import read_records, require_str
 from rlhf.errors import UserError
 from rlhf.label.store import MAX_RESPONSES, Item
-from rlhf.templates import display_prompt, format_prompt
+from rlhf.messages import check_messages
+from rlhf.templates import display_prompt, format_prompt, render_prompts
 
 KNOWN_KEYS = {
     "id",
@@ -26,6 +29,7 @@ KNOWN_KEYS = {
     "policy",
     "sampling",
     "gold",
+    "messages",
     "_row",
 }
 
@@ -120,6 +124,8 @@ def load_pairs(path: str | Path, *, gold: bool = False) -> list[Item]:
                     f"{where}: key 'sources'",
                 )
             sources = tuple(src)
+        if row.get("messages") is not None:
+            row["messages"] = check_messages(row["messages"], path, where)
         for key in ("policy", "sampling"):
             if key in row and row[key] is not None and not isinstance(row[key], dict):
                 raise UserError(
@@ -146,12 +152,13 @@ def load_pairs(path: str | Path, *, gold: bool = False) -> list[Item]:
     return items
 
 
-def _load_policy(ckpt: str):
+def _load_policy(ckpt: str, template: str | None = None):
     """Model + tokenizer (left padding) + prompt template of anything `rlhf.models.locate_model` takes as a
-    policy (a stage, checkpoint, adapter or model dir, or a hub id), on the GPU if there is one."""
+    policy (a stage, checkpoint, adapter or model dir, or a hub id), on the GPU if there is one; `template` for a
+    model without a manifest."""
     from rlhf.models import load_policy
 
-    loaded = load_policy(ckpt, device="auto", padding_side="left")
+    loaded = load_policy(ckpt, device="auto", padding_side="left", template=template)
     return loaded.model, loaded.tokenizer, loaded.template
 
 
@@ -164,21 +171,24 @@ def generate_compare_items(
     batch_size: int = 16,
     limit: int | None = None,
     progress: bool = True,
+    template: str | None = None,
 ) -> list[Item]:
     """One sampled response per prompt from each checkpoint; `sources` = (ckpt_a, ckpt_b) as given."""
-    from rlhf.data import load_instructions
     from rlhf.generate import generate
+    from rlhf.prompt_rows import display_text, load_prompt_rows
 
-    rows = load_instructions(prompts_path, require_output=False)
+    rows = load_prompt_rows(prompts_path)
     if limit is not None:
         rows = rows[:limit]
     outputs: list[list[str]] = []
     prompts_by_ckpt: list[list[str]] = []
     for ckpt in (ckpt_a, ckpt_b):
-        model, tok, template = _load_policy(ckpt)
-        prompts = [format_prompt(r["instruction"], r["input"], template) for r in rows]
+        model, tok, used = _load_policy(ckpt, template)
+        prompts = render_prompts(rows, used, tok)
         try:
-            done = generate(model, tok, prompts, params, batch_size=batch_size, progress=progress)
+            done = generate(
+                model, tok, prompts, params, batch_size=batch_size, progress=progress, template=used
+            )
         except ValueError as e:
             raise UserError(f"cannot generate ({e})", ckpt) from None
         outputs.append([c[0].text for c in done])
@@ -190,13 +200,15 @@ def generate_compare_items(
         extra: dict[str, Any] = {"policy": {"a": str(ckpt_a), "b": str(ckpt_b)}, "sampling": sampling}
         if "id" in r:
             extra["prompt_id"] = r["id"]
+        if r.get("messages"):
+            extra["messages"] = r["messages"]
         items.append(
             Item(
                 id=f"cmp-{i + 1:05d}",
                 instruction=r["instruction"],
                 input=r["input"],
                 prompt=prompts_by_ckpt[0][i],
-                display=prompts_by_ckpt[0][i],  # what a pairs file written from these rows would show
+                display=display_text(r),  # what a pairs file written from these rows shows
                 responses=(outputs[0][i], outputs[1][i]),
                 sources=(str(ckpt_a), str(ckpt_b)),
                 extra=extra,
@@ -211,12 +223,12 @@ def item_to_pairs_row(it: Item) -> dict[str, Any]:
         "id": it.id,
         "instruction": it.instruction,
         "input": it.input,
-        "prompt": it.prompt,
+        "prompt": it.display,  # as `rlhf pairs` writes it: the prompt as a person reads it
         "responses": list(it.responses),
     }
     if it.sources:
         row["sources"] = list(it.sources)
-    for k in ("policy", "sampling"):
+    for k in ("policy", "sampling", "messages"):
         if it.extra and k in it.extra:
             row[k] = it.extra[k]
     return row

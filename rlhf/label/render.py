@@ -2,8 +2,8 @@
 
 Model text and guidelines are untrusted. The renderer escapes the whole text first (`html.escape`, quotes too),
 then recognises markdown only in the escaped text, so the only tags in its output are the ones it writes itself:
-p, br, h3-h6, ul/ol/li, blockquote, pre/code, strong, em and a (http, https and mailto targets only). No raw HTML
-passes through, no image is ever loaded. The page's Content-Security-Policy (no inline script) backs this up.
+p, br, h3-h6, ul/ol/li, blockquote, pre/code, strong, em and a (http, https and mailto targets only), and for a
+conversation one div per turn with its speaker. No raw HTML passes through, no image is ever loaded. The page's Content-Security-Policy (no inline script) backs this up.
 
 Covered: paragraphs and line breaks, ATX headings, fenced code blocks, flat bullet and numbered lists,
 blockquotes, `code`, **bold**, *italic* / _italic_, [links](https://...). Anything else stays as (escaped) text.
@@ -119,3 +119,18 @@ def render_markdown(text: str) -> str:
         i += 1
     flush()
     return "\n".join(blocks)
+
+
+_SPEAKERS = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+def render_conversation(messages: list[dict]) -> str:
+    """HTML for a conversation: one block per turn, its speaker named, its content rendered as markdown."""
+    turns = []
+    for m in messages:
+        role = _SPEAKERS.get(m.get("role"), "Unknown")
+        turns.append(
+            f'<div class="turn turn-{role.lower()}"><div class="turn-role">{role}</div>'
+            f"{render_markdown(str(m.get('content', '')))}</div>"
+        )
+    return "\n".join(turns)

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
 from rlhf.errors import UserError
-from rlhf.label.render import neutralise_bidi, render_markdown
+from rlhf.label.render import neutralise_bidi, render_conversation, render_markdown
 from rlhf.label.store import AlreadyLabeled, BadLabel, NotAssigned, Store
 
 TOKEN_COOKIE = "label_token"
@@ -199,7 +199,10 @@ def present(view: dict | None) -> dict | None:
     return {
         "item_id": view["item_id"],
         "prompt": neutralise_bidi(view["prompt"]),
-        "prompt_html": render_markdown(view["prompt"]),
+        # A conversation is shown turn by turn (who said what), anything else as one text.
+        "prompt_html": render_conversation(view["messages"])
+        if view.get("messages")
+        else render_markdown(view["prompt"]),
         "responses": texts,
         "responses_html": [render_markdown(t) for t in view["responses"]],
     }

@@ -560,19 +560,25 @@ class Store:
 
     def _view(self, annotator: str, item_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(
-            "SELECT i.id, i.display, i.responses, a.shown FROM assignments a JOIN items i ON i.id = a.item_id "
+            "SELECT i.id, i.display, i.responses, i.extra, a.shown FROM assignments a "
+            "JOIN items i ON i.id = a.item_id "
             "WHERE a.annotator=? AND a.item_id=?",
             (annotator, item_id),
         ).fetchone()
         if row is None:
             return None
         responses = json.loads(row["responses"])
-        # What the page sees: no sources, no file order, no gold mark (the comparison stays blind).
-        return {
+        # What the page sees: no sources, no file order, no gold mark (the comparison stays blind); a conversation's
+        # turns, so the page can show them one by one.
+        view = {
             "item_id": row["id"],
             "prompt": row["display"],
             "responses": [responses[i] for i in json.loads(row["shown"])],
         }
+        messages = json.loads(row["extra"] or "{}").get("messages")
+        if messages:
+            view["messages"] = messages
+        return view
 
     def _next_id(self, annotator: str) -> str | None:
         row = self.conn.execute(

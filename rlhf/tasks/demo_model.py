@@ -55,6 +55,25 @@ def train_bpe_tokenizer(texts, vocab_size: int = 1000):
     )
 
 
+# ChatML, as SmolLM2-Instruct and Qwen2.5-Instruct write it (a system turn only when the conversation has one).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def add_chatml(tokenizer):
+    """Give a demo tokenizer a chat template: ChatML's two special tokens and template, with `<|im_end|>` as EOS
+    (as SmolLM2-Instruct has it), so the tiny model can stand in for a chat model in tests and demos. Call it before
+    building the model (the vocabulary grows by two)."""
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
 def build_demo_model(
     tokenizer,
     *,
