@@ -79,7 +79,11 @@ def bon_report(tiny_chain, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("bon")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(RewardScorer, "from_stage", classmethod(lambda cls, source, batch_size=64: LengthScorer()))
+        mp.setattr(
+            RewardScorer,
+            "from_stage",
+            classmethod(lambda cls, source, batch_size=64, template=None: LengthScorer()),
+        )
         metrics = compare(
             [str(tiny_chain["sft"]), f"{tiny_chain['sft']}+bon:4"],
             str(tiny_chain["prompts"]),
