@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("reward.score:cli", "score pairs (accuracy) or one response with a reward model"),
     "ppo": ("ppo.train:cli", "stage 3: PPO against the reward model (TRL)"),
     "dpo": ("dpo.train:cli", "DPO on preference pairs from the SFT policy (TRL)"),
+    "rloo": ("rloo.train:cli", "RLOO against the reward model (TRL)"),
     "generate": ("rlhf.generate_cli:cli", "generate responses from a checkpoint"),
     "compare": (
         "rlhf.evaluation.compare:cli",
@@ -42,6 +43,7 @@ STAGES: dict[str, tuple[str, str, str]] = {
     "reward": ("reward", "RewardStageConfig", "run"),
     "ppo": ("ppo", "PPOStageConfig", "run"),
     "dpo": ("dpo", "DPOStageConfig", "run"),
+    "rloo": ("rloo", "RLOOStageConfig", "run"),
 }
 
 
