@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-slow lint bench docs clean
+.PHONY: setup demo demo-methods test test-slow lint bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: setup
 	$(VENV)/bin/rlhf pipeline --config configs/demo/pipeline.yaml --out $(RUN) --seed $(SEED)
+
+# PPO, DPO, RLOO and Best-of-N from one SFT policy, one set of preferences and one reward model, in one report.
+demo-methods: setup
+	$(VENV)/bin/rlhf pipeline --config configs/demo/methods.yaml --out runs/demo-methods --seed $(SEED)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
