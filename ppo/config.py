@@ -10,6 +10,7 @@ whitened by TRL), `num_ppo_epochs` and `num_mini_batches`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from trl.experimental.ppo import PPOConfig
 
@@ -20,14 +21,44 @@ from rlhf.config import StageOptions
 class PPOStageConfig(StageOptions, PPOConfig):
     """PPO against a trained reward model, starting from the SFT policy."""
 
+    # TRL's names (its PPO script's) for our keys; rlhf.config.resolve_aliases.
+    KEY_ALIASES: ClassVar[dict[str, str]] = {
+        "use_peft": "use_lora",
+        "dataset_name": "prompts_path",
+        "sft_model_path": "sft_path",
+        "reward_model_path": "reward_path",
+    }
+
     sft_path: str = field(
         default="runs/sft", metadata={"help": "Finished sft stage: policy and reference policy."}
     )
     reward_path: str = field(
         default="runs/reward", metadata={"help": "Finished reward stage: reward and value model."}
     )
+    sft_model_path: str | None = field(default=None, metadata={"help": "TRL's name for sft_path."})
+    reward_model_path: str | None = field(default=None, metadata={"help": "TRL's name for reward_path."})
     prompts_path: str | None = field(
-        default=None, metadata={"help": "Alpaca json/jsonl whose instruction/input are the PPO prompts."}
+        default=None,
+        metadata={
+            "help": "Alpaca rows whose instruction/input are the PPO prompts: a json/jsonl/csv/parquet file, a "
+            "dataset dir or a hub dataset id."
+        },
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "TRL's name for prompts_path (a path or a hub dataset id)."}
+    )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Config of a hub dataset (datasets.load_dataset's name)."}
+    )
+    dataset_train_split: str = field(
+        default="train", metadata={"help": "Split of a hub dataset or dataset dir to train on."}
+    )
+    dataset_test_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Split of the same dataset whose first num_eval_prompts rows are the sample-generation "
+            "prompts; null: the train split's first rows."
+        },
     )
     task: str = field(
         default="demo", metadata={"help": "Task (rlhf.tasks) whose prompts task_prompts draws, e.g. demo."}
@@ -60,11 +91,13 @@ class PPOStageConfig(StageOptions, PPOConfig):
         default=False,
         metadata={"help": "LoRA policy (reference = adapter disabled) and LoRA value-model backbone."},
     )
+    use_peft: bool = field(default=False, metadata={"help": "TRL's name for use_lora."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(
-        default="all-linear", metadata={"help": "Comma-separated module names, or all-linear."}
+    lora_target_modules: str | list[str] = field(
+        default="all-linear",
+        metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
     )
     merge: bool = field(
         default=False, metadata={"help": "LoRA only: save the policy merged into a standalone model dir."}
@@ -86,7 +119,12 @@ class PPOStageConfig(StageOptions, PPOConfig):
         default=False, metadata={"help": "Recompute activations to save memory (slower)."}
     )
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (opt-in)."})
-    report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
+    report_to: str | list[str] = field(
+        default="none",
+        metadata={
+            "help": "Trackers: none, or tensorboard, wandb, trackio (a name, a list or a comma string)."
+        },
+    )
     save_strategy: str = field(
         default="steps",
         metadata={"help": "When to save resumable checkpoints (policy, value model, optimizer)."},

@@ -8,6 +8,7 @@ from datasets import Dataset
 from ppo.config import PPOStageConfig
 from rlhf.data import load_instructions
 from rlhf.errors import UserError
+from rlhf.sources import stage_sources
 from rlhf.templates import format_prompt
 
 
@@ -21,7 +22,10 @@ def tokenize_prompts(rows: list[dict], tokenizer, template: str, max_len: int) -
 def load_prompts(cfg: PPOStageConfig) -> tuple[list[dict], list[dict]]:
     """(train, eval) prompt rows: a file's first rows held out for eval, or fresh draws from the task's splits."""
     if cfg.prompts_path:
-        rows = load_instructions(cfg.prompts_path, require_output=False)
+        source, held_out = stage_sources(cfg, "prompts_path")
+        rows = load_instructions(source, require_output=False)
+        if held_out is not None:  # dataset_test_split
+            return rows, load_instructions(held_out, require_output=False)[: cfg.num_eval_prompts]
         n_eval = min(cfg.num_eval_prompts, len(rows) // 10)
         return rows[n_eval:], rows[:n_eval]
     n = cfg.task_prompts or cfg.demo_prompts

@@ -18,6 +18,7 @@ from rlhf.evaluation.scoring import RewardScorer
 from rlhf.io import sha256_text
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
+from rlhf.sources import stage_sources
 from rlhf.training import lora_config
 
 
@@ -51,12 +52,11 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     """Train the reward stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     parent = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")  # or any causal LM (external)
     job = StageRun("reward", cfg, parents=[parent])
-    if not cfg.pairs_path:
-        raise UserError("pairs_path is required", cfg.config_path or "command line", "key 'pairs_path'")
-    pairs = load_preferences(cfg.pairs_path)
+    source, held_out = stage_sources(cfg, "pairs_path", "eval_pairs_path")
+    pairs = load_preferences(source)
     random.Random(cfg.seed).shuffle(pairs)
-    if cfg.eval_pairs_path:
-        eval_pairs = load_preferences(cfg.eval_pairs_path)
+    if held_out is not None:
+        eval_pairs = load_preferences(held_out)
     else:
         n_eval = int(round(len(pairs) * cfg.eval_fraction))
         pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -23,6 +24,9 @@ from rlhf.argparse_utils import usage_error
 from rlhf.data import MAX_DEPTH, check_value
 from rlhf.distributed import configure_launch
 from rlhf.errors import UserError
+
+# Keys that take one name or several (a YAML list, a comma-separated string, or several words after the flag).
+NAME_LISTS = ("report_to", "lora_target_modules")
 
 
 class _Parser:
@@ -35,7 +39,14 @@ class _Parser:
             def error(self, message):  # argparse calls this for unknown / malformed CLI args
                 raise usage_error(message, self.prog)
 
-        return Parser(dataclass_types, prog=prog)
+        parser = Parser(dataclass_types, prog=prog)
+        # HfArgumentParser gives our `str | list[str]` fields nargs="+" (a flag takes several names) but drops
+        # their plain default (it only copies a default_factory's): put the dataclass default back.
+        defaults = {f.name: f.default for t in dataclass_types for f in dataclasses.fields(t)}
+        for action in parser._actions:
+            if action.dest in NAME_LISTS and action.default is None and defaults.get(action.dest) is not None:
+                action.default = defaults[action.dest]
+        return parser
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -170,7 +181,8 @@ def parse_config(
         unknown = [k for k in config if k not in actions]
         if unknown:
             raise UserError(
-                f"unknown config key (expected a field of {', '.join(t.__name__ for t in dataclass_types)})",
+                renamed_hint(unknown[0], actions)
+                or f"unknown config key (expected a field of {', '.join(t.__name__ for t in dataclass_types)})",
                 source[unknown[0]],
                 f"key '{unknown[0]}'",
             )
@@ -184,7 +196,11 @@ def parse_config(
     if unknown_args:
         flag = next((a for a in unknown_args if a.startswith("-")), unknown_args[0])
         what = "unknown option" if flag.startswith("-") else "unexpected argument"
-        raise UserError(f"{what} (see `{parser.prog} --help`)", "command line", flag.split("=", 1)[0])
+        hint = renamed_hint(
+            flag.split("=", 1)[0].lstrip("-"), {a.dest: a for a in parser._actions}, flag=True
+        )
+        raise UserError(hint or f"{what} (see `{parser.prog} --help`)", "command line", flag.split("=", 1)[0])
+    settle_aliases(parser, vars(namespace), dataclass_types, argv, config, source)
     check_domains(
         vars(namespace), dataclass_types, argv, config_path, config, source
     )  # before anything is built
@@ -268,6 +284,123 @@ class StageOptions:
         default=None, metadata={"help": "Set automatically to the YAML file the config came from."}
     )
 
+    # {other name: field}: TRL's names for the stage's own keys (see resolve_aliases, settle_aliases)
+    KEY_ALIASES: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self):
+        resolve_aliases(self)
+        for key in NAME_LISTS:
+            if hasattr(self, key):
+                setattr(self, key, _as_names(getattr(self, key), key))
+        # parse_config checked this already, naming the flag or file; a config built in Python is checked here
+        if getattr(self, "report_to", None) is not None and (problem := tracker_problem(self.report_to)):
+            raise UserError(problem, self.config_path or "config", "key 'report_to'")
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:  # TrainingArguments and TRL's configs validate themselves
+            parent()
+
+
+def _split_names(value: Any) -> list | Any:
+    """A comma-separated string, or a list of such strings, as one list of names ('a, b' -> ['a', 'b']). Anything
+    else (None, a number) is returned as it is, for the domain check to refuse."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+        return value
+    return [name.strip() for x in items for name in x.split(",")]
+
+
+def _as_names(value: Any, key: str) -> Any:
+    """report_to / lora_target_modules as transformers and peft take them: one word ("none", "all-linear") as a
+    string, several names as a list."""
+    names = _split_names(value)
+    if not isinstance(names, list):
+        return value
+    single = {"report_to": ("none", "all"), "lora_target_modules": ("all-linear",)}[key]
+    return names[0] if len(names) == 1 and names[0] in single else names
+
+
+# --- Other names for keys --------------------------------------------------------------------------------------
+# TRL's scripts call some settings by other names (`use_peft` for use_lora, `dataset_name` for the stage's data
+# path, PPO's `sft_model_path` / `reward_model_path`). Each stage config lists them in KEY_ALIASES; both names are
+# fields, so either may be given, and after construction both hold the value (the manifest and the model card see
+# `dataset_name` as TRL writes it). Given both, the later source wins as for any key (YAML < Python values < flags);
+# both in one source with different values is refused. Keys that transformers or TRL renamed or removed are refused
+# with the name to use instead.
+
+RENAMED = {
+    "evaluation_strategy": "eval_strategy",
+    "max_seq_length": "max_length",
+    "no_cuda": "use_cpu",
+    "per_gpu_train_batch_size": "per_device_train_batch_size",
+    "per_gpu_eval_batch_size": "per_device_eval_batch_size",
+    "push_to_hub_model_id": "hub_model_id",
+    "overwrite_output_dir": "overwrite",
+}
+
+
+def renamed_hint(key: str, known: Mapping[str, Any], *, flag: bool = False) -> str | None:
+    """The error text for an old key name whose new name this config has, else None."""
+    new = RENAMED.get(key)
+    if new is None or new not in known:
+        return None
+    if flag:
+        return f"unknown option: renamed, use --{new} (transformers / TRL's current name)"
+    return f"unknown config key: renamed, use '{new}' (transformers / TRL's current name)"
+
+
+def _field_default(cfg: Any, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cfg) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def resolve_aliases(cfg: Any) -> None:
+    """Give each KEY_ALIASES field and its target one value: the alias's when it was set (the target left at its
+    default, or equal), else the target's. Both set to different values: one UserError naming the alias."""
+    for alias, target in getattr(cfg, "KEY_ALIASES", {}).items():
+        given, own = getattr(cfg, alias), getattr(cfg, target)
+        if given == _field_default(cfg, alias):  # the alias was not set: mirror the target when it was
+            if own != _field_default(cfg, target):
+                setattr(cfg, alias, own)
+            continue
+        if own != _field_default(cfg, target) and own != given:
+            raise UserError(
+                f"'{alias}' is TRL's name for '{target}' and they differ ({given!r} vs {own!r}); set one",
+                getattr(cfg, "config_path", None) or "config",
+                f"key '{alias}'",
+            )
+        setattr(cfg, target, given)
+
+
+def settle_aliases(
+    parser, values: dict[str, Any], dataclass_types, argv: list[str], config: dict, source: dict[str, Any]
+) -> None:
+    """Both names of one setting given: the later source wins as for any key (YAML < Python values < flags), so a
+    recipe's data_path gives way to `--dataset_name`. Given by the same source with different values: refused,
+    naming the alias. The winner's value becomes both names' default for the final parse."""
+
+    def level(key: str) -> int:
+        if any(a == f"--{key}" or a.startswith(f"--{key}=") for a in argv):
+            return 2
+        if key in config:
+            return 0 if isinstance(source[key], Path) else 1  # the YAML file, or a Python caller's values
+        return -1
+
+    for t in dataclass_types:
+        for alias, target in getattr(t, "KEY_ALIASES", {}).items():
+            a, b = level(alias), level(target)
+            if a < 0 or b < 0 or values.get(alias) == values.get(target):
+                continue  # one name given (resolve_aliases copies it), or both alike
+            if a == b:
+                where = "command line" if a == 2 else source[alias]
+                raise UserError(
+                    f"'{alias}' is TRL's name for '{target}' and they differ "
+                    f"({values.get(alias)!r} vs {values.get(target)!r}); set one",
+                    where,
+                    f"--{alias}" if a == 2 else f"key '{alias}'",
+                )
+            winner = values.get(alias) if a > b else values.get(target)
+            parser.set_defaults(**{alias: winner, target: winner})
+
 
 # --- Value domains --------------------------------------------------------------------------------------------
 # argparse and the YAML checks above make sure a value has the right type; these make sure it is in range, before
@@ -326,6 +459,17 @@ def _output_dir_value(v: Any) -> bool:
     return isinstance(v, str) and bool(v.strip()) and not (Path(v).exists() and not Path(v).is_dir())
 
 
+def _target_modules_ok(v: Any) -> bool:
+    """all-linear alone, or one or more module names (peft matches each against the end of a module's path)."""
+    names = _split_names(v)
+    return (
+        isinstance(names, list)
+        and bool(names)
+        and all(n and n.replace("_", "").replace(".", "").replace("-", "").isalnum() for n in names)
+        and ("all-linear" not in names or len(names) == 1)
+    )
+
+
 # `resume` is checked where it is resolved (rlhf.training.resolve_resume: "not a complete trainer checkpoint").
 DOMAINS: dict[str, Domain] = {
     # TrainingArguments
@@ -366,6 +510,10 @@ DOMAINS: dict[str, Domain] = {
     "lora_r": integer_at_least(1),
     "lora_alpha": greater_than(0),
     "lora_dropout": fraction(below_one=True),
+    "lora_target_modules": Domain(
+        "all-linear, or module names as a YAML list or a comma-separated string (e.g. q_proj,v_proj)",
+        _target_modules_ok,
+    ),
     "demo_prompts": integer_at_least(0),
     "num_eval_prompts": integer_at_least(0),
     "max_prompt_length": integer_at_least(1),
@@ -388,6 +536,33 @@ DOMAINS: dict[str, Domain] = {
 }
 
 
+# report_to: trackers the kit documents, each an optional extra of the package (pip install 'rlhf-kit[wandb]');
+# `none` and `all` (every installed tracker) stand alone. Other transformers integrations pass through to it.
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}  # report_to name: module
+
+
+def tracker_problem(value: Any) -> str | None:
+    """What is wrong with a report_to value (a string or a list), or None: an unknown name, `none` / `all` mixed
+    with trackers, or a tracker whose package is not installed (with the pip extra that installs it)."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    names = _split_names(value)
+    known = ["none", "all", *TRACKERS, *(k for k in INTEGRATION_TO_CALLBACK if k not in TRACKERS)]
+    if names == []:  # what transformers turns "none" into
+        return None
+    if not isinstance(names, list):
+        return f"expected a tracker name or a list of them (none, {', '.join(TRACKERS)}), got {value!r}"
+    for name in names:
+        if name not in known:
+            return f"expected none, all or trackers among {known[2:]}, got {name!r}"
+    if len(names) > 1 and ({"none", "all"} & set(names)):
+        return f"'none' and 'all' stand alone, got {names!r}"
+    for name in names:
+        if name in TRACKERS and importlib.util.find_spec(TRACKERS[name]) is None:
+            return f"tracker {name!r} is not installed: pip install 'rlhf-kit[{name}]'"
+    return None
+
+
 def _template_domain() -> Domain:
     from rlhf.templates import TEMPLATES
 
@@ -407,6 +582,9 @@ def domain_problems(values: dict[str, Any], optional: dict[str, bool]) -> list[t
             continue
         if not domain.ok(value):
             problems.append((key, f"expected {domain.expect}, got {value!r}"))
+    if "report_to" in values and values["report_to"] is not None:
+        if problem := tracker_problem(values["report_to"]):
+            problems.append(("report_to", problem))
     return problems
 
 

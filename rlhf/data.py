@@ -1,4 +1,5 @@
-"""Readers and validators shared by every stage: JSON / JSONL (optionally .gz) / saved `datasets` dirs.
+"""Readers and validators shared by every stage: JSON / JSONL / CSV / TSV (each optionally .gz), Parquet and saved
+`datasets` dirs. Hub dataset ids and dirs of data files go through `datasets.load_dataset` (rlhf.sources).
 
 Every reader returns plain dicts and refuses bad input with one `UserError` naming the file and the row
 (1-based: the JSONL line, or the index in a JSON list) so a researcher can fix the file at once.
@@ -11,11 +12,16 @@ what it accepts breaks later code far from the file, so these are refused with t
   writers UnicodeEncodeError). Refused rather than replaced, so no text changes silently;
 - NaN / Infinity, a float that overflows to inf (1e999) and an integer beyond 64 bits;
 - the same key twice in one object (json would silently keep the last value).
+
+CSV cells are always strings (no type guessing: "007" stays "007"); a row with more or fewer cells than the header
+is refused. Parquet and `datasets` values arrive typed from Arrow and get the same checks.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import math
 import zlib
@@ -26,6 +32,7 @@ from rlhf.errors import UserError
 
 MAX_DEPTH = 64  # our rows are at most 3 levels deep (a list of messages); anything near this is not data
 _INT_LIMIT = 2**63
+_CSV_FIELD_LIMIT = 2**31 - 1  # the csv module's default (128 KiB a cell) would refuse a long response
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -173,29 +180,109 @@ def _too_deep_line(text: str) -> int:
     return line
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Read rows from `.json` (a list of objects), `.jsonl`/`.jsonl.gz` (one object a line) or a saved dataset dir."""
+def read_records(path, *, split: str | None = None) -> list[dict[str, Any]]:
+    """Rows of `.json` (a list of objects), `.jsonl` (one object a line), `.csv` / `.tsv` (a header line, then one
+    row a line), each optionally `.gz`, `.parquet`, or a saved `datasets` dir (its `split`, default train).
+    `path` may also be an `rlhf.sources.Source` (a hub dataset id or a dir of data files, read by `datasets`).
+    Every row gets `_row` ("line N" or "row N") for error messages."""
+    from rlhf.sources import Source
+
+    if isinstance(path, Source):
+        return path.read()
     path = Path(path)
     if not path.exists():
         raise UserError("no such file or directory", path)
     if path.is_dir():
-        return _read_dataset_dir(path)
+        return _read_dataset_dir(path, split or "train")
+    if split not in (None, "train"):
+        raise UserError(
+            f"a single file has no split {split!r}; splits come from a dataset dir or a hub dataset", path
+        )
     try:
         raw = path.read_bytes()
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"cannot read ({e})", path) from None
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    if not raw.strip():
+        raise UserError("file is empty; expected rows", path)
+    if name.endswith(".parquet"):
+        return _parse_parquet(raw, path)
     text = _decode(raw, path)
     if not text.strip():
-        raise UserError("file is empty; expected JSON rows", path)
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+        raise UserError("file is empty; expected rows", path)
+    if name.endswith((".csv", ".tsv")):
+        return _parse_csv(text.removeprefix("\ufeff"), path, "\t" if name.endswith(".tsv") else ",")
     if name.endswith(".jsonl"):
         return _parse_jsonl(text, path)
     if name.endswith(".json"):
         return _parse_json_list(text, path)
     # Unknown suffix: sniff. A list is JSON; anything else is treated as JSONL.
     return _parse_json_list(text, path) if text.lstrip().startswith("[") else _parse_jsonl(text, path)
+
+
+def _parse_csv(text: str, path: Path, delimiter: str) -> list[dict[str, Any]]:
+    """A header line then one row per record (a quoted cell may span lines; the row is named by its first line).
+    strict: a stray quote is an error, not a silently merged cell."""
+    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    rows = []
+    first_line = 1  # where the record being read starts
+    try:
+        for cells in reader:
+            where, first_line = f"line {first_line}", reader.line_num + 1
+            if not cells:  # a blank line
+                continue
+            if header is None:
+                header = cells
+                named = [c for c in cells if c.strip()]
+                if len(named) != len(cells):
+                    raise UserError("header has an empty column name", path, where)
+                if dup := next((c for i, c in enumerate(cells) if c in cells[:i]), None):
+                    raise UserError(f"header names column {dup!r} twice", path, where)
+                continue
+            if len(cells) != len(header):
+                raise UserError(
+                    f"{len(cells)} cells; expected {len(header)}, one per header column", path, where
+                )
+            row: dict[str, Any] = dict(zip(header, cells))
+            check_value(row, path, where)
+            row["_row"] = where
+            rows.append(row)
+    except csv.Error as e:
+        raise UserError(f"malformed CSV ({e})", path, f"line {reader.line_num}") from None
+    if not rows:
+        raise UserError("no rows; expected a header line and then one row a line", path)
+    return rows
+
+
+def _parse_parquet(raw: bytes, path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        data = pq.read_table(pa.BufferReader(raw)).to_pylist()
+    except (
+        Exception
+    ) as e:  # pyarrow raises many types (ArrowInvalid, OSError, UnicodeDecodeError ...) for bad bytes
+        detail = (str(e).splitlines() or [""])[0][:120]
+        raise UserError(f"not a readable Parquet file ({type(e).__name__}: {detail})", path) from None
+    return checked_rows(data, path)
+
+
+def checked_rows(data, path) -> list[dict[str, Any]]:
+    """Rows from Arrow (Parquet, `datasets`), each checked like a JSON row and named "row N"."""
+    rows = []
+    for i, obj in enumerate(data):
+        obj = dict(obj)
+        check_value(obj, path, f"row {i + 1}")  # Arrow holds valid UTF-8, but floats may be NaN
+        obj["_row"] = f"row {i + 1}"
+        rows.append(obj)
+    if not rows:
+        raise UserError("no rows", path)
+    return rows
 
 
 def _parse_jsonl(text: str, path: Path) -> list[dict[str, Any]]:
@@ -247,7 +334,12 @@ def _parse_json_list(text: str, path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_dataset_dir(path: Path) -> list[dict[str, Any]]:
+def is_saved_dataset(path: Path) -> bool:
+    """Whether `path` is a dir written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`."""
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def _read_dataset_dir(path: Path, split: str) -> list[dict[str, Any]]:
     import datasets
 
     try:
@@ -255,18 +347,14 @@ def _read_dataset_dir(path: Path) -> list[dict[str, Any]]:
     except Exception as e:  # datasets raises several types for a dir that is not a saved dataset
         raise UserError(f"not a saved `datasets` dir ({type(e).__name__})", path) from None
     if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds:
-            raise UserError(f"dataset dict has no 'train' split (splits: {list(ds)})", path)
-        ds = ds["train"]
-    rows = []
-    for i, obj in enumerate(ds):
-        obj = dict(obj)
-        check_value(obj, path, f"row {i + 1}")  # Arrow holds valid UTF-8, but floats may be NaN
-        obj["_row"] = f"row {i + 1}"
-        rows.append(obj)
-    if not rows:
+        if split not in ds:
+            raise UserError(f"dataset dict has no {split!r} split (splits: {list(ds)})", path)
+        ds = ds[split]
+    elif split != "train":
+        raise UserError(f"a saved Dataset has one split, not {split!r}; save a DatasetDict for splits", path)
+    if len(ds) == 0:
         raise UserError("the dataset is empty", path)
-    return rows
+    return checked_rows(ds, path)
 
 
 def require_str(
@@ -286,8 +374,9 @@ def require_str(
     return value
 
 
-def load_instructions(path: str | Path, require_output: bool = True) -> list[dict]:
-    """Read and validate Alpaca rows (`instruction`, optional `input`, `output`: all strings) from json/jsonl/dir.
+def load_instructions(path, require_output: bool = True) -> list[dict]:
+    """Read and validate Alpaca rows (`instruction`, optional `input`, `output`: all strings) from any source
+    `read_records` reads.
 
     With `require_output=False` (PPO and compare only need prompts) a missing `output` reads as "".
     """

@@ -17,6 +17,9 @@ finished stage (rlhf/checkpoint.py).
 
 from __future__ import annotations
 
+import re
+import resource
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +42,49 @@ def apply_runtime_settings(cfg) -> None:
     configure_process()
 
 
+class PeakMemory:
+    """Peak memory from now on: resident set size (Linux: /proc/self VmHWM, reset through clear_refs; elsewhere the
+    process's lifetime peak, `scope` "process") and, with CUDA, the most GPU memory torch allocated. Several stages
+    run in one process (`rlhf pipeline`): the reset makes each stage's peak its own."""
+
+    def __init__(self):
+        self.scope = "stage" if _reset_rss_peak() else "process"
+        import torch
+
+        # Only a CUDA context already made is reset: making one here would put every rank's on GPU 0 before
+        # accelerate picks each rank's device. Before the first one, the peak counts from zero anyway.
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()
+
+    def read(self) -> dict:
+        """{"rss_mib", "gpu_mib" (None when CUDA was not used), "scope"}: what the manifest records as
+        `peak_memory`. The GPU figure is this process's device (rank 0's, in a multi-GPU run)."""
+        import torch
+
+        gpu = None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            gpu = torch.cuda.max_memory_allocated() / 2**20
+        return {"rss_mib": _rss_peak_mib(), "gpu_mib": gpu, "scope": self.scope}
+
+
+def _reset_rss_peak() -> bool:
+    try:  # "5" resets VmHWM to the current RSS (Linux >= 4.0, own process)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_peak_mib() -> float:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) / 1024
+    except (OSError, AttributeError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
 class StageRun:
     """The lifecycle of one stage run: prepare output -> trainer -> resume + log start -> train -> gather ->
     rank 0 only -> final model -> save -> remove checkpoints -> manifest last."""
@@ -46,7 +92,8 @@ class StageRun:
     def __init__(self, kind: str, cfg, *, parents: list[checkpoint.Stage] = ()):
         self.kind, self.cfg, self.parents = kind, cfg, list(parents)
         self.started = time.time()
-        apply_runtime_settings(cfg)
+        apply_runtime_settings(cfg)  # before torch loads (PeakMemory below imports it)
+        self.memory = PeakMemory()  # model loading included
         set_seed(cfg.seed)
         # Inputs are never written; --overwrite replaces a stage of this kind only.
         check_stage_paths(kind, cfg)
@@ -85,6 +132,11 @@ class StageRun:
         """The stage's trainer, with the run's output settings applied (`quiet`: no log printer either)."""
         if self.cfg.quiet:
             quiet_trainer(trainer)
+        # report_to tensorboard: its events go under the stage dir. transformers 5 picks output_dir/runs only at
+        # train begin, and a log before that (the SFT eval before training) would open ./runs in the working dir.
+        for callback in trainer.callback_handler.callbacks:
+            if type(callback).__name__ == "TensorBoardCallback" and callback.logging_dir is None:
+                callback.logging_dir = str(self.out / "runs")
         return trainer
 
     def train(self, trainer, loss_accumulators: bool = True):
@@ -138,7 +190,11 @@ class StageRun:
             started_at=self.started,
             template=template,
             base_model=base_model,
-            extra={**(extra or {}), "resumed_from": resumed and Path(resumed).name},
+            extra={
+                **(extra or {}),
+                "resumed_from": resumed and Path(resumed).name,
+                "peak_memory": self.memory.read(),
+            },
             adapter=bool((extra or {}).get("adapter")),
             repo_id=self.push_to,
         )

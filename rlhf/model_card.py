@@ -88,7 +88,8 @@ def model_card(
     for source in [base_model, *(p.path for p in parents)]:
         if source and (license_ := _card_license(source)):
             break
-    datasets = [config["dataset_name"]] if isinstance(config.get("dataset_name"), str) else None
+    dataset = config.get("dataset_name")  # a hub id; a local data path is no card metadata
+    datasets = [dataset] if isinstance(dataset, str) and dataset and is_hub_id(dataset) else None
     tags = ["rlhf", kind, "trl"]
     if kind == "reward":
         tags.append("reward-model")

@@ -1,4 +1,5 @@
-"""Stage 1: Alpaca-style supervised fine-tuning. `sft.run(SFTStageConfig(...))` trains one stage."""
+"""Stage 1: supervised fine-tuning, with the Alpaca template or the model's own chat template.
+`sft.run(SFTStageConfig(...))` trains one stage."""
 
 from rlhf.runtime import lazy_stage_exports
 

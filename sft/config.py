@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
@@ -11,24 +12,54 @@ from rlhf.config import StageOptions
 
 @dataclass
 class SFTStageConfig(StageOptions, TrainingArguments):
-    """Alpaca-style SFT. Defaults follow Stanford Alpaca's recipe where it has one."""
+    """Supervised fine-tuning. Defaults follow Stanford Alpaca's recipe where it has one."""
+
+    # TRL's names (its SFT script's) for our keys; rlhf.config.resolve_aliases.
+    KEY_ALIASES: ClassVar[dict[str, str]] = {"use_peft": "use_lora", "dataset_name": "data_path"}
 
     model_name_or_path: str = field(
         default="facebook/opt-125m", metadata={"help": "Base model: a hub id or a local HF dir."}
     )
     data_path: str = field(
-        default="", metadata={"help": "Alpaca data: a .json list, a .jsonl file or a saved `datasets` dir."}
+        default="",
+        metadata={
+            "help": "Training rows (Alpaca instruction/input/output, messages, prompt/completion or text): a "
+            "json/jsonl/csv/tsv (optionally .gz) or parquet file, a `datasets` dir or a hub dataset id."
+        },
     )
     eval_data_path: str | None = field(
         default=None,
-        metadata={"help": "Held-out Alpaca data for eval loss; if unset, eval_fraction is split off."},
+        metadata={
+            "help": "Held-out rows for eval loss (any data_path source); if unset, eval_fraction is split off."
+        },
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "TRL's name for data_path (a path or a hub dataset id)."}
+    )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Config of a hub dataset (datasets.load_dataset's name)."}
+    )
+    dataset_train_split: str = field(
+        default="train", metadata={"help": "Split of a hub dataset or dataset dir to train on."}
+    )
+    dataset_test_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Split of the same dataset to hold out for eval loss; null: eval_data_path or eval_fraction."
+        },
     )
     eval_fraction: float = field(
         default=0.05,
         metadata={"help": "Share of data_path held out for eval loss when eval_data_path is unset."},
     )
     max_length: int = field(default=512, metadata={"help": "Truncate prompt + response to this many tokens."})
-    template: str = field(default="alpaca", metadata={"help": "Prompt template (Alpaca's two templates)."})
+    template: str = field(
+        default="alpaca",
+        metadata={
+            "help": "alpaca (Alpaca's two prompt templates, for base models) or chat (the tokenizer's chat "
+            "template: loss on every assistant turn)."
+        },
+    )
     padding_free: bool = field(
         default=False,
         metadata={
@@ -45,11 +76,13 @@ class SFTStageConfig(StageOptions, TrainingArguments):
     use_lora: bool = field(
         default=False, metadata={"help": "Train a LoRA adapter (peft) instead of all weights."}
     )
+    use_peft: bool = field(default=False, metadata={"help": "TRL's name for use_lora."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(
-        default="all-linear", metadata={"help": "Comma-separated module names, or all-linear."}
+    lora_target_modules: str | list[str] = field(
+        default="all-linear",
+        metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
     )
     # TrainingArguments defaults that suit this stage (Alpaca: lr 2e-5, 3 epochs, cosine, warmup 0.03, wd 0).
     output_dir: str = field(default="runs/sft", metadata={"help": "Where the stage writes its checkpoint."})
@@ -70,7 +103,12 @@ class SFTStageConfig(StageOptions, TrainingArguments):
     save_steps: float = field(default=200, metadata={"help": "Save a checkpoint every N steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
-    report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
+    report_to: str | list[str] = field(
+        default="none",
+        metadata={
+            "help": "Trackers: none, or tensorboard, wandb, trackio (a name, a list or a comma string)."
+        },
+    )
     bf16: bool = field(
         default=False, metadata={"help": "bf16 mixed precision (opt-in; 3x slower on most CPUs)."}
     )

@@ -1,4 +1,5 @@
-"""Stage 1 recipe: Alpaca-style SFT. Read top to bottom: data -> tokenizer/model -> collator -> Trainer -> save."""
+"""Stage 1 recipe: SFT on Alpaca rows, conversations, prompt/completion or text, with the Alpaca template or the
+model's own chat template. Read top to bottom: data -> tokenizer/model -> collator -> Trainer -> save."""
 
 from __future__ import annotations
 
@@ -19,19 +20,21 @@ from rlhf.models import (
     smart_tokenizer_and_embedding_resize,
     sync_special_token_ids,
 )
+from rlhf.sources import stage_sources
+from rlhf.templates import check_template
 from rlhf.training import logged_value, lora_config
 from sft.collators import keeps_logits_selectively, make_collator
 from sft.config import SFTStageConfig
-from sft.data import fingerprint_rows, load_alpaca, preprocess, sources_and_targets, split_rows
+from sft.data import encode_examples, split_rows
 from sft.evaluation import final_eval_loss
+from sft.formats import fingerprint_rows, load_sft_rows
 from sft.packing import isolates_packed_sequences
 
 
 def tokenize_rows(rows: list[dict], tokenizer, max_length: int, template: str) -> Dataset:
-    sources, targets = sources_and_targets(rows, tokenizer.eos_token, template)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        enc = preprocess(sources, targets, tokenizer, max_length)
+        enc = encode_examples(rows, tokenizer, max_length, template)
     for w in caught:
         main_print(f"warning: {w.message}")
     if not enc["input_ids"]:
@@ -57,18 +60,16 @@ def run(cfg: SFTStageConfig) -> checkpoint.Stage | None:
     """Train the SFT stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     job = StageRun("sft", cfg)
     where = cfg.config_path or "command line"
-    if not cfg.data_path:
-        raise UserError(
-            "data_path is required (Alpaca .json/.jsonl or a saved datasets dir)", where, "key 'data_path'"
-        )
-    rows = load_alpaca(cfg.data_path)
-    if cfg.eval_data_path:
-        train_rows, eval_rows = rows, load_alpaca(cfg.eval_data_path)
+    source, held_out = stage_sources(cfg, "data_path", "eval_data_path")
+    rows = load_sft_rows(source, cfg.template)
+    if held_out is not None:
+        train_rows, eval_rows = rows, load_sft_rows(held_out, cfg.template)
     else:
         train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, cfg.seed)
 
-    # Alpaca: add the special tokens the tokenizer lacks (a pad token at least), resizing the embeddings.
     tokenizer = load_tokenizer(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
+    check_template(cfg.template, tokenizer)  # `chat` without a chat template: refused before the model loads
+    # Alpaca: add the special tokens the tokenizer lacks (a pad token at least), resizing the embeddings.
     model = load_causal_lm(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
     added = smart_tokenizer_and_embedding_resize(missing_special_tokens(tokenizer), tokenizer, model)
     sync_special_token_ids(model, tokenizer)
@@ -83,7 +84,7 @@ def run(cfg: SFTStageConfig) -> checkpoint.Stage | None:
             "key 'padding_free'",
         )
 
-    # Alpaca's preprocessing: prompt + response + EOS, loss on the response tokens only.
+    # Loss on the responses only: Alpaca's output + EOS, or every assistant turn + its end-of-turn token (chat).
     train_ds = tokenize_rows(train_rows, tokenizer, cfg.max_length, cfg.template)
     eval_ds = tokenize_rows(eval_rows, tokenizer, cfg.max_length, cfg.template) if eval_rows else None
     if eval_ds is None:

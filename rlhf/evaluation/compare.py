@@ -1,12 +1,15 @@
 """`rlhf compare`: judge policy checkpoints side by side on the same prompts, samples and seeds.
 
-Per checkpoint: reward-model score (mean, 95% bootstrap CI), gold-judge accuracy (when the prompts are a task's
+A checkpoint may also be `<policy>+bon:N`: Best-of-N over that policy, its answers picked by `--reward`
+(rlhf.evaluation.best_of_n). Per checkpoint: reward-model score (mean, 95% bootstrap CI), gold-judge accuracy (when the prompts are a task's
 with a gold judge, see rlhf.tasks), response length,
 distinct-1/2, ROUGE-L against reference outputs, KL to a reference checkpoint. Between checkpoints: win-rate
-matrices by gold judge and by reward model with bootstrap CIs. Plus a temperature x top-p sweep, PPO training
-curves and reward over-optimisation when a PPO dir is given. Writes metrics.json, report.md, a
-self-contained report.html (plots inlined as PNG data URIs) and responses.jsonl (every response generated, with
-its scores); optionally each checkpoint's greedy answers as AlpacaEval `model_outputs.json`.
+matrices by gold judge and by reward model with bootstrap CIs. Per method against the baseline (the SFT policy):
+one comparison table (win-rates, KL, length, the wall time and peak memory its stage recorded, tokens generated
+per answer) and a headline sentence (rlhf.evaluation.table). Plus a temperature x top-p sweep, training curves
+and reward over-optimisation for trained stages. Writes metrics.json, report.md, a self-contained report.html
+(plots inlined as PNG data URIs, a per-prompt explorer) and responses.jsonl (every response generated, with its
+scores); optionally each checkpoint's greedy answers as AlpacaEval `model_outputs.json`.
 """
 
 from __future__ import annotations
@@ -14,18 +17,21 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rlhf import tasks
 from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
 from rlhf.data import load_instructions
 from rlhf.errors import UserError, exit_on_user_error
-from rlhf.evaluation.plots import plot_overoptimisation, plot_ppo_curves, plot_sweep, plot_winrates
+from rlhf.evaluation import best_of_n
+from rlhf.evaluation.plots import plot_overoptimisation, plot_sweep, plot_training_curves, plot_winrates
 from rlhf.evaluation.report import report_files
 from rlhf.evaluation.stats import bootstrap_ci, distinct_n, winrate_matrix
+from rlhf.evaluation.table import comparison_rows, explorer_rows, headlines, prompt_outcomes
 from rlhf.generate import Completion, SamplingParams, generate, response_logprobs
 from rlhf.io import atomic_write_files, atomic_write_jsonl, require_writable_dir
+from rlhf.lifecycle import PeakMemory
 from rlhf.logs import LOG_FILE
 from rlhf.models import ModelSource, locate_model
 from rlhf.models import load_policy as load_policy_model
@@ -45,6 +51,13 @@ class Policy:
     model: object = field(repr=False)
     tokenizer: object = field(repr=False)
     template: str = "alpaca"
+    manifest: dict | None = field(default=None, repr=False)  # a finished stage's (its wall time, peak memory)
+    best_of: int = 0  # N for Best-of-N over this policy, 0 for the policy itself
+
+    @property
+    def spec(self) -> str:
+        """How the command line names it: the path, or `<path>+bon:N`."""
+        return f"{self.path}+bon:{self.best_of}" if self.best_of else str(self.path)
 
 
 @dataclass
@@ -64,7 +77,49 @@ def load_policy(source: ModelSource | str | Path, name: str | None = None) -> Po
     loaded = load_policy_model(source, device="auto")
     src = loaded.source
     default = src.kind if src.stage is not None else Path(src.path).name
-    return Policy(name or default, Path(src.path), src.kind, loaded.model, loaded.tokenizer, src.template)
+    manifest = src.stage.manifest if src.stage is not None else None
+    return Policy(
+        name or default, Path(src.path), src.kind, loaded.model, loaded.tokenizer, src.template, manifest
+    )
+
+
+def run_best_of_n(
+    pol: Policy, prompts: list[dict], params: SamplingParams, scorer, batch_size: int, task: Task | None
+) -> tuple[Run, Run, Run]:
+    """(candidates, sampled, greedy) of Best-of-N over `pol`: `params.num_samples` answers per prompt, each the
+    reward model's pick of `pol.best_of` samples drawn at `params`; `greedy` holds each prompt's first pick (Best-of-N
+    always samples: it has no greedy decoding). `candidates` holds every sample drawn, in groups of N."""
+    n = pol.best_of
+    cand_params = replace(params, num_samples=params.num_samples * n)
+    cands = run_policy(pol, prompts, cand_params, scorer, max(1, batch_size // n), task)
+    picks = best_of_n.select(cands.samples, cands.rm, n)
+    return cands, _subset(cands, picks), _subset(cands, [p[:1] for p in picks])
+
+
+def _subset(run: Run, keep: list[list[int]]) -> Run:
+    """`run`'s samples (and their scores) at indices `keep[i]` for prompt i."""
+
+    def take(rows):
+        return None if rows is None else [[row[j] for j in ks] for row, ks in zip(rows, keep)]
+
+    return Run(take(run.samples), take(run.gold), take(run.rm))
+
+
+def generated_tokens(run: Run) -> int:
+    return sum(c.num_tokens for s in run.samples for c in s)
+
+
+def stage_cost(pol: Policy) -> dict:
+    """The wall time and peak memory a finished stage recorded in its manifest (what is there of them)."""
+    m = pol.manifest or {}
+    out = {}
+    if isinstance(m.get("started_at"), (int, float)) and isinstance(m.get("finished_at"), (int, float)):
+        out["stage_seconds"] = float(m["finished_at"] - m["started_at"])
+    peak = m.get("peak_memory") if isinstance(m.get("peak_memory"), dict) else {}
+    for key, name in (("rss_mib", "stage_peak_rss_mib"), ("gpu_mib", "stage_peak_gpu_mib")):
+        if isinstance(peak.get(key), (int, float)):
+            out[name] = float(peak[key])
+    return out
 
 
 def run_policy(
@@ -97,11 +152,16 @@ def response_rows(
     setting: str,
     params: SamplingParams,
     task: Task | None,
+    best_of: int = 0,
 ) -> list[dict]:
     """responses.jsonl's rows for one run: one per (prompt, sample), with the prompt as given and as displayed,
     where the answer came from (checkpoint, sampling setting) and its gold and reward-model scores (null when the
-    prompts are no task's with a judge, or no reward model was given)."""
+    prompts are no task's with a judge, or no reward model was given). Best-of-N's rows carry `best_of` in
+    `sampling`; its setting `bon_candidates` holds every sample it drew (sample_index // N: the pick it was one of
+    the candidates for)."""
     sampling = {k: v for k, v in params.to_dict().items() if k != "num_samples"}
+    if best_of:
+        sampling["best_of"] = best_of
     return [
         {
             "prompt_index": i,
@@ -211,8 +271,15 @@ def compare(
         raise UserError(
             f"--names has {len(names)} names for {len(paths)} checkpoints", "command line", "--names"
         )
+    specs = [best_of_n.parse_spec(str(p)) for p in paths]
+    if any(n for _, n in specs) and not reward:
+        raise UserError(
+            "Best-of-N (<policy>+bon:N) needs --reward: its reward model picks the answers",
+            "command line",
+            "--reward",
+        )
     # Every model is located (unfinished, wrong kind, missing, damaged: refused) before any loads.
-    sources = [locate_model(p, role="policy") for p in paths]
+    sources = [locate_model(p, role="policy") for p, _ in specs]
     reward_source = locate_model(reward, role="reward") if reward else None
     reference_source = locate_model(reference, role="policy") if reference else None
     task = tasks.detect(prompts)  # the gold judge, when the prompts are a known task's
@@ -226,12 +293,7 @@ def compare(
         export_alpaca_eval = require_writable_dir(export_alpaca_eval)
         for n in names or []:  # given names now, names taken from dir names (e.g. "" for ".") once loaded
             _check_dir_name(n)
-    policies = [load_policy(src, (names or [None] * len(paths))[i]) for i, src in enumerate(sources)]
-    if len({p.name for p in policies}) < len(policies):
-        policies = [
-            Policy(f"{p.name}{i}", p.path, p.kind, p.model, p.tokenizer, p.template)
-            for i, p in enumerate(policies)
-        ]
+    policies = _load_policies(specs, sources, names)
     names = [p.name for p in policies]
     if export_alpaca_eval is not None:
         for n in names:
@@ -239,36 +301,72 @@ def compare(
     ref_policy = None
     if reference:
         ref_policy = next(
-            (p for p in policies if p.path.resolve() == Path(reference).resolve()), None
+            (p for p in policies if not p.best_of and p.path.resolve() == Path(reference).resolve()), None
         ) or load_policy(reference_source, "reference")
+    ref_name = None
+    if ref_policy is not None:
+        ref_name = ref_policy.name if ref_policy.name != "reference" else Path(reference).name
+    # What every method is measured against: the reference when it is compared too, else the first SFT policy.
+    baseline = (
+        ref_policy.name
+        if any(ref_policy is p for p in policies)
+        else next((p.name for p in policies if p.kind == "sft" and not p.best_of), names[0])
+    )
 
     greedy = SamplingParams(0.0, 0, 1.0, max_new_tokens, 1, seed)
     sampled = SamplingParams(temperature, top_k, top_p, max_new_tokens, num_samples, seed)
     metrics: dict = {
         "num_prompts": len(prompts),
-        "checkpoints": {p.name: str(p.path) for p in policies},
+        "checkpoints": {p.name: p.spec for p in policies},
         "sampling": sampled.to_dict(),
+        "baseline": baseline,
     }
     runs: dict[str, dict[str, Run]] = {}
     responses: list[dict] = []  # every answer generated below, for responses.jsonl
     for pol in policies:
-        runs[pol.name] = {
-            "greedy": run_policy(pol, prompts, greedy, scorer, batch_size, task),
-            "sampled": run_policy(pol, prompts, sampled, scorer, batch_size, task),
-        }
-        responses += response_rows(
-            pol.name, pol.path, prompts, runs[pol.name]["greedy"], "greedy", greedy, task
-        )
-        responses += response_rows(
-            pol.name, pol.path, prompts, runs[pol.name]["sampled"], "sampled", sampled, task
-        )
+        if pol.best_of:
+            started_bon, memory = time.time(), PeakMemory()
+            cands, sampled_run, greedy_run = run_best_of_n(pol, prompts, sampled, scorer, batch_size, task)
+            # Best-of-N trains nothing: its cost is this sampling and scoring, measured here.
+            metrics[f"{pol.name}.stage_seconds"] = time.time() - started_bon
+            peak = memory.read()
+            metrics[f"{pol.name}.stage_peak_rss_mib"] = peak["rss_mib"]
+            if peak["gpu_mib"] is not None:
+                metrics[f"{pol.name}.stage_peak_gpu_mib"] = peak["gpu_mib"]
+            runs[pol.name] = {"greedy": greedy_run, "sampled": sampled_run}
+            tokens = generated_tokens(cands)
+            rows_params = [("greedy", greedy_run, sampled), ("sampled", sampled_run, sampled),
+                           ("bon_candidates", cands, sampled)]  # fmt: skip
+        else:
+            runs[pol.name] = {
+                "greedy": run_policy(pol, prompts, greedy, scorer, batch_size, task),
+                "sampled": run_policy(pol, prompts, sampled, scorer, batch_size, task),
+            }
+            metrics.update({f"{pol.name}.{k}": v for k, v in stage_cost(pol).items()})
+            tokens = generated_tokens(runs[pol.name]["greedy"]) + generated_tokens(runs[pol.name]["sampled"])
+            rows_params = [("greedy", runs[pol.name]["greedy"], greedy),
+                           ("sampled", runs[pol.name]["sampled"], sampled)]  # fmt: skip
+        for setting, run, params in rows_params:
+            responses += response_rows(pol.name, pol.spec, prompts, run, setting, params, task, pol.best_of)
         metrics.update(summarise(pol.name, runs[pol.name]["greedy"], refs))
         metrics.update(summarise(pol.name, runs[pol.name]["sampled"], None, "_sampled"))
-        if ref_policy is not None and ref_policy is not pol and temperature > 0:
-            ref_name = ref_policy.name if ref_policy.name != "reference" else Path(reference).name
+        # Cost in generated tokens: all of them, and per answer at the sampling settings (N samples for Best-of-N).
+        answers = len(prompts) * num_samples
+        metrics[f"{pol.name}.generated_tokens"] = tokens
+        metrics[f"{pol.name}.generated_tokens_per_answer"] = (
+            (tokens if pol.best_of else generated_tokens(runs[pol.name]["sampled"])) / answers
+            if answers
+            else 0.0
+        )
+        if ref_policy is None or ref_policy is pol or temperature <= 0:
+            continue
+        if not pol.best_of:
             metrics[f"{pol.name}.kl_to_{ref_name}"] = kl_to_reference(
                 pol, ref_policy, prompts, runs[pol.name]["sampled"], temperature
             )
+        elif pol.path.resolve() == ref_policy.path.resolve():
+            metrics[f"{pol.name}.kl_to_{ref_name}"] = best_of_n.kl_bound(pol.best_of)
+            metrics.setdefault("kl_bounds", {})[pol.name] = "log N - (N-1)/N, an upper bound (Best-of-N)"
 
     matrices = {}
     for judge_name, attr in (("gold", "gold"), ("rm", "rm")):
@@ -290,10 +388,12 @@ def compare(
                         )
     metrics["winrate_matrices"] = matrices
 
-    # Sampling sweep: accuracy (or reward) vs diversity per checkpoint.
+    # Sampling sweep: accuracy (or reward) vs diversity per checkpoint (Best-of-N is swept through its policy).
     sweep = []
     sub = prompts[:sweep_prompts]
     for pol in policies if sweep_prompts else []:
+        if pol.best_of:
+            continue
         for t in sweep_temperatures:
             for tp in sweep_top_ps:
                 params = SamplingParams(t, top_k, tp, max_new_tokens, 1, seed)
@@ -314,20 +414,20 @@ def compare(
     metrics["sweep"] = sweep
 
     plots: dict[str, bytes] = {}
-    # PPO: training curves, and reward over-optimisation across its saved checkpoints.
+    # Trained stages (ppo, dpo, rloo, ...): training curves, and reward over-optimisation across saved checkpoints.
+    base = next((p for p in policies if p.name == baseline), None)
     for pol in policies:
-        if pol.kind != "ppo":
+        if pol.best_of or pol.manifest is None or pol.kind == "sft":
             continue
         log = pol.path / LOG_FILE
-        if log.is_file() and (png := plot_ppo_curves(log)):
-            plots[f"ppo_curves_{pol.name}"] = png
+        if log.is_file() and (png := plot_training_curves(log, pol.kind)):
+            plots[f"{pol.kind}_curves_{pol.name}"] = png
         ckpts = complete_checkpoints(pol.path)
         if ckpts and scorer is not None and overopt_prompts:
             sub = prompts[:overopt_prompts]
             points = []
-            base = next((p for p in policies if p.kind == "sft"), None)
             chain = (
-                ([("sft", base)] if base else [])
+                ([("sft", base)] if base is not None and base.kind == "sft" else [])
                 + [(d.name, load_policy(d)) for d in ckpts]
                 + [("final", pol)]
             )
@@ -340,10 +440,9 @@ def compare(
                     point["gold_score"] = statistics.fmean(x[0] for x in r.gold)
                 points.append(point)
             metrics[f"{pol.name}.overoptimisation"] = points
-            if png := plot_overoptimisation(points):
+            if png := plot_overoptimisation(points, pol.kind):
                 plots[f"overoptimisation_{pol.name}"] = png
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[:i]]
-    if png := plot_winrates(metrics, pairs):
+    if png := plot_winrates(metrics, names, baseline):
         plots["winrates"] = png
     if png := plot_sweep(sweep):
         plots["sampling_sweep"] = png
@@ -367,13 +466,6 @@ def compare(
         ]
         atomic_write_jsonl(export_pairs, rows)
 
-    table = [
-        {
-            "prompt": display_prompt(p["instruction"], p.get("input", "")),
-            **{n: runs[n]["greedy"].samples[i][0].text for n in names},
-        }
-        for i, p in enumerate(prompts[:12])
-    ]
     if export_alpaca_eval is not None:
         # Before the report: an export that cannot be written leaves the old report (and its metrics.json) as is.
         atomic_write_files(
@@ -387,9 +479,17 @@ def compare(
             },
         )
     metrics["compare_seconds"] = time.time() - started
+    # Per prompt, each method's greedy answer against the baseline's, by the gold judge (else the reward model).
+    judge = "gold" if task is not None else "rm" if scorer is not None else None
+    greedy_runs = {n: runs[n]["greedy"] for n in names}
+    outcomes = prompt_outcomes(greedy_runs, baseline, judge)
+    metrics["comparison"] = comparison_rows(metrics, names, baseline, outcomes, judge)
+    metrics["headlines"] = headlines(metrics["comparison"], len(prompts))
+    prompt_texts = [display_prompt(p["instruction"], p.get("input", "")) for p in prompts]
+    explorer = explorer_rows(prompt_texts, greedy_runs, outcomes)
     # All files of the report are written before any replaces its old version, metrics.json (what marks a report
     # finished) last: a full disk or a kill never leaves new plots next to an old metrics.json.
-    files = report_files(metrics, plots, table, names)
+    files = report_files(metrics, plots, explorer, names)
     atomic_write_files(
         out,
         {
@@ -399,6 +499,26 @@ def compare(
         },
     )
     return metrics
+
+
+def _load_policies(specs: list[tuple[str, int | None]], sources, names: list[str] | None) -> list[Policy]:
+    """One Policy per command-line checkpoint, each model loaded once (Best-of-N shares its policy's). Best-of-N
+    over the SFT policy is named bonN, over another one <its name>-bonN; names that repeat get their index."""
+    loaded: dict[str, Policy] = {}
+    policies = []
+    for i, ((_, n), src) in enumerate(zip(specs, sources)):
+        key = str(Path(src.path).resolve()) if Path(src.path).exists() else src.path
+        pol = loaded.get(key) or load_policy(src)
+        loaded[key] = pol
+        given = names[i] if names else None
+        if n is None:
+            policies.append(replace(pol, name=given or pol.name))
+        else:
+            default = f"bon{n}" if pol.kind == "sft" else f"{pol.name}-bon{n}"
+            policies.append(replace(pol, name=given or default, best_of=n))
+    if len({p.name for p in policies}) < len(policies):
+        policies = [replace(p, name=f"{p.name}{i}") for i, p in enumerate(policies)]
+    return policies
 
 
 def _check_dir_name(name: str) -> None:
@@ -425,7 +545,8 @@ def cli(argv=None, prog="rlhf compare") -> int:
     p.add_argument(
         "checkpoints",
         nargs="+",
-        help="finished sft/ppo stage dirs (or checkpoint-N, adapter or HF model dirs)",
+        help="finished sft/ppo stage dirs (or checkpoint-N, adapter or HF model dirs); POLICY+bon:N is Best-of-N "
+        "over POLICY (N samples at --temperature/--top-p/--top-k, --reward keeps the best; e.g. runs/demo/sft+bon:16)",
     )
     p.add_argument(
         "--prompts", required=True, help="Alpaca json/jsonl; outputs (if present) are ROUGE references"
@@ -464,8 +585,8 @@ def cli(argv=None, prog="rlhf compare") -> int:
     )
     a = p.parse_args(argv)
     refuse_overlap(
-        {"CHECKPOINTS": a.checkpoints, "--prompts": a.prompts, "--reference": a.reference, "--reward": a.reward,
-         "--labels-db": a.labels_db},
+        {"CHECKPOINTS": [best_of_n.parse_spec(c)[0] for c in a.checkpoints], "--prompts": a.prompts,
+         "--reference": a.reference, "--reward": a.reward, "--labels-db": a.labels_db},
         {"--out": a.out, "--export-pairs": a.export_pairs},
     )  # fmt: skip
     m = compare(

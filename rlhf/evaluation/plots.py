@@ -1,103 +1,228 @@
-"""The report's plots as PNG bytes (matplotlib, Agg): PPO training curves, win-rates, the sampling sweep, reward
-over-optimisation."""
+"""The report's plots as PNG bytes (matplotlib, Agg): training curves, win-rates against the baseline, the sampling
+sweep, reward over-optimisation. Each `*_figure` builds the figure (tests measure its labels); `plot_*` renders it.
+
+Point labels are placed by `place_labels`: each tries offsets around its point, nearest first, until its box meets
+no other label, the legend or the axes' edge, so labels of close points never stack on one another."""
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 from rlhf.logs import read_log
 
+# What each trained stage's log.jsonl holds worth plotting, three panels at most (first found wins per panel).
+CURVE_KEYS = {
+    "ppo": ("objective/scores", "objective/kl", "objective/rlhf_reward"),
+    "rloo": ("reward", "kl", "completions/mean_length"),
+    "grpo": ("reward", "kl", "completions/mean_length"),
+    "dpo": ("rewards/margins", "rewards/accuracies", "loss"),
+}
+FALLBACK_KEYS = ("objective/scores", "reward", "rewards/margins", "objective/kl", "kl", "loss")
+
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
 
-def plot_ppo_curves(log_path: Path) -> bytes | None:
+def _figure(figsize):
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in read_log(log_path) if "objective/scores" in r]
-    if not rows:
+    return plt.subplots(figsize=figsize)
+
+
+def place_labels(ax, items: list[tuple[float, float, str]], fontsize: float = 7, obstacles=()) -> list:
+    """Annotate each (x, y, text) near its point where its text box overlaps no label placed before it and none of
+    the `obstacles` (artists such as the legend), inside the axes; a label away from its point gets a thin line back
+    to it. Offsets are tried on rings of 8 directions at growing distances, nearest first; the axes' margins are
+    widened first so points at the edge have room; points at the same spot share one label. Should no spot be
+    free, the one overlapping fewest labels is taken. Returns the annotations."""
+    from matplotlib.text import Text
+
+    if not items:
+        return []
+    merged: dict[
+        tuple[float, float], list[str]
+    ] = {}  # points drawn at one spot get one label: "T=0.3, T=0.7"
+    for x, y, text in items:
+        texts = merged.setdefault((x, y), [])
+        if text not in texts:
+            texts.append(text)
+    items = [(x, y, ", ".join(texts)) for (x, y), texts in merged.items()]
+    ax.margins(0.18)
+    fig = ax.figure
+    fig.canvas.draw()  # final limits and layout, so the boxes measured below are the ones drawn
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    taken = [o.get_window_extent(renderer) for o in obstacles]
+    line = {"arrowstyle": "-", "color": "0.55", "lw": 0.6, "shrinkA": 1, "shrinkB": 3}
+    placed = []
+    for x, y, text in items:
+        best = None  # (overlaps, ann, box)
+        for radius in (7, 14, 22, 32, 44, 58, 74, 92, 112, 135):
+            for k in range(8):
+                angle = math.pi / 4 + k * math.pi / 4  # up-right first, then counter-clockwise
+                dx, dy = radius * math.cos(angle), radius * math.sin(angle)
+                ann = ax.annotate(
+                    text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                    ha="left" if dx > 1 else "right" if dx < -1 else "center",
+                    va="bottom" if dy > 1 else "top" if dy < -1 else "center",
+                    arrowprops=line if radius > 7 else None,
+                )  # fmt: skip
+                ann.get_window_extent(renderer)  # positions the text for the offset
+                box = Text.get_window_extent(ann, renderer).padded(2)  # the text alone, not its line
+                outside = box.x0 < frame.x0 or box.x1 > frame.x1 or box.y0 < frame.y0 or box.y1 > frame.y1
+                clashes = sum(box.overlaps(t) for t in taken) + 1000 * outside
+                if best is None or clashes < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (clashes, ann, box)
+                else:
+                    ann.remove()
+                if clashes == 0:
+                    break
+            if best[0] == 0:
+                break
+        taken.append(best[2])
+        placed.append(best[1])
+    return placed
+
+
+def training_curves_figure(log_path: Path, kind: str):
+    import matplotlib.pyplot as plt
+
+    rows = read_log(log_path)
+    keys = [k for k in CURVE_KEYS.get(kind, FALLBACK_KEYS) if any(k in r for r in rows)][:3]
+    if not keys:
         return None
-    x = [r.get("episode", i) for i, r in enumerate(rows)]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    for ax, key in zip(axes, ("objective/scores", "objective/kl", "objective/rlhf_reward")):
-        ax.plot(x, [r[key] for r in rows], lw=1.5)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        pts = [(r.get("episode", r.get("step", i)), r[key]) for i, r in enumerate(rows) if key in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5)
         ax.set_title(key)
-        ax.set_xlabel("episode")
+        ax.set_xlabel("episode" if "episode" in rows[0] else "step")
         ax.grid(alpha=0.3)
-    fig.suptitle("PPO training curves", y=1.04)
-    return _png(fig)
+    fig.suptitle(f"{kind.upper()} training curves")
+    fig.tight_layout()
+    return fig
 
 
-def plot_winrates(metrics: dict, pairs: list[tuple[str, str]]) -> bytes | None:
-    import matplotlib.pyplot as plt
+def plot_training_curves(log_path: Path, kind: str = "ppo") -> bytes | None:
+    fig = training_curves_figure(log_path, kind)
+    return _png(fig) if fig is not None else None
 
-    bars = []
-    for a, b in pairs:
-        for judge_name in ("gold", "rm"):
-            for suffix, label in (("", "greedy"), ("_sampled", "sampled")):
-                key = f"{a}.{judge_name}_winrate_vs_{b}{suffix}"
-                if key in metrics:
-                    bars.append(
-                        (
-                            f"{a} vs {b}\n{judge_name}, {label}",
-                            metrics[key],
-                            metrics[key + "_ci_low"],
-                            metrics[key + "_ci_high"],
-                        )
-                    )
-    if not bars:
+
+def plot_ppo_curves(log_path: Path) -> bytes | None:
+    return plot_training_curves(log_path, "ppo")
+
+
+WINRATE_BARS = (
+    ("gold", "", "gold judge, greedy", "#4C72B0"),
+    ("gold", "_sampled", "gold judge, sampled", "#8FAADC"),
+    ("rm", "", "reward model, greedy", "#DD8452"),
+    ("rm", "_sampled", "reward model, sampled", "#F2B48A"),
+)
+
+
+def winrates_figure(metrics: dict, names: list[str], baseline: str):
+    """Each method's win-rate against the baseline: one group of horizontal bars per method (gold judge and reward
+    model, greedy and sampled), 95% CIs as error bars."""
+    from rlhf.evaluation.table import display_name
+
+    methods = [n for n in names if n != baseline]
+    bars = [
+        b for b in WINRATE_BARS if any(f"{n}.{b[0]}_winrate_vs_{baseline}{b[1]}" in metrics for n in methods)
+    ]
+    if not methods or not bars:
         return None
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(bars)), 3.4))
-    xs = range(len(bars))
-    vals = [b[1] for b in bars]
-    err = [[v - b[2] for v, b in zip(vals, bars)], [b[3] - v for v, b in zip(vals, bars)]]
-    ax.bar(xs, vals, yerr=err, capsize=4, color="#4C72B0")
-    ax.axhline(0.5, color="gray", ls="--", lw=1)
-    ax.set_xticks(list(xs), [b[0] for b in bars], fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("win-rate (ties = 0.5), 95% CI")
-    ax.set_title("Win-rates")
-    return _png(fig)
+    fig, ax = _figure((7.5, 1.0 + 0.3 * len(bars) * len(methods) + 0.35 * len(methods)))
+    height = 0.8 / len(bars)
+    for k, (judge, suffix, label, color) in enumerate(bars):
+        ys, vals, lo, hi = [], [], [], []
+        for i, n in enumerate(methods):
+            key = f"{n}.{judge}_winrate_vs_{baseline}{suffix}"
+            if key in metrics:
+                ys.append(i + (k - (len(bars) - 1) / 2) * height)
+                vals.append(metrics[key])
+                lo.append(metrics[key] - metrics[key + "_ci_low"])
+                hi.append(metrics[key + "_ci_high"] - metrics[key])
+        ax.barh(ys, vals, height=height * 0.9, xerr=[lo, hi], capsize=2, color=color, label=label)
+    ax.axvline(0.5, color="gray", ls="--", lw=1)
+    ax.set_yticks(range(len(methods)), [display_name(n) for n in methods])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"win-rate vs {display_name(baseline)} (ties = 0.5), 95% CI")
+    ax.set_title(f"Win-rates against {display_name(baseline)}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
 
 
-def plot_sweep(sweep: list[dict]) -> bytes | None:
-    import matplotlib.pyplot as plt
+def plot_winrates(metrics: dict, names: list[str], baseline: str) -> bytes | None:
+    fig = winrates_figure(metrics, names, baseline)
+    return _png(fig) if fig is not None else None
+
+
+def sweep_figure(sweep: list[dict]):
+    """Accuracy (or reward) against diversity per checkpoint: one line per top-p (its marker), each point labelled
+    with its temperature."""
+    from rlhf.evaluation.table import display_name
 
     if not sweep:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure((7.5, 4.5))
     ykey = "gold_accuracy" if "gold_accuracy" in sweep[0] else "rm_score_mean"
+    markers = "os^Dv<>p"
+    top_ps = list(dict.fromkeys(s["top_p"] for s in sweep))
+    colors = {}
+    items = []
     for name in dict.fromkeys(s["name"] for s in sweep):
-        pts = [s for s in sweep if s["name"] == name]
-        ax.plot([p["distinct_2"] for p in pts], [p[ykey] for p in pts], "o-", label=name)
-        for p in pts:
-            ax.annotate(f"T={p['temperature']},p={p['top_p']}", (p["distinct_2"], p[ykey]), fontsize=7)
+        for j, tp in enumerate(top_ps):
+            pts = [s for s in sweep if s["name"] == name and s["top_p"] == tp]
+            if not pts:
+                continue
+            (line,) = ax.plot(
+                [p["distinct_2"] for p in pts], [p[ykey] for p in pts], marker=markers[j % len(markers)],
+                ls="-" if j == 0 else "--", color=colors.get(name), label=f"{display_name(name)}, top-p {tp}",
+            )  # fmt: skip
+            colors[name] = line.get_color()
+            items += [(p["distinct_2"], p[ykey], f"T={p['temperature']:g}") for p in pts]
     ax.set_xlabel("distinct-2 (diversity)")
     ax.set_ylabel(ykey.replace("_", " "))
-    ax.set_title("Sampling sweep: accuracy vs diversity")
-    ax.legend()
+    ax.set_title("Sampling sweep: accuracy vs diversity" if ykey == "gold_accuracy" else "Sampling sweep")
+    legend = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    place_labels(ax, items, obstacles=[legend])
+    return fig
 
 
-def plot_overoptimisation(points: list[dict]) -> bytes | None:
-    import matplotlib.pyplot as plt
+def plot_sweep(sweep: list[dict]) -> bytes | None:
+    fig = sweep_figure(sweep)
+    return _png(fig) if fig is not None else None
 
+
+def overoptimisation_figure(points: list[dict], kind: str = "ppo"):
     if len(points) < 2 or "gold_score" not in points[0]:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure((6.5, 4.2))
     ax.plot([p["rm_score"] for p in points], [p["gold_score"] for p in points], "o-")
-    for p in points:
-        ax.annotate(p["label"], (p["rm_score"], p["gold_score"]), fontsize=7)
     ax.set_xlabel("reward-model score (proxy)")
     ax.set_ylabel("gold score (true objective)")
-    ax.set_title("Reward over-optimisation across PPO checkpoints")
+    ax.set_title(f"Reward over-optimisation across {kind.upper()} checkpoints")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    place_labels(ax, [(p["rm_score"], p["gold_score"], p["label"]) for p in points])
+    return fig
+
+
+def plot_overoptimisation(points: list[dict], kind: str = "ppo") -> bytes | None:
+    fig = overoptimisation_figure(points, kind)
+    return _png(fig) if fig is not None else None
