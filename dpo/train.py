@@ -16,6 +16,7 @@ from rlhf.distributed import end_of_run, main_print
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
+from rlhf.sources import stage_sources
 from rlhf.training import lora_config
 
 
@@ -33,12 +34,11 @@ def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
     """Train the DPO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     parent = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")  # or any causal LM (external)
     job = StageRun("dpo", cfg, parents=[parent])
-    if not cfg.pairs_path:
-        raise UserError("pairs_path is required", cfg.config_path or "command line", "key 'pairs_path'")
-    pairs = load_preferences(cfg.pairs_path)
+    source, held_out = stage_sources(cfg, "pairs_path", "eval_pairs_path")
+    pairs = load_preferences(source)
     random.Random(cfg.seed).shuffle(pairs)
-    if cfg.eval_pairs_path:
-        eval_pairs = load_preferences(cfg.eval_pairs_path)
+    if held_out is not None:
+        eval_pairs = load_preferences(held_out)
     else:
         n_eval = int(round(len(pairs) * cfg.eval_fraction))
         pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]

@@ -9,6 +9,7 @@ RLOO's own: `beta` times the sequence's summed log-ratio, subtracted from the re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from trl import RLOOConfig
 
@@ -20,6 +21,14 @@ class RLOOStageConfig(StageOptions, RLOOConfig):
     """RLOO against a trained reward model, starting from the SFT policy (reference: the SFT policy, or with LoRA
     the policy with its adapter disabled)."""
 
+    # TRL's names (its PPO and RLOO scripts') for our keys; rlhf.config.resolve_aliases.
+    KEY_ALIASES: ClassVar[dict[str, str]] = {
+        "use_peft": "use_lora",
+        "dataset_name": "prompts_path",
+        "sft_model_path": "sft_path",
+        "reward_model_path": "reward_path",
+    }
+
     sft_path: str = field(
         default="runs/sft", metadata={"help": "Finished sft stage (or any causal LM): policy and reference."}
     )
@@ -27,8 +36,30 @@ class RLOOStageConfig(StageOptions, RLOOConfig):
         default="runs/reward",
         metadata={"help": "Finished reward stage, or any one-output sequence-classification model."},
     )
+    sft_model_path: str | None = field(default=None, metadata={"help": "TRL's name for sft_path."})
+    reward_model_path: str | None = field(default=None, metadata={"help": "TRL's name for reward_path."})
     prompts_path: str | None = field(
-        default=None, metadata={"help": "Alpaca json/jsonl whose instruction/input are the prompts."}
+        default=None,
+        metadata={
+            "help": "Alpaca rows whose instruction/input are the prompts: a json/jsonl/csv/parquet file, a "
+            "dataset dir or a hub dataset id."
+        },
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "TRL's name for prompts_path (a path or a hub dataset id)."}
+    )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "Config of a hub dataset (datasets.load_dataset's name)."}
+    )
+    dataset_train_split: str = field(
+        default="train", metadata={"help": "Split of a hub dataset or dataset dir to train on."}
+    )
+    dataset_test_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Split of the same dataset whose first num_eval_prompts rows are held out; null: the train "
+            "split's first rows."
+        },
     )
     task: str = field(
         default="demo", metadata={"help": "Task (rlhf.tasks) whose prompts task_prompts draws, e.g. demo."}
@@ -66,11 +97,13 @@ class RLOOStageConfig(StageOptions, RLOOConfig):
             "help": "Train a LoRA adapter (reference = adapter disabled), merged into the saved policy."
         },
     )
+    use_peft: bool = field(default=False, metadata={"help": "TRL's name for use_lora."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(
-        default="all-linear", metadata={"help": "Comma-separated module names, or all-linear."}
+    lora_target_modules: str | list[str] = field(
+        default="all-linear",
+        metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
     )
     # RLOOConfig / TrainingArguments defaults that suit this stage.
     output_dir: str = field(default="runs/rloo", metadata={"help": "Where the stage writes its checkpoint."})
@@ -86,7 +119,12 @@ class RLOOStageConfig(StageOptions, RLOOConfig):
     save_steps: float = field(default=10, metadata={"help": "Save a checkpoint every N updates."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N updates."})
-    report_to: str = field(default="none", metadata={"help": "none, tensorboard or wandb."})
+    report_to: str | list[str] = field(
+        default="none",
+        metadata={
+            "help": "Trackers: none, or tensorboard, wandb, trackio (a name, a list or a comma string)."
+        },
+    )
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (opt-in)."})
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing; TRL's configs still default the
     # old name to True (slower, and a deprecation warning). Off unless asked for, under the new name.
