@@ -17,6 +17,7 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
 from rlhf.sources import stage_sources
+from rlhf.templates import check_template
 from rlhf.training import lora_config
 
 
@@ -47,6 +48,7 @@ def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
 
     # Policy and reference both start as the SFT policy, with its tokenizer and prompt template.
     tokenizer = load_tokenizer(parent.path)
+    check_template(parent.template, tokenizer)
     train_ds, dropped = preference_rows(pairs, tokenizer, parent.template, cfg.max_length)
     eval_ds, eval_dropped = preference_rows(eval_pairs, tokenizer, parent.template, cfg.max_length)
     if dropped or eval_dropped:

@@ -77,6 +77,11 @@ def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
     sft, rm = check_chain(cfg)  # the same parents PPO accepts
     job = StageRun("rloo", cfg, parents=[sft, rm])
     refuse_unresumable_checkpoints(cfg)
+    if sft.template != "alpaca":  # as in PPO: rollouts start from Alpaca prompt text (ppo/prompts.py)
+        raise UserError(
+            f"the rloo stage reads prompts in the alpaca template, like ppo; this policy uses {sft.template!r}",
+            sft.location,
+        )
     train_rows, _ = load_prompts(cfg)
     tokenizer = load_tokenizer(
         sft.path, padding_side="left"

@@ -133,3 +133,37 @@ def test_a_parent_of_the_wrong_kind_is_refused(tiny_chain, prefs, tmp_path):
     )
     assert not out.exists()
     assert checkpoint.is_finished(tiny_chain["reward"])  # the input is untouched
+
+
+def test_dpo_on_a_chat_sft_policy_trains_on_chat_rendered_pairs(demo_chat_base, prefs, tmp_path):
+    """An SFT stage with `template: chat`: DPO's rows are chat messages that TRL renders with the tokenizer's
+    template, so each response ends with the template's end of turn (<|im_end|>, not this model's EOS)."""
+    import sft
+    from dpo.data import preference_rows
+    from reward.data import load_preferences
+    from rlhf.config import build_config
+    from rlhf.io import atomic_write_json
+    from rlhf.models import load_tokenizer
+    from rlhf.tasks.demo import make_sft_rows
+
+    atomic_write_json(tmp_path / "sft.json", make_sft_rows(300, seed=0, kinds=("largest", "smallest")))
+    chat_sft = sft.run(build_config(sft.SFTStageConfig, {
+        "config": REPO / "configs/demo/sft.yaml", "model_name_or_path": str(demo_chat_base), "template": "chat",
+        "data_path": str(tmp_path / "sft.json"), "output_dir": str(tmp_path / "sft"), "num_train_epochs": 1,
+        "quiet": True, "save_strategy": "no"}))  # fmt: skip
+    tok = load_tokenizer(chat_sft.path)
+    pairs = load_preferences(prefs)[:8]
+    rows, dropped = preference_rows(pairs, tok, "chat", max_length=None)
+    assert dropped == 0 and rows[0]["prompt"][-1]["role"] == "user"
+    assert rows[0]["chosen"] == [{"role": "assistant", "content": pairs[0]["chosen"]}]
+    ended = tok.apply_chat_template(rows[0]["prompt"] + rows[0]["chosen"], tokenize=False)
+    assert ended.rstrip().endswith(pairs[0]["chosen"] + "<|im_end|>")
+    # the length rule counts the rendered conversation's tokens
+    longest = max(len(tok(tok.apply_chat_template(r["prompt"] + r[s], tokenize=False), add_special_tokens=False)
+                      ["input_ids"]) for r in rows for s in ("chosen", "rejected"))  # fmt: skip
+    assert preference_rows(pairs, tok, "chat", max_length=longest - 1)[1] >= 1
+
+    stage = train({"sft": chat_sft.path}, prefs, tmp_path / "dpo")
+    assert stage.template == "chat" and stage.metrics["eval_rewards_margins"] > 0
+    assert moved_from_sft(stage.path, chat_sft.path) > 1e-4
+    assert load_tokenizer(stage.path).chat_template == tok.chat_template
