@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo experiment test test-slow lint bench docs clean
+.PHONY: setup demo demo-methods experiment test test-slow lint bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ EXPERIMENT_RUN ?= runs/experiment
 experiment: setup
 	$(VENV)/bin/rlhf pipeline --config configs/experiments/constraints.yaml --out $(EXPERIMENT_RUN) --seed $(SEED)
 
+# PPO, DPO, RLOO and Best-of-N from one SFT policy, one set of preferences and one reward model, in one report.
+demo-methods: setup
+	$(VENV)/bin/rlhf pipeline --config configs/demo/methods.yaml --out runs/demo-methods --seed $(SEED)
+
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -42,8 +46,8 @@ test-slow: setup
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check rlhf sft reward ppo tests bench tools
-	$(VENV)/bin/ruff format --check rlhf sft reward ppo tests bench tools
+	$(VENV)/bin/ruff check rlhf sft reward ppo dpo rloo tests bench tools
+	$(VENV)/bin/ruff format --check rlhf sft reward ppo dpo rloo tests bench tools
 
 bench: setup
 	$(PY) bench/run_all.py

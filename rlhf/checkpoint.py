@@ -22,7 +22,7 @@ from rlhf.io import atomic_write_json, atomic_write_text, require_writable_dir, 
 
 MANIFEST = "rlhf_stage.json"
 SCHEMA_VERSION = 1
-KINDS = ("sft", "reward", "ppo")
+KINDS = ("sft", "reward", "ppo", "dpo", "rloo")
 EXTERNAL = "external"  # the parent kind of a model the kit did not write (no manifest)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 

@@ -2,7 +2,7 @@
 
 Modules are imported only when their command runs, so `rlhf --help` is instant and a stage's heavy imports
 never slow down another command. This is the one place in `rlhf` that names the stage packages (sft, reward,
-ppo): `STAGES` says where each stage's Python API lives, and the pipeline asks `stage_api` for it.
+ppo, dpo, rloo): `STAGES` says where each stage's Python API lives, and the pipeline asks `stage_api` for it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reward": ("reward.train:cli", "stage 2: train a reward model on preference pairs"),
     "score": ("reward.score:cli", "score pairs (accuracy) or one response with a reward model"),
     "ppo": ("ppo.train:cli", "stage 3: PPO against the reward model (TRL)"),
+    "dpo": ("dpo.train:cli", "DPO on preference pairs from the SFT policy (TRL)"),
+    "rloo": ("rloo.train:cli", "RLOO against the reward model (TRL)"),
     "generate": ("rlhf.generate_cli:cli", "generate responses from a checkpoint"),
     "compare": (
         "rlhf.evaluation.compare:cli",
@@ -40,6 +42,8 @@ STAGES: dict[str, tuple[str, str, str]] = {
     "sft": ("sft", "SFTStageConfig", "run"),
     "reward": ("reward", "RewardStageConfig", "run"),
     "ppo": ("ppo", "PPOStageConfig", "run"),
+    "dpo": ("dpo", "DPOStageConfig", "run"),
+    "rloo": ("rloo", "RLOOStageConfig", "run"),
 }
 
 

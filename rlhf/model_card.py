@@ -15,7 +15,13 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from rlhf.models import is_hub_id
 
-TITLES = {"sft": "SFT policy", "reward": "Reward model", "ppo": "PPO policy"}
+TITLES = {
+    "sft": "SFT policy",
+    "reward": "Reward model",
+    "ppo": "PPO policy",
+    "dpo": "DPO policy",
+    "rloo": "RLOO policy",
+}
 
 
 def _card_license(name_or_path: str | Path) -> str | None:

@@ -245,7 +245,7 @@ def save_pretrained_dir(model, tokenizer, out: str | Path) -> Path:
 # names is found first, without reading weights (`locate_model`), so a command checks all its inputs before the
 # first load; then `load_policy` / `load_reward_model` load it the same way everywhere.
 
-POLICY_KINDS = ("sft", "ppo")
+POLICY_KINDS = ("sft", "ppo", "dpo", "rloo")
 REWARD_KINDS = ("reward",)
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

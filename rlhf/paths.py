@@ -21,6 +21,8 @@ STAGE_INPUTS = {
     "sft": ("model_name_or_path", "data_path", "eval_data_path"),
     "reward": ("sft_path", "pairs_path", "eval_pairs_path"),
     "ppo": ("sft_path", "reward_path", "prompts_path"),
+    "dpo": ("sft_path", "pairs_path", "eval_pairs_path"),
+    "rloo": ("sft_path", "reward_path", "prompts_path"),
 }
 
 

@@ -1,17 +1,23 @@
 """`rlhf pipeline`: the whole chain as one rerunnable experiment.
 
-Steps, in order: data -> base -> sft -> pairs -> annotate -> reward -> ppo -> compare. The plan is data: each step
-holds the parameter objects of what it runs (a stage's config object, built and checked before anything runs, or
-the typed parameters of a library function) and the steps it depends on. A step whose outputs exist and whose
-identity (its settings, the config files it reads, and the identities of the steps it depends on) is unchanged is
-skipped; `--force STEP` reruns that step and every step after it. Once a step runs, all later steps run too. The state lives in `<run>/pipeline_state.json`, written after each finished step, so a
-killed pipeline resumes at the step that was interrupted (stages resume from their own checkpoints).
+Steps, in order: data -> base -> sft -> pairs -> annotate -> reward -> one step per training method -> compare.
+`methods:` lists what the report compares with the SFT policy (default: ppo): the training stages `ppo`, `dpo` and
+`rloo`, each trained once from the shared sft/prefs/reward into `<run>/<method>/`, and `bon:N`, Best-of-N over the
+SFT policy, which trains nothing (compare samples it as `<run>/sft+bon:N`). The plan is data: each step holds the
+parameter objects of what it runs (a stage's config object, built and checked before anything runs, or the typed
+parameters of a library function) and the steps it depends on. A step whose outputs exist and whose identity (its
+settings, the config files it reads, and the identities of the steps it depends on) is unchanged is skipped, unless
+a step it depends on ran; `--force STEP` reruns that step and every step that depends on it. So changing one
+method's settings retrains that method only (and reruns the comparison). The state lives in
+`<run>/pipeline_state.json`, written after each finished step, so a killed pipeline resumes at the step that was
+interrupted (stages resume from their own checkpoints).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,11 +31,14 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, sha256_text
 from rlhf.paths import refuse_overlap
 
-STEPS = ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "compare")
+STEPS = ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "dpo", "rloo", "compare")
+TRAINED_METHODS = ("ppo", "dpo", "rloo")  # stages that train a policy from the shared steps
+BEST_OF_N = re.compile(r"bon:(?P<n>[1-9][0-9]*)")
 SCHEMA = {
     "seed": None,
     "task": None,
     "kinds": None,
+    "methods": None,
     "data": {
         "sft_rows",
         "verbose_share",
@@ -45,6 +54,8 @@ SCHEMA = {
     "annotate": {"annotator", "pool_size", "flip_rate", "position_bias", "tie_rate"},
     "reward": {"config", "overrides"},
     "ppo": {"config", "overrides"},
+    "dpo": {"config", "overrides"},
+    "rloo": {"config", "overrides"},
     "compare": {"temperature", "num_samples", "max_new_tokens", "sweep_prompts", "overopt_prompts", "top_p"},
 }
 STATE_FILE = "pipeline_state.json"
@@ -68,7 +79,8 @@ def load_pipeline_config(path: str | Path) -> dict:
                         path,
                         f"key '{key}.{sub}'",
                     )
-    for stage in ("sft", "reward", "ppo"):
+    methods = pipeline_methods(cfg, path)
+    for stage in ("sft", "reward", *(m for m in methods if m in TRAINED_METHODS)):
         if "config" not in cfg.get(stage, {}):
             raise UserError("missing stage config path", path, f"key '{stage}.config'")
     if cfg.get("task", "demo") not in ("demo", "constraints"):
@@ -76,6 +88,28 @@ def load_pipeline_config(path: str | Path) -> dict:
     if not isinstance(cfg["sft"].get("fine_tune", True), bool):
         raise UserError("expected true or false", path, "key 'sft.fine_tune'")
     return cfg
+
+
+def pipeline_methods(cfg: dict, path: str | Path = "pipeline config") -> list[str]:
+    """The config's `methods` list (default: ppo alone), each checked: ppo, dpo, rloo or bon:N, no repeats."""
+    methods = cfg.get("methods", ["ppo"])
+    if not isinstance(methods, list) or not methods:
+        raise UserError("expected a non-empty list of methods (ppo, dpo, rloo, bon:N)", path, "key 'methods'")
+    for i, m in enumerate(methods):
+        if not isinstance(m, str) or not (m in TRAINED_METHODS or BEST_OF_N.fullmatch(m)):
+            raise UserError(
+                f"unknown method {m!r}; expected ppo, dpo, rloo or bon:N (N a whole number >= 1)",
+                path,
+                f"key 'methods[{i}]'",
+            )
+        if m in methods[:i]:
+            raise UserError(f"method {m!r} is listed twice", path, f"key 'methods[{i}]'")
+    return methods
+
+
+def method_name(method: str) -> str:
+    """The name compare gives a method's policy, and the prefix of its metrics: ppo, dpo, rloo, bon16."""
+    return method.replace(":", "")
 
 
 def _file(path: Path) -> bool:
@@ -346,6 +380,28 @@ def plan(
 
     annotate = cfg.get("annotate", {})
     human = str(annotate.get("annotator", "")) == "human"
+    methods = pipeline_methods(cfg, source)
+    # What each training method reads from the shared steps, and the steps that write it.
+    inputs = {
+        "ppo": (
+            {"sft_path": run / "sft", "reward_path": run / "reward", "task_kinds": kinds},
+            ("sft", "reward"),
+        ),
+        "dpo": ({"sft_path": run / "sft", "pairs_path": run / "prefs.jsonl"}, ("sft", "annotate")),
+        "rloo": (
+            {"sft_path": run / "sft", "reward_path": run / "reward", "task_kinds": kinds},
+            ("sft", "reward"),
+        ),
+    }
+    trained = tuple(m for m in methods if m in TRAINED_METHODS)
+    method_steps = [
+        Step(m, [stage(m, **inputs[m][0])], [(run / m, _stage)], [Path(cfg[m]["config"])], after=inputs[m][1])
+        for m in trained
+    ]
+    # The policies compared, in the order listed: SFT, then each method (a trained stage dir, or Best-of-N over SFT).
+    compared = [str(run / "sft")] + [
+        str(run / m) if m in TRAINED_METHODS else f"{run / 'sft'}+{m}" for m in methods
+    ]
     return [
         Step("data", tasks, [(t.out, _file) for t in tasks]),
         Step("base", [DemoModel(run / "base", seed, **cfg.get("model", {}))], [(run / "base", _model_dir)]),
@@ -375,19 +431,13 @@ def plan(
             [Path(cfg["reward"]["config"])],
             after=("sft", "annotate"),
         ),
-        Step(
-            "ppo",
-            [stage("ppo", sft_path=run / "sft", reward_path=run / "reward", task_kinds=kinds)],
-            [(run / "ppo", _stage)],
-            [Path(cfg["ppo"]["config"])],
-            after=("sft", "reward"),
-        ),
+        *method_steps,
         Step(
             "compare",
-            [Compare((str(run / "sft"), str(run / "ppo")), eval_prompts, run / "report", run / "sft",
-                     run / "reward", seed, **cfg.get("compare", {}))],
+            [Compare(tuple(compared), eval_prompts, run / "report", run / "sft", run / "reward", seed,
+                     **cfg.get("compare", {}))],
             [(run / "report", _report)],
-            after=("data", "sft", "reward", "ppo"),
+            after=("data", "sft", "reward", *trained),
         ),
     ]  # fmt: skip
 
@@ -471,16 +521,18 @@ def _plan_constraints(cfg: dict, run: Path, seed: int, *, source: str, quiet: bo
     ]  # fmt: skip
 
 
-HEADLINE = (
-    "ppo.gold_winrate_vs_sft",
-    "ppo.gold_winrate_vs_sft_sampled",
-    "sft.gold_accuracy",
-    "ppo.gold_accuracy",
-    "reward.gold_agreement",
-    "reward.eval_accuracy",
-    "ppo.kl_to_sft",
-    "wall_seconds",
-)
+def headline(methods: list[str]) -> list[str]:
+    """The metrics printed at the end: each method's gold win-rate over SFT (greedy, sampled), then the rest."""
+    names = [method_name(m) for m in methods]
+    keys = [f"{n}.gold_winrate_vs_sft{suffix}" for n in names for suffix in ("", "_sampled")]
+    keys += ["sft.gold_accuracy", *(f"{n}.gold_accuracy" for n in names)]
+    keys += [
+        "reward.gold_agreement",
+        "reward.eval_accuracy",
+        *(f"{n}.kl_to_sft" for n in names),
+        "wall_seconds",
+    ]
+    return keys
 
 
 def finalize_metrics(run: Path, step_seconds: dict[str, float], wall: float) -> dict:
@@ -508,25 +560,28 @@ def run_pipeline(
     cfg = load_pipeline_config(config_path)
     seed = int(cfg.get("seed", 0) if seed is None else seed)
     run = Path(out)
-    if force is not None and force not in STEPS:
-        raise UserError(
-            f"unknown step {force!r}; expected one of {', '.join(STEPS)}", "command line", "--force"
-        )
     steps = plan(cfg, run, seed, source=str(config_path), quiet=quiet)
+    if force is not None and force not in {s.name for s in steps}:
+        raise UserError(
+            f"unknown step {force!r}; expected one of {', '.join(s.name for s in steps)}",
+            "command line",
+            "--force",
+        )
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     identities: dict[str, str] = {}
-    dirty, started = False, time.time()
+    ran: set[str] = set()  # the steps run this time: every step that depends on one of them runs too
+    started = time.time()
     step_seconds: dict[str, float] = {}
     for step in steps:
         ident = identities[step.name] = step.identity([f"seed={seed}", *(identities[d] for d in step.after)])
-        dirty = dirty or force == step.name
-        if not dirty and state.get(step.name, {}).get("identity") == ident and step.done():
+        stale = force == step.name or any(d in ran for d in step.after)
+        if not stale and state.get(step.name, {}).get("identity") == ident and step.done():
             print(f"pipeline: {step.name}: up to date, skipped")
             step_seconds[step.name] = 0.0
             continue
-        dirty = True
+        ran.add(step.name)
         if step.name == "annotate" and not step.actions:
             if not step.done():
                 print(
@@ -545,7 +600,7 @@ def run_pipeline(
         print(f"pipeline: {step.name}: done in {step_seconds[step.name]:.1f} s")
     metrics = finalize_metrics(run, step_seconds, time.time() - started)
     print(f"\npipeline: report: {run / 'report' / 'report.html'}")
-    for key in HEADLINE:
+    for key in headline(pipeline_methods(cfg, config_path)):
         if key in metrics:
             ci = (
                 f" [{metrics[key + '_ci_low']:.3f}, {metrics[key + '_ci_high']:.3f}]"
@@ -564,7 +619,11 @@ def cli(argv=None, prog="rlhf pipeline") -> int:
     p.add_argument("--config", required=True, help="pipeline YAML (configs/demo/pipeline.yaml)")
     p.add_argument("--out", default="runs/demo", help="run dir")
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    p.add_argument("--force", default=None, help=f"rerun this step and all after it ({', '.join(STEPS)})")
+    p.add_argument(
+        "--force",
+        default=None,
+        help=f"rerun this step and every step that depends on it ({', '.join(STEPS)})",
+    )
     p.add_argument("--quiet", action="store_true", help="silence the stages' progress bars")
     a = p.parse_args(argv)
     refuse_overlap({"--config": a.config}, {"--out": a.out})

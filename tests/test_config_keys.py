@@ -10,16 +10,20 @@ import pytest
 import yaml
 from conftest import REPO, run_cli
 
+from dpo.config import DPOStageConfig
 from ppo.config import PPOStageConfig
 from reward.config import RewardStageConfig
 from rlhf.config import TRACKERS, build_config, parse_config
 from rlhf.errors import UserError
+from rloo.config import RLOOStageConfig
 from sft.config import SFTStageConfig
 
 STAGES = [
     (SFTStageConfig, "data_path"),
     (RewardStageConfig, "pairs_path"),
     (PPOStageConfig, "prompts_path"),
+    (DPOStageConfig, "pairs_path"),
+    (RLOOStageConfig, "prompts_path"),
 ]
 
 

@@ -99,5 +99,5 @@ def test_unknown_pipeline_key(tmp_path):
     assert (
         res.returncode == 2
         and res.stderr.strip()
-        == f"error: {bad}:key 'surprise': unknown pipeline key; expected one of seed, task, kinds, data, model, sft, pairs, annotate, reward, ppo, compare"
+        == f"error: {bad}:key 'surprise': unknown pipeline key; expected one of seed, task, kinds, methods, data, model, sft, pairs, annotate, reward, ppo, dpo, rloo, compare"
     )

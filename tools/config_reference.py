@@ -11,16 +11,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's packages, also when not installed
 
+from dpo.config import DPOStageConfig  # noqa: E402
 from ppo.config import PPOStageConfig  # noqa: E402
 from reward.config import RewardStageConfig  # noqa: E402
 from rlhf.config import StageOptions  # noqa: E402
 from rlhf.pipeline import SCHEMA  # noqa: E402
+from rloo.config import RLOOStageConfig  # noqa: E402
 from sft.config import SFTStageConfig  # noqa: E402
 
 STAGES = [
     ("sft", SFTStageConfig, "transformers.TrainingArguments"),
     ("reward", RewardStageConfig, "trl.RewardConfig"),
     ("ppo", PPOStageConfig, "trl.experimental.ppo.PPOConfig"),
+    ("dpo", DPOStageConfig, "trl.DPOConfig"),
+    ("rloo", RLOOStageConfig, "trl.RLOOConfig"),
 ]
 
 

@@ -1,0 +1,134 @@
+"""DPO recipe: SFT parent (checked) -> preference pairs -> policy and reference -> TRL's DPOTrainer -> save."""
+
+from __future__ import annotations
+
+import random
+
+import datasets
+from trl import DPOTrainer
+
+from dpo.config import DPOStageConfig
+from dpo.data import fingerprint_pairs, preference_rows
+from reward.data import load_preferences
+from rlhf import checkpoint
+from rlhf.config import parse_config
+from rlhf.distributed import end_of_run, main_print
+from rlhf.errors import UserError, exit_on_user_error
+from rlhf.lifecycle import StageRun
+from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
+from rlhf.sources import stage_sources
+from rlhf.templates import check_template
+from rlhf.training import lora_config
+
+
+def rebuild_model(cfg: DPOStageConfig, parent, peft_config):
+    """An unsharded copy of the policy as DPOTrainer trained it, for gathered weights."""
+    model = load_causal_lm(parent.path, trust_remote_code=cfg.trust_remote_code)
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, peft_config)
+    return model
+
+
+def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
+    """Train the DPO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
+    parent = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")  # or any causal LM (external)
+    job = StageRun("dpo", cfg, parents=[parent])
+    source, held_out = stage_sources(cfg, "pairs_path", "eval_pairs_path")
+    pairs = load_preferences(source)
+    random.Random(cfg.seed).shuffle(pairs)
+    if held_out is not None:
+        eval_pairs = load_preferences(held_out)
+    else:
+        n_eval = int(round(len(pairs) * cfg.eval_fraction))
+        pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]
+    if cfg.max_pairs:
+        pairs = pairs[: cfg.max_pairs]
+
+    # Policy and reference both start as the SFT policy, with its tokenizer and prompt template.
+    tokenizer = load_tokenizer(parent.path)
+    check_template(parent.template, tokenizer)
+    train_ds, dropped = preference_rows(pairs, tokenizer, parent.template, cfg.max_length)
+    eval_ds, eval_dropped = preference_rows(eval_pairs, tokenizer, parent.template, cfg.max_length)
+    if dropped or eval_dropped:
+        main_print(
+            f"dpo: dropped {dropped} train and {eval_dropped} eval pairs longer than max_length={cfg.max_length}"
+        )
+    if len(train_ds) == 0:
+        raise UserError(f"no pair fits max_length={cfg.max_length}", cfg.pairs_path, "key 'max_length'")
+    if len(eval_ds) == 0:
+        cfg.eval_strategy = "no"
+    policy = load_causal_lm(parent.path, trust_remote_code=cfg.trust_remote_code)
+    # With LoRA the reference is the policy with its adapter disabled: no second copy of the weights.
+    reference = None if cfg.use_lora else load_causal_lm(parent.path, trust_remote_code=cfg.trust_remote_code)
+    for m in (policy, reference):
+        if m is not None:
+            sync_special_token_ids(m, tokenizer)
+
+    job.begin()
+    if cfg.quiet:  # DPOTrainer tokenizes the rows with datasets.map, which draws its own progress bars
+        datasets.disable_progress_bars()
+    peft_config = None
+    if cfg.use_lora:
+        peft_config = lora_config(
+            "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
+        )
+    trainer = job.attach(
+        DPOTrainer(
+            model=policy,
+            ref_model=reference,
+            args=cfg,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds if len(eval_ds) else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=job.callbacks(),
+        )
+    )
+    result = job.train(trainer)
+    evaluated = trainer.evaluate() if len(eval_ds) else {}  # every rank: the eval loop gathers across them
+    final = job.final_model(trainer, lambda: rebuild_model(cfg, parent, peft_config), merge_lora=cfg.use_lora)
+    if final is None:  # not rank 0
+        return None
+
+    metrics: dict = {
+        "train_pairs": len(train_ds),
+        "eval_pairs": len(eval_ds),
+        "dropped_too_long": dropped + eval_dropped,
+        "train_loss": result.training_loss,
+        "train_runtime": result.metrics.get("train_runtime"),
+    }
+    # TRL's names (eval_rewards/accuracies: the held-out share of pairs whose implicit reward ranks chosen first).
+    metrics.update(
+        {
+            k.replace("/", "_"): v
+            for k, v in evaluated.items()
+            if k.startswith(("eval_loss", "eval_rewards", "eval_logps"))
+        }
+    )
+    job.save(final, tokenizer)
+    return job.finish(
+        tokenizer,
+        metrics=metrics,
+        data_fingerprint=fingerprint_pairs(pairs),
+        template=parent.template,
+        base_model=parent.base_model,
+    )
+
+
+@exit_on_user_error
+def cli(argv: list[str] | None = None, prog: str = "rlhf dpo") -> int:
+    (cfg,) = parse_config([DPOStageConfig], argv, prog=prog)
+    stage = run(cfg)
+    end_of_run()
+    if stage is not None:
+        m = stage.metrics
+        acc = m.get("eval_rewards_accuracies")
+        shown = (
+            f"held-out preference accuracy {acc:.3f}"
+            if acc is not None
+            else f"train loss {m['train_loss']:.4f}"
+        )
+        print(f"dpo: finished {stage.path} ({shown})")
+    return 0

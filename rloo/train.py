@@ -1,0 +1,152 @@
+"""RLOO recipe: chain check -> prompts -> policy and reward model -> TRL's RLOOTrainer -> save.
+
+Why RLOO and not GRPO (both TRL 1.12 trainers share one generate-score-update loop): RLOO is the RLHF method of the
+two. Its baseline for each of the k samples is the mean reward of the other k-1 (Ahmadian et al. 2024), an unbiased
+REINFORCE estimator that keeps the reward model's scale, and its KL to the SFT policy is a penalty subtracted from
+the sequence's reward, as in PPO-RLHF (PPO's `kl_coef` is RLOO's `beta`). GRPO divides advantages by the group's
+reward std (tuned for 0/1 verifiable rewards: it inflates tiny reward-model differences between near-identical
+samples), defaults to no KL term at all (`beta=0`), and puts the KL in the loss instead of the reward. With RLOO,
+the comparison with PPO changes one thing: the learned value model becomes a leave-one-out baseline.
+"""
+
+from __future__ import annotations
+
+from trl import RLOOTrainer
+
+from ppo.chain import check_chain
+from rlhf import checkpoint
+from rlhf.config import parse_config
+from rlhf.distributed import end_of_run
+from rlhf.errors import UserError, exit_on_user_error
+from rlhf.lifecycle import StageRun
+from rlhf.logs import read_log
+from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
+from rlhf.training import lora_config
+from rloo.config import RLOOStageConfig
+from rloo.prompts import load_prompts, prompt_rows
+from rloo.reward import RewardModelScore
+
+LAST_LOGGED = ("reward", "reward_std", "kl", "completions/mean_length", "completions/clipped_ratio")
+
+
+def refuse_unresumable_checkpoints(cfg: RLOOStageConfig) -> None:
+    """RLOOTrainer samples a generation batch once every steps_per_generation * num_iterations micro-batches and
+    keeps it in memory; a resumed run samples afresh. So a checkpoint must fall where a new batch is sampled anyway,
+    or a resumed run would differ from an uninterrupted one."""
+    sample_every = cfg.steps_per_generation * cfg.num_iterations  # micro-batches
+    if (
+        cfg.save_strategy == "steps"
+        and (int(cfg.save_steps) * cfg.gradient_accumulation_steps) % sample_every
+    ):
+        raise UserError(
+            f"save_steps {cfg.save_steps} does not fall where RLOO samples a new batch (every {sample_every} "
+            f"micro-batches = steps_per_generation x num_iterations, {cfg.gradient_accumulation_steps} per update): "
+            "a resumed run could not continue exactly",
+            cfg.config_path or "command line",
+            "key 'save_steps'",
+        )
+
+
+def rebuild_model(cfg: RLOOStageConfig, sft, peft_config):
+    """An unsharded copy of the policy as RLOOTrainer trained it, for gathered weights."""
+    model = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, peft_config)
+    return model
+
+
+def run_metrics(out, trainer, result) -> dict:
+    """The last logged sampling statistics (reward before the KL penalty, KL, response length), and throughput."""
+    last = next((r for r in reversed(read_log(out)) if "reward" in r), {})
+    metrics = {k.replace("/", "_"): last[k] for k in LAST_LOGGED if k in last}
+    episodes = trainer.state.global_step * trainer.args.generation_batch_size * trainer.args.world_size
+    seconds = result.metrics.get("train_runtime") or 0.0
+    metrics.update(
+        train_loss=result.training_loss,
+        episodes=episodes,
+        train_seconds=seconds,
+        episodes_per_second=episodes / max(seconds, 1e-9),
+    )
+    return metrics
+
+
+def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
+    """Train the RLOO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
+    sft, rm = check_chain(cfg)  # the same parents PPO accepts
+    job = StageRun("rloo", cfg, parents=[sft, rm])
+    refuse_unresumable_checkpoints(cfg)
+    if sft.template != "alpaca":  # as in PPO: rollouts start from Alpaca prompt text (ppo/prompts.py)
+        raise UserError(
+            f"the rloo stage reads prompts in the alpaca template, like ppo; this policy uses {sft.template!r}",
+            sft.location,
+        )
+    train_rows, _ = load_prompts(cfg)
+    tokenizer = load_tokenizer(
+        sft.path, padding_side="left"
+    )  # RLOOTrainer generates from left-padded prompts
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise UserError("RLOO needs a pad token distinct from EOS (rerun SFT, which adds one)", sft.path)
+    train_ds, dropped = prompt_rows(train_rows, tokenizer, sft.template, cfg.max_prompt_length)
+    if len(train_ds) == 0:
+        raise UserError(
+            f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts"
+        )
+
+    # The policy starts as the SFT model; RLOOTrainer loads the reference from the same dir (with LoRA: the policy,
+    # adapter disabled). The reward model scores as in PPO (rloo/reward.py).
+    policy = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
+    sync_special_token_ids(policy, tokenizer)
+    reward_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
+    stats = rm.metrics if cfg.normalize_reward else {}
+    score = RewardModelScore(
+        reward_model,
+        tokenizer,
+        mean=stats.get("reward_mean", 0.0),
+        std=stats.get("reward_std", 1.0),
+        missing_eos_penalty=cfg.missing_eos_penalty,
+    )
+
+    out = job.begin()
+    peft_config = None
+    if cfg.use_lora:
+        peft_config = lora_config(
+            "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
+        )
+    trainer = job.attach(
+        RLOOTrainer(
+            model=policy,
+            reward_funcs=score,
+            args=cfg,
+            train_dataset=train_ds,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=job.callbacks(),
+        )
+    )
+    reward_model.to(trainer.accelerator.device)
+    result = job.train(trainer)
+    final = job.final_model(trainer, lambda: rebuild_model(cfg, sft, peft_config), merge_lora=cfg.use_lora)
+    if final is None:  # not rank 0
+        return None
+
+    metrics = run_metrics(out, trainer, result)
+    metrics["dropped_prompts"] = dropped
+    tokenizer.padding_side = "right"
+    job.save(final, tokenizer)
+    return job.finish(tokenizer, metrics=metrics, template=sft.template, base_model=sft.base_model)
+
+
+@exit_on_user_error
+def cli(argv: list[str] | None = None, prog: str = "rlhf rloo") -> int:
+    (cfg,) = parse_config([RLOOStageConfig], argv, prog=prog)
+    stage = run(cfg)
+    end_of_run()
+    if stage is not None:
+        m = stage.metrics
+        print(
+            f"rloo: finished {stage.path} (reward {m.get('reward', float('nan')):.3f}, "
+            f"kl {m.get('kl', float('nan')):.3f}, {m['episodes_per_second']:.1f} episodes/s)"
+        )
+    return 0

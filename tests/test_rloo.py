@@ -1,0 +1,149 @@
+"""RLOO stage through TRL's RLOOTrainer: the reward it optimises is the reward stage's score, a tiny run through the
+Python API (full and LoRA) whose output `rlhf generate` and the loader read as a policy, kill-and-resume to the same
+weights, and bad inputs refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _faults import kill_when, manifest, max_weight_difference, run, run_here, start
+from conftest import REPO, run_cli
+
+RLOO_YAML = REPO / "configs" / "demo" / "rloo.yaml"
+FAST = {"per_device_train_batch_size": 16, "task_prompts": 64, "max_completion_length": 12, "quiet": True}
+
+
+def rloo_args(tiny_chain, out, *extra) -> list:
+    flags = [x for k, v in {**FAST, "max_steps": 6, "save_steps": 2}.items() for x in (f"--{k}", str(v))]
+    return ["rloo", "--config", RLOO_YAML, "--sft_path", tiny_chain["sft"], "--reward_path", tiny_chain["reward"],
+            "--output_dir", out, "--seed", "0", *flags, *extra]  # fmt: skip
+
+
+def train(tiny_chain, out, **values):
+    import rloo
+    from rlhf.config import build_config
+
+    cfg = build_config(rloo.RLOOStageConfig, {
+        "config": RLOO_YAML, "sft_path": str(tiny_chain["sft"]), "reward_path": str(tiny_chain["reward"]),
+        "output_dir": str(out), "max_steps": 4, "save_strategy": "no", **FAST, **values})  # fmt: skip
+    return rloo.run(cfg)
+
+
+def moved_from_sft(out, sft) -> float:
+    from safetensors.torch import load_file
+
+    a, b = load_file(out / "model.safetensors"), load_file(sft / "model.safetensors")
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def test_the_reward_is_the_reward_stages_score_normalised_with_a_penalty_for_no_eos(tiny_chain):
+    from rlhf import checkpoint
+    from rlhf.evaluation.scoring import RewardScorer
+    from rlhf.models import load_reward_model
+    from rlhf.templates import format_prompt
+    from rloo.reward import RewardModelScore
+
+    rm = load_reward_model(tiny_chain["reward"])
+    tok, stats = rm.tokenizer, checkpoint.require(tiny_chain["reward"], "reward").metrics
+    score = RewardModelScore(rm.model, tok, mean=stats["reward_mean"], std=stats["reward_std"],
+                             missing_eos_penalty=1.0)  # fmt: skip
+    questions = [("Which number is the largest?", "3, 9, 4"), ("Which number is the smallest?", "8, 2, 5")]
+    answers = ["9", "5 is the smallest"]
+    prompts = [format_prompt(q, i) for q, i in questions]
+    ended = [tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for a in answers]
+    expected = RewardScorer(rm.model, tok).score(
+        questions, answers
+    )  # what the reward stage and compare report
+    got = score(prompts=prompts, completions=answers, completion_ids=ended)
+    assert got == pytest.approx(
+        [(e - stats["reward_mean"]) / stats["reward_std"] for e in expected], abs=1e-5
+    )
+    cut = score(prompts=prompts, completions=answers, completion_ids=[ids[:-1] for ids in ended])
+    unpenalised = RewardModelScore(rm.model, tok, mean=stats["reward_mean"], std=stats["reward_std"])
+    raw = unpenalised(prompts=prompts, completions=answers, completion_ids=[ids[:-1] for ids in ended])
+    assert cut == pytest.approx([r - 1.0 for r in raw], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_chain, tmp_path_factory):
+    return train(tiny_chain, tmp_path_factory.mktemp("rloo") / "rloo")
+
+
+def test_rloo_trains_from_sft_against_the_reward_model(trained, tiny_chain):
+    assert trained.kind == "rloo"
+    kinds = sorted(p.kind for p in trained.parents())
+    assert kinds == ["reward", "sft"]
+    m = trained.metrics
+    assert m["episodes"] == 4 * 16 and m["dropped_prompts"] == 0
+    for k in ("reward", "kl", "completions_mean_length"):
+        assert isinstance(m[k], float), k
+    assert 0 < m["completions_mean_length"] <= 12
+    assert moved_from_sft(trained.path, tiny_chain["sft"]) > 1e-5
+    assert trained.template == "alpaca"
+
+
+def test_rloo_output_is_a_policy_generate_and_the_loader_read(trained):
+    from rlhf.models import locate_model
+
+    assert locate_model(trained.path, role="policy").kind == "rloo"
+    res = run_cli("generate", trained.path, "--instruction", "Pick the biggest number.", "--input", "1, 5, 3",
+                  "--max-new-tokens", "4")  # fmt: skip
+    assert res.stdout.strip()
+
+
+def test_rloo_lora_saves_a_merged_policy(tiny_chain, tmp_path):
+    stage = train(tiny_chain, tmp_path / "rloo", use_lora=True, lora_r=4, lora_alpha=8, max_steps=2)
+    assert (stage.path / "model.safetensors").is_file() and not (
+        stage.path / "adapter_model.safetensors"
+    ).exists()
+    assert moved_from_sft(stage.path, tiny_chain["sft"]) > 1e-6
+
+
+def test_sigkill_after_first_checkpoint_then_resume_matches_an_uninterrupted_run(tiny_chain, tmp_path):
+    from rlhf.training import complete_checkpoints
+
+    ref, out = tmp_path / "uninterrupted", tmp_path / "killed"
+    assert run_here(rloo_args(tiny_chain, ref)) == 0
+    proc = start(rloo_args(tiny_chain, out), tmp_path / "killed.log")
+    assert kill_when(proc, lambda: bool(complete_checkpoints(out))), (
+        "the stage finished before it could be killed"
+    )
+    assert not (out / "rlhf_stage.json").exists()
+    assert run(rloo_args(tiny_chain, out), tmp_path / "killed.log") == 0, (
+        tmp_path / "killed.log"
+    ).read_text()
+    assert manifest(out)["resumed_from"].startswith("checkpoint-")
+    a, b = manifest(ref)["metrics"], manifest(out)["metrics"]
+    for k in ("reward", "kl", "completions_mean_length", "episodes"):
+        assert b[k] == pytest.approx(a[k], abs=1e-4), k
+    assert max_weight_difference(ref, out) <= 1e-6
+    ref_log = [json.loads(x) for x in (ref / "log.jsonl").read_text().splitlines()]
+    got_log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["reward"] for r in got_log if "reward" in r] == pytest.approx(
+        [r["reward"] for r in ref_log if "reward" in r]
+    )
+
+
+def test_bad_prompts_are_refused_with_file_and_row(tiny_chain, tmp_path):
+    bad = tmp_path / "prompts.json"
+    bad.write_text(json.dumps([{"instruction": "Pick one.", "input": "1, 2"}, {"input": "3, 4"}]))
+    out = tmp_path / "rloo"
+    res = run_cli(*rloo_args(tiny_chain, out, "--prompts_path", bad), check=False)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith(f"error: {bad}:row 2")
+    assert not out.exists()
+
+
+def test_a_reward_path_that_is_no_reward_model_and_misplaced_checkpoints_are_refused(tiny_chain, tmp_path):
+    out = tmp_path / "rloo"
+    args = rloo_args(tiny_chain, out)
+    args[args.index("--reward_path") + 1] = tiny_chain["sft"]
+    res = run_cli(*args, check=False)
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"error: {tiny_chain['sft']}: expected a finished reward stage, found a sft")
+    res = run_cli(*rloo_args(tiny_chain, out, "--steps_per_generation", "4"), check=False)
+    assert res.returncode == 2
+    assert "key 'save_steps': save_steps 2" in res.stderr and "resumed run could not continue" in res.stderr
+    assert not out.exists()
