@@ -1,6 +1,8 @@
 """`rlhf pipeline`: the whole chain as one rerunnable experiment.
 
 Steps, in order: data -> base -> sft -> pairs -> annotate -> reward -> one step per training method -> compare.
+The task (`task:` demo or constraints) decides only the first three, which make the start policy `<run>/sft`, and
+where the prompts come from; every step after them is the same for every task.
 `methods:` lists what the report compares with the SFT policy (default: ppo): the training stages `ppo`, `dpo` and
 `rloo`, each trained once from the shared sft/prefs/reward into `<run>/<method>/`, and `bon:N`, Best-of-N over the
 SFT policy, which trains nothing (compare samples it as `<run>/sft+bon:N`). The plan is data: each step holds the
@@ -352,46 +354,41 @@ class Step:
         return sha256_text(json.dumps([upstream, settings, files], sort_keys=True, default=_jsonable))
 
 
+@dataclass
+class Start:
+    """A task's part of the chain: its data, base and sft steps (the start policy at `<run>/sft`), and what the
+    steps after them read from it."""
+
+    steps: list[Step]  # data, base, sft
+    pair_prompts: Path  # the prompts the start policy answers in pairs
+    eval_prompts: Path  # the held-out prompts compare judges
+    policy_prompts: dict  # how an on-policy method (ppo, rloo) gets its prompts: a file, or the task's own
+    policy_after: tuple[str, ...] = ()  # the steps that write those prompts, if any
+
+
 def plan(
     cfg: dict, run: Path, seed: int, *, source: str = "pipeline config", quiet: bool = False
 ) -> list[Step]:
-    """The chain's steps for pipeline config `cfg` (read from `source`) writing under `run`."""
-    if cfg.get("task", "demo") == "constraints":
-        return _plan_constraints(cfg, run, seed, source=source, quiet=quiet)
-    d, kinds = cfg.get("data", {}), str(cfg.get("kinds", "largest,smallest"))
-    data = run / "data"
-    sft_train, pair_prompts, eval_prompts = (
-        data / "sft_train.json",
-        data / "pair_prompts.json",
-        data / "eval.json",
-    )
-    tasks = [
-        Tasks(sft_train, d.get("sft_rows", 6000), seed * 10 + 1, kinds,
-              verbose_share=d.get("verbose_share"), wrong_share=d.get("wrong_share")),
-        Tasks(pair_prompts, d.get("pair_prompts", 2000), seed * 10 + 2, kinds, gold=True),
-        Tasks(eval_prompts, d.get("eval_prompts", 200), seed * 10 + 3, kinds, gold=True, distinct=True,
-              split="eval"),
-    ]  # fmt: skip
+    """The chain's steps for pipeline config `cfg` (read from `source`) writing under `run`: the task's start
+    (data, base, sft), then what every task shares (pairs, annotate, reward, each method, compare)."""
 
     def stage(name: str, **paths) -> StageTraining:
         values = {"config": cfg[name]["config"], **paths, "output_dir": run / name, "seed": seed}
         values = {k: _jsonable(v) for k, v in {**values, **(cfg[name].get("overrides") or {})}.items()}
         return StageTraining.build(name, values, f"{source} ({name})", quiet=quiet)
 
+    start_of = _start_constraints if cfg.get("task", "demo") == "constraints" else _start_demo
+    start = start_of(cfg, run, seed, stage)
     annotate = cfg.get("annotate", {})
     human = str(annotate.get("annotator", "")) == "human"
     methods = pipeline_methods(cfg, source)
     # What each training method reads from the shared steps, and the steps that write it.
+    on_policy = ({"sft_path": run / "sft", "reward_path": run / "reward", **start.policy_prompts},
+                 (*start.policy_after, "sft", "reward"))  # fmt: skip
     inputs = {
-        "ppo": (
-            {"sft_path": run / "sft", "reward_path": run / "reward", "task_kinds": kinds},
-            ("sft", "reward"),
-        ),
+        "ppo": on_policy,
         "dpo": ({"sft_path": run / "sft", "pairs_path": run / "prefs.jsonl"}, ("sft", "annotate")),
-        "rloo": (
-            {"sft_path": run / "sft", "reward_path": run / "reward", "task_kinds": kinds},
-            ("sft", "reward"),
-        ),
+        "rloo": on_policy,
     }
     trained = tuple(m for m in methods if m in TRAINED_METHODS)
     method_steps = [
@@ -403,18 +400,11 @@ def plan(
         str(run / m) if m in TRAINED_METHODS else f"{run / 'sft'}+{m}" for m in methods
     ]
     return [
-        Step("data", tasks, [(t.out, _file) for t in tasks]),
-        Step("base", [DemoModel(run / "base", seed, **cfg.get("model", {}))], [(run / "base", _model_dir)]),
-        Step(
-            "sft",
-            [stage("sft", model_name_or_path=run / "base", data_path=sft_train)],
-            [(run / "sft", _stage)],
-            [Path(cfg["sft"]["config"])],
-            after=("data", "base"),
-        ),
+        *start.steps,
         Step(
             "pairs",
-            [Pairs(run / "sft", pair_prompts, run / "pairs.jsonl", seed, **cfg.get("pairs", {}), progress=False)],
+            [Pairs(run / "sft", start.pair_prompts, run / "pairs.jsonl", seed, **cfg.get("pairs", {}),
+                   progress=False)],
             [(run / "pairs.jsonl", _file)],
             after=("data", "sft"),
         ),
@@ -434,7 +424,7 @@ def plan(
         *method_steps,
         Step(
             "compare",
-            [Compare(tuple(compared), eval_prompts, run / "report", run / "sft", run / "reward", seed,
+            [Compare(tuple(compared), start.eval_prompts, run / "report", run / "sft", run / "reward", seed,
                      **cfg.get("compare", {}))],
             [(run / "report", _report)],
             after=("data", "sft", "reward", *trained),
@@ -442,23 +432,54 @@ def plan(
     ]  # fmt: skip
 
 
-def _plan_constraints(cfg: dict, run: Path, seed: int, *, source: str, quiet: bool) -> list[Step]:
-    """The chain on the verifiable-instructions task (rlhf.tasks.constraints): prompts of its disjoint splits;
-    the base model converted from a GGUF (`model.convert`) or the demo model; the start policy fine-tuned on
-    demonstrations, or with `sft.fine_tune: false` the base model as it is (its template from the sft config);
-    PPO on the train split's prompts."""
+def _start_demo(cfg: dict, run: Path, seed: int, stage: Callable[..., StageTraining]) -> Start:
+    """The embedded demo task: its generated rows, the tiny demo model, SFT on the demo rows; PPO and RLOO draw
+    the task's own prompts of the configured kinds."""
+    d, kinds = cfg.get("data", {}), str(cfg.get("kinds", "largest,smallest"))
+    data = run / "data"
+    sft_train, pair_prompts, eval_prompts = (
+        data / "sft_train.json",
+        data / "pair_prompts.json",
+        data / "eval.json",
+    )
+    tasks = [
+        Tasks(sft_train, d.get("sft_rows", 6000), seed * 10 + 1, kinds,
+              verbose_share=d.get("verbose_share"), wrong_share=d.get("wrong_share")),
+        Tasks(pair_prompts, d.get("pair_prompts", 2000), seed * 10 + 2, kinds, gold=True),
+        Tasks(eval_prompts, d.get("eval_prompts", 200), seed * 10 + 3, kinds, gold=True, distinct=True,
+              split="eval"),
+    ]  # fmt: skip
+    steps = [
+        Step("data", tasks, [(t.out, _file) for t in tasks]),
+        Step("base", [DemoModel(run / "base", seed, **cfg.get("model", {}))], [(run / "base", _model_dir)]),
+        Step(
+            "sft",
+            [stage("sft", model_name_or_path=run / "base", data_path=sft_train)],
+            [(run / "sft", _stage)],
+            [Path(cfg["sft"]["config"])],
+            after=("data", "base"),
+        ),
+    ]
+    return Start(steps, pair_prompts, eval_prompts, {"task_kinds": kinds})
+
+
+def _start_constraints(cfg: dict, run: Path, seed: int, stage: Callable[..., StageTraining]) -> Start:
+    """The verifiable-instructions task (rlhf.tasks.constraints): prompts of its disjoint splits; the base model
+    converted from a GGUF (`model.convert`) or the demo model; the start policy fine-tuned on demonstrations, or
+    with `sft.fine_tune: false` the base model as it is (its template from the sft config); PPO and RLOO on the
+    train split's prompts."""
     from rlhf.tasks.constraints import resolve_source
 
     d, m, kinds = cfg.get("data", {}), dict(cfg.get("model", {})), cfg.get("kinds")
     data = run / "data"
     origin = str(resolve_source(d.get("source")).resolve())  # part of the data step's identity
     files = {"sft": data / "sft_train.json", "pairs": data / "pair_prompts.json", "eval": data / "eval.json",
-             "ppo": data / "ppo_prompts.json"}  # fmt: skip
+             "policy": data / "ppo_prompts.json"}  # fmt: skip
     tune = cfg["sft"].get("fine_tune", True)
     rows = [
         ConstraintRows(files["pairs"], d.get("pair_prompts", 2000), seed * 10 + 2, "pairs", origin, kinds),
         ConstraintRows(files["eval"], d.get("eval_prompts", 200), seed * 10 + 3, "eval", origin, kinds),
-        ConstraintRows(files["ppo"], d.get("ppo_prompts", 2000), seed * 10 + 4, "train", origin, kinds),
+        ConstraintRows(files["policy"], d.get("ppo_prompts", 2000), seed * 10 + 4, "train", origin, kinds),
     ]
     if tune:
         rows.append(
@@ -466,16 +487,8 @@ def _plan_constraints(cfg: dict, run: Path, seed: int, *, source: str, quiet: bo
         )
     gguf = m.pop("convert", None)
     base = Convert(str(gguf), run / "base") if gguf else DemoModel(run / "base", seed, **m)
-
-    def stage(name: str, **paths) -> StageTraining:
-        values = {"config": cfg[name]["config"], **paths, "output_dir": run / name, "seed": seed}
-        values = {k: _jsonable(v) for k, v in {**values, **(cfg[name].get("overrides") or {})}.items()}
-        return StageTraining.build(name, values, f"{source} ({name})", quiet=quiet)
-
     sft = stage("sft", model_name_or_path=run / "base", data_path=files["sft"])
-    annotate = cfg.get("annotate", {})
-    human = str(annotate.get("annotator", "")) == "human"
-    return [
+    steps = [
         Step("data", rows, [(r.out, _file) for r in rows]),
         Step("base", [base], [(run / "base", _model_dir)]),
         Step(
@@ -485,40 +498,8 @@ def _plan_constraints(cfg: dict, run: Path, seed: int, *, source: str, quiet: bo
             [Path(cfg["sft"]["config"])],
             after=("data", "base"),
         ),
-        Step(
-            "pairs",
-            [Pairs(run / "sft", files["pairs"], run / "pairs.jsonl", seed, **cfg.get("pairs", {}), progress=False)],
-            [(run / "pairs.jsonl", _file)],
-            after=("data", "sft"),
-        ),
-        Step(
-            "annotate",
-            [] if human else [Annotate(run / "pairs.jsonl", run / "prefs.jsonl", seed, **annotate)],
-            [(run / "prefs.jsonl", _file)],
-            after=("pairs",),
-        ),
-        Step(
-            "reward",
-            [stage("reward", sft_path=run / "sft", pairs_path=run / "prefs.jsonl")],
-            [(run / "reward", _stage)],
-            [Path(cfg["reward"]["config"])],
-            after=("sft", "annotate"),
-        ),
-        Step(
-            "ppo",
-            [stage("ppo", sft_path=run / "sft", reward_path=run / "reward", prompts_path=files["ppo"])],
-            [(run / "ppo", _stage)],
-            [Path(cfg["ppo"]["config"])],
-            after=("data", "sft", "reward"),
-        ),
-        Step(
-            "compare",
-            [Compare((str(run / "sft"), str(run / "ppo")), files["eval"], run / "report", run / "sft",
-                     run / "reward", seed, **cfg.get("compare", {}))],
-            [(run / "report", _report)],
-            after=("data", "sft", "reward", "ppo"),
-        ),
-    ]  # fmt: skip
+    ]
+    return Start(steps, files["pairs"], files["eval"], {"prompts_path": files["policy"]}, ("data",))
 
 
 def headline(methods: list[str]) -> list[str]:

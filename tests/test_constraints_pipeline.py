@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, run_cli
 
 from rlhf import checkpoint
@@ -40,6 +41,15 @@ compare: {temperature: 0.7, num_samples: 2, max_new_tokens: 48, sweep_prompts: 4
 """
 
 
+def _toy(tmp_path, shared_data, **sections) -> Path:
+    """The toy config (with `sections` added: methods, dpo, rloo ...) as a file."""
+    cfg = yaml.safe_load(TOY.replace("SOURCE", str(shared_data)))
+    cfg.update(sections)
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def _experiment_cfg(template: str = "alpaca") -> dict:
     cfg = load_pipeline_config(EXPERIMENT)
     # `template: chat` comes with the chat-template work; the plan's shape does not depend on it.
@@ -64,8 +74,44 @@ def test_experiment_config_plans_the_issue_chain(shared_data, monkeypatch, tmp_p
     assert ppo.values["prompts_path"] == str(run / "data" / "ppo_prompts.json") and ppo.config.use_lora
     compare = steps["compare"].actions[0]
     assert isinstance(compare, Compare) and compare.prompts_path == run / "data" / "eval.json"
-    assert compare.paths == (str(run / "sft"), str(run / "ppo"))
+    # Best-of-N baselines over the start policy, at compare's sampling settings (issue 17 point 3)
+    assert compare.paths == (
+        str(run / "sft"),
+        str(run / "ppo"),
+        f"{run / 'sft'}+bon:4",
+        f"{run / 'sft'}+bon:16",
+    )
+    assert steps["compare"].after == ("data", "sft", "reward", "ppo")
     assert pairs.max_new_tokens == compare.max_new_tokens == ppo.config.response_length
+
+
+def test_methods_share_the_chain_after_the_start_policy(shared_data, tmp_path):
+    """The constraints plan takes `methods:` as the demo's does: each method trained once from the shared steps,
+    the on-policy ones on the train split's prompt file, Best-of-N handed to compare."""
+    stages = {m: {"config": f"configs/demo/{m}.yaml"} for m in ("dpo", "rloo")}
+    cfg = load_pipeline_config(_toy(tmp_path, shared_data, methods=["ppo", "dpo", "rloo", "bon:2"], **stages))
+    run = tmp_path / "run"
+    steps = {s.name: s for s in plan(cfg, run, 0, quiet=True)}
+    assert list(steps) == [
+        "data",
+        "base",
+        "sft",
+        "pairs",
+        "annotate",
+        "reward",
+        "ppo",
+        "dpo",
+        "rloo",
+        "compare",
+    ]
+    for m in ("ppo", "rloo"):
+        assert steps[m].actions[0].config.prompts_path == str(run / "data" / "ppo_prompts.json")
+        assert steps[m].after == ("data", "sft", "reward")
+    assert steps["dpo"].actions[0].config.pairs_path == str(run / "prefs.jsonl")
+    assert steps["compare"].actions[0].paths == (
+        *(str(run / m) for m in ("sft", "ppo", "dpo", "rloo")),
+        f"{run / 'sft'}+bon:2",
+    )
 
 
 def test_experiment_config_asks_for_the_chat_template():
