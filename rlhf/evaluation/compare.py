@@ -2,7 +2,8 @@
 
 A checkpoint may also be `<policy>+bon:N`: Best-of-N over that policy, its answers picked by `--reward`
 (rlhf.evaluation.best_of_n). Per checkpoint: reward-model score (mean, 95% bootstrap CI), gold-judge accuracy (when the prompts are a task's
-with a gold judge, see rlhf.tasks), response length,
+with a gold judge, see rlhf.tasks) and, when the task's judge has parts (the constraints task's constraint types),
+the rate of each part, greedy and sampled; response length,
 distinct-1/2, ROUGE-L against reference outputs, KL to a reference checkpoint. Between checkpoints: win-rate
 matrices by gold judge and by reward model with bootstrap CIs. Per method against the baseline (the SFT policy):
 one comparison table (win-rates, KL, length, the wall time and peak memory its stage recorded, tokens generated
@@ -67,6 +68,7 @@ class Run:
     samples: list[list[Completion]]
     gold: list[list[float]] | None = None
     rm: list[list[float]] | None = None
+    parts: list[list[dict[str, bool]]] | None = None  # the gold judgement's parts, when the task has them
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -105,7 +107,7 @@ def _subset(run: Run, keep: list[list[int]]) -> Run:
     def take(rows):
         return None if rows is None else [[row[j] for j in ks] for row, ks in zip(rows, keep)]
 
-    return Run(take(run.samples), take(run.gold), take(run.rm))
+    return Run(take(run.samples), take(run.gold), take(run.rm), take(run.parts))
 
 
 def generated_tokens(run: Run) -> int:
@@ -139,6 +141,8 @@ def run_policy(
     run = Run(samples)
     if task is not None:
         run.gold = [[task.judge(p, c.text, c.finished) for c in s] for p, s in zip(prompts, samples)]
+        if task.breakdown_metric:
+            run.parts = [[task.breakdown(p, c.text, c.finished) for c in s] for p, s in zip(prompts, samples)]
     if scorer is not None:
         flat_p = [p for p, s in zip(prompts, samples) for _ in s]
         flat = scorer.score(flat_p, [c.text for s in samples for c in s])
@@ -216,6 +220,29 @@ def kl_to_reference(pol: Policy, ref: Policy, prompts: list[dict], run: Run, tem
         ref.model, ref.tokenizer, texts, resps, temperature=temperature, finished=fins, template=pol.template
     )
     return statistics.fmean(a - b for a, b in zip(lp, lr))
+
+
+def part_rates(parts: list[list[dict[str, bool]]]) -> dict[str, float]:
+    """Per part of the gold judgement (e.g. constraint type), in order of first appearance: the share of the
+    responses to prompts that have this part which satisfy it."""
+    counts: dict[str, list[int]] = {}
+    for per_prompt in parts:
+        for answer in per_prompt:
+            for part, ok in answer.items():
+                c = counts.setdefault(part, [0, 0])
+                c[0] += bool(ok)
+                c[1] += 1
+    return {part: met / total for part, (met, total) in counts.items()}
+
+
+def breakdown_metrics(task: Task, name: str, runs: dict[str, Run]) -> dict:
+    """`<name>.<task.breakdown_metric>[_sampled].<part>`: per-part rates of a checkpoint's greedy and sampled runs."""
+    m = {}
+    for mode, suffix in (("greedy", ""), ("sampled", "_sampled")):
+        if runs[mode].parts is not None:
+            for part, rate in part_rates(runs[mode].parts).items():
+                m[f"{name}.{task.breakdown_metric}{suffix}.{part}"] = rate
+    return m
 
 
 def summarise(name: str, run: Run, refs: list[str] | None, suffix: str = "") -> dict:
@@ -358,6 +385,8 @@ def compare(
             responses += response_rows(pol.name, pol.spec, prompts, run, setting, params, task, pol.best_of)
         metrics.update(summarise(pol.name, runs[pol.name]["greedy"], refs))
         metrics.update(summarise(pol.name, runs[pol.name]["sampled"], None, "_sampled"))
+        if task is not None and task.breakdown_metric:
+            metrics.update(breakdown_metrics(task, pol.name, runs[pol.name]))
         # Cost in generated tokens: all of them, and per answer at the sampling settings (N samples for Best-of-N).
         answers = len(prompts) * num_samples
         metrics[f"{pol.name}.generated_tokens"] = tokens
@@ -395,6 +424,15 @@ def compare(
                             mat["ci_high"][i][j],
                         )
     metrics["winrate_matrices"] = matrices
+    first = runs[names[0]]["greedy"].parts if names else None
+    if task is not None and task.breakdown_metric and first is not None:
+        # What the report's per-part table needs: the metric's name, what a part is, and how many prompts have each.
+        per_prompt = {part: sum(part in s[0] for s in first) for part in part_rates(first)}
+        metrics["breakdown"] = {
+            "metric": task.breakdown_metric,
+            "label": task.breakdown_label,
+            "prompts": per_prompt,
+        }
 
     # Sampling sweep: accuracy (or reward) vs diversity per checkpoint (Best-of-N is swept through its policy).
     sweep = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import html
 
-from rlhf.evaluation.table import TABLE_NOTES, display_name, table_cells, table_header
+from rlhf.evaluation.table import TABLE_NOTES, breakdown_table, display_name, table_cells, table_header
 
 
 def _fmt(v) -> str:
@@ -75,6 +75,10 @@ def report_md(metrics: dict, plots: dict[str, bytes], explorer: list[dict], name
         md += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         md += ["| " + " | ".join(_md_cell(c) for c in table_cells(r, gpu)) + " |" for r in comparison]
         md += ["", TABLE_NOTES]
+    if parts := breakdown_table(metrics, names):
+        title, header, rows = parts
+        md += ["", f"## {title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        md += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
     md += ["", "Every response generated, with its scores: `responses.jsonl`.", ""]
     md += [f"![{n}]({n}.png)" for n in plots]
     headline, _, rows = report_tables(metrics, names)
@@ -221,6 +225,21 @@ def report_html(metrics: dict, plots: dict[str, bytes], explorer: list[dict], na
             f"<h2>Methods against {esc(display_name(baseline))}</h2>"
             f'<div class="wide"><table id="comparison"><tr>{header}</tr>{rows}</table></div>'
             f'<p class="note">{esc(TABLE_NOTES)}</p>'
+        )
+    if parts := breakdown_table(metrics, names):
+        title, header, part_rows = parts
+        th = "".join(f"<th>{esc(h)}</th>" for h in header)
+        trs = "".join(
+            "<tr>"
+            + "".join(f"<td{'' if j == 0 else ' class=num'}>{esc(c)}</td>" for j, c in enumerate(r))
+            + "</tr>"
+            for r in part_rows
+        )
+        table += (
+            f"<h2>{esc(title)}</h2>"
+            f'<div class="wide"><table id="breakdown"><tr>{th}</tr>{trs}</table></div>'
+            '<p class="note">Greedy: each checkpoint\'s greedy answer (Best-of-N: its first pick); sampled: every '
+            "answer at the sampling settings; each rate over the answers to the prompts that have that part.</p>"
         )
     imgs = "".join(
         f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'

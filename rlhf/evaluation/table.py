@@ -209,6 +209,29 @@ TABLE_NOTES = (
 )
 
 
+def breakdown_table(metrics: dict, names: list[str]) -> tuple[str, list[str], list[list[str]]] | None:
+    """The per-part table (e.g. per constraint type) from compare's `breakdown`: (title, header, rows), one row per
+    part with its number of prompts and each checkpoint's rate, greedy then sampled; None when the task's judge
+    has no parts."""
+    info = metrics.get("breakdown")
+    if not info:
+        return None
+    metric, label = info["metric"], info["label"]
+    header = [label, "prompts"] + [
+        f"{display_name(n)}, {mode}" for mode in ("greedy", "sampled") for n in names
+    ]
+    rows = []
+    for part, count in info["prompts"].items():
+        cells = [part, str(count)]
+        for suffix in ("", "_sampled"):
+            for n in names:
+                v = metrics.get(f"{n}.{metric}{suffix}.{part}")
+                cells.append("—" if v is None else _pct(v))
+        rows.append(cells)
+    title = f"Per {label}: share of answers satisfying it"
+    return title, header, rows
+
+
 def explorer_rows(
     prompts: list[str], greedy: dict[str, object], outcomes: dict[str, list[str]]
 ) -> list[dict]:

@@ -10,6 +10,9 @@ A task family (the embedded demo, or verifiable instructions with checkable cons
 - `judge(row, response, finished=True)`: the gold score in [0, 1]; a response cut at the length limit
   (`finished=False`) is judged as the task decides (the demo scores it 0).
 - `reference(row)`: an optional reference answer (None when the task has none).
+- `breakdown(row, response, finished=True)`: optional, for a task whose judge combines parts (the constraints
+  task: one result per constraint type): each part's result, so a report can give per-part rates. A task with
+  parts names the rate's metric in `breakdown_metric`; the default is no breakdown.
 
 Stages and tools ask the registry (`rlhf.tasks.get`, `rlhf.tasks.detect`), never a task module directly.
 """
@@ -42,6 +45,16 @@ class Task(ABC):
     @abstractmethod
     def judge(self, row: dict, response: str, finished: bool = True) -> float:
         """Gold score in [0, 1] of `response` to `row`; ValueError if the row is not one of this task's."""
+
+    #: The metric name of per-part rates (e.g. "constraint_rate"), or "" when the task has no `breakdown`.
+    breakdown_metric: str = ""
+    #: What one part is, in words (e.g. "constraint type"), for a report's table.
+    breakdown_label: str = ""
+
+    def breakdown(self, row: dict, response: str, finished: bool = True) -> dict[str, bool] | None:
+        """Per part of `row`'s judgement (e.g. per constraint): whether `response` satisfies it; None (the default)
+        when the task's judge has no parts."""
+        return None
 
     def reference(self, row: dict) -> str | None:
         """A reference answer for `row` (e.g. for ROUGE), or None when the task has none."""

@@ -337,6 +337,9 @@ class ConstraintsTask(Task):
     kinds = TYPES
     default_kinds = TYPES
     splits = SPLITS
+    # Per-constraint-type satisfaction rates in compare's report: `<checkpoint>.constraint_rate.<type>`.
+    breakdown_metric = "constraint_rate"
+    breakdown_label = "constraint type"
 
     def __init__(self, source: str | Path | None = None):
         self.source = source
@@ -383,6 +386,9 @@ class ConstraintsTask(Task):
         item = self._item(row)
         prompt = row["instruction"] + ("\n" + row["input"] if row.get("input") else "")
         return check_all(item, prompt, response, finished)
+
+    def breakdown(self, row: dict, response: str, finished: bool = True) -> dict[str, bool]:
+        return self.check(row, response, finished)
 
 
 def write_rows(
