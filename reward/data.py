@@ -7,7 +7,8 @@ Formats (detected per row):
 - Anthropic HH-RLHF: "chosen"/"rejected" transcripts "\n\nHuman: ...\n\nAssistant: ..."; the shared dialogue up
   to the final "\n\nAssistant:" is the prompt, the two final replies are the responses.
 
-Every pair becomes {"id", "instruction", "input", "chosen", "rejected", "annotator", "format"}, and a dialogue's
+Every pair becomes {"id", "instruction", "input", "chosen", "rejected", "annotator", "format"} (plus
+"chosen_finished" / "rejected_finished", whether each response ended with EOS, when the row has them), and a dialogue's
 pair also keeps the prompt conversation as "messages" (TRL conversational rows, HH transcripts parsed into user
 and assistant turns, or our rows that carry "messages"). The reward model then sees
 render_prompt(pair, template) + response + end of turn, the same prompt text the policy sees: under `alpaca` the
@@ -141,6 +142,14 @@ def _normalise(row: dict, path) -> dict | str:
     }
     if margin is not None:
         out["margin"] = float(margin)
+    for key in (
+        "chosen_finished",
+        "rejected_finished",
+    ):  # whether the response ended with EOS (rlhf annotate)
+        if key in row:
+            if not isinstance(row[key], bool):
+                raise UserError(f"key '{key}': expected true or false", path, where)
+            out[key] = row[key]
     if messages is not None:
         out["messages"] = messages
     return out

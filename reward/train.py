@@ -25,7 +25,8 @@ from rlhf.training import lora_config
 
 def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int] | None:
     """Held-out accuracy against the gold judge of the task the pairs come from (None when they are no known
-    task's); pairs whose gold scores tie are left out."""
+    task's); pairs whose gold scores tie are left out. A response is judged as finished (ended with EOS) unless
+    its pair records otherwise (`chosen_finished` / `rejected_finished`, from `rlhf annotate`)."""
     from rlhf import tasks
 
     task = tasks.detect(pairs)
@@ -33,7 +34,8 @@ def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int]
         return None
     keep = []
     for p in pairs:
-        gc, gr = task.judge(p, p["chosen"]), task.judge(p, p["rejected"])
+        gc = task.judge(p, p["chosen"], p.get("chosen_finished", True))
+        gr = task.judge(p, p["rejected"], p.get("rejected_finished", True))
         if gc != gr:
             keep.append(p if gc > gr else {**p, "chosen": p["rejected"], "rejected": p["chosen"]})
     return (scorer.pairwise_accuracy(keep), len(keep)) if keep else None

@@ -94,6 +94,11 @@ def _validate_pairs(rows: list[dict], path) -> None:
             raise UserError("key 'responses': expected a list of at least 2 strings", path, where)
         if not isinstance(row.get("instruction"), str):
             raise UserError("key 'instruction': expected a string", path, where)
+        fin = row.get("finished")
+        if fin is not None and (
+            not isinstance(fin, list) or len(fin) != len(resp) or not all(isinstance(x, bool) for x in fin)
+        ):
+            raise UserError("key 'finished': expected one true or false per response", path, where)
         row["_path"] = str(path)
 
 
@@ -163,6 +168,12 @@ def annotate(
                 "chosen": row["responses"][win],
                 "rejected": row["responses"][lose],
                 "annotator": name,
+                # whether each response ended with EOS (pairs rows record it): the gold judge needs it
+                **(
+                    {"chosen_finished": row["finished"][win], "rejected_finished": row["finished"][lose]}
+                    if row.get("finished")
+                    else {}
+                ),
                 **({"messages": row["messages"]} if row.get("messages") else {}),  # a conversation's prompt
             }
         )
