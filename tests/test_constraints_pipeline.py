@@ -22,6 +22,7 @@ TOY = """\
 seed: 0
 task: constraints
 kinds: max_sentences,no_commas,max_words,lowercase
+methods: [ppo, bon:2]
 data: {sft_rows: 400, pair_prompts: 64, eval_prompts: 16, ppo_prompts: 64, source: SOURCE}
 model: {vocab_size: 600, hidden_size: 64, num_layers: 1, num_heads: 2, intermediate_size: 128}
 sft:
@@ -36,7 +37,7 @@ reward:
 ppo:
   config: configs/demo/ppo.yaml
   overrides: {total_episodes: 32, per_device_train_batch_size: 16, local_rollout_forward_batch_size: 16,
-              num_ppo_epochs: 1, num_eval_prompts: 0, response_length: 24}
+              num_ppo_epochs: 1, num_eval_prompts: 0, response_length: 24, use_lora: true, save_steps: 1}
 compare: {temperature: 0.7, num_samples: 2, max_new_tokens: 48, sweep_prompts: 4, overopt_prompts: 4}
 """
 
@@ -177,17 +178,37 @@ def test_toy_pipeline_runs_every_step_with_the_constraints_judge(shared_data, tm
     # the annotators labelled with the constraints judge (agreement with it is measured), with label noise
     stats = json.loads((out / "prefs.jsonl.stats.json").read_text())
     assert stats["preferences"] > 0 and 0.5 < stats["agreement_with_gold"] < 1.0
+    prefs = [json.loads(line) for line in (out / "prefs.jsonl").read_text().splitlines()]
+    assert all(
+        isinstance(p["chosen_finished"], bool) and isinstance(p["rejected_finished"], bool) for p in prefs
+    )
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     for key in ("sft.gold_accuracy", "ppo.gold_accuracy", "ppo.gold_winrate_vs_sft", "ppo.gold_winrate_vs_sft_ci_low",
                 "ppo.gold_winrate_vs_sft_sampled", "reward.eval_accuracy", "sft.rm_score_mean", "ppo.kl_to_sft",
-                "wall_seconds", "step_seconds.pairs"):  # fmt: skip
+                "wall_seconds", "step_seconds.pairs", "bon2.gold_winrate_vs_sft", "bon2.gold_winrate_vs_sft_sampled",
+                "bon2.generated_tokens_per_answer"):  # fmt: skip
         assert key in metrics, key
+    assert [r["method"] for r in metrics["comparison"]] == ["sft", "ppo", "bon2"]
+    # per-constraint-type satisfaction rates of every checkpoint, greedy and sampled, for the configured types
+    breakdown = metrics["breakdown"]
+    assert breakdown["metric"] == "constraint_rate" and sum(breakdown["prompts"].values()) >= 16
+    assert set(breakdown["prompts"]) <= {"max_sentences", "no_commas", "max_words", "lowercase"}
+    for name in ("sft", "ppo", "bon2"):
+        for part in breakdown["prompts"]:
+            for mode in ("", "_sampled"):
+                assert 0.0 <= metrics[f"{name}.constraint_rate{mode}.{part}"] <= 1.0, (name, mode, part)
+    assert '<table id="breakdown">' in (out / "report" / "report.html").read_text()
+    # over-optimisation: gold and reward-model score across the LoRA PPO run's kept checkpoints
+    overopt = metrics["ppo.overoptimisation"]
+    assert [p["label"] for p in overopt] == ["sft", "checkpoint-1", "checkpoint-2", "final"]
+    assert all(0.0 <= p["gold_score"] <= 1.0 and isinstance(p["rm_score"], float) for p in overopt)
+    assert (out / "report" / "overoptimisation_ppo.png").is_file()
     responses = [json.loads(line) for line in (out / "report" / "responses.jsonl").read_text().splitlines()]
     assert {r["task"] for r in responses} == {"constraints"}
-    assert {r["checkpoint"] for r in responses} >= {"sft", "ppo"}
-    # the report's gold scores are the task judge's
+    assert {r["checkpoint"] for r in responses} >= {"sft", "ppo", "bon2", "ppo/checkpoint-1"}
+    # the report's gold scores are the task judge's, Best-of-N's and the checkpoints' included
     task = ConstraintsTask(shared_data)
-    for r in responses[:50]:
+    for r in responses[:50] + [r for r in responses if r["checkpoint"] in ("bon2", "ppo/checkpoint-1")][:50]:
         assert r["gold_score"] == task.judge(r, r["response"], r["finished"])
     # rerun: every step up to date
     again = run_cli("pipeline", "--config", config, "--out", out, "--quiet", timeout=600).stdout
