@@ -9,7 +9,7 @@ from trl import DPOTrainer
 
 from dpo.config import DPOStageConfig
 from dpo.data import fingerprint_pairs, preference_rows
-from reward.data import load_preferences
+from rlhf.preferences import load_preferences
 from rlhf import checkpoint
 from rlhf.config import parse_config
 from rlhf.distributed import end_of_run, main_print

@@ -7,7 +7,7 @@ import random
 from trl import RewardTrainer
 
 from reward.config import RewardStageConfig
-from reward.data import load_preferences
+from rlhf.preferences import load_preferences
 from reward.encoding import tokenize_pairs
 from reward.statistics import reward_statistics
 from rlhf import checkpoint

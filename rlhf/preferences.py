@@ -1,4 +1,4 @@
-"""Preference pairs in every format the reward stage reads, normalised to one shape.
+"""Preference pairs in every format the kit reads (reward and DPO stages, `rlhf score`), normalised to one shape.
 
 Formats (detected per row):
 - ours (`rlhf annotate`, `rlhf label export`): {"instruction", "input"?, "chosen", "rejected", "annotator"?, ...}
