@@ -1,11 +1,11 @@
-"""RLOO prompts: PPO's prompt sources (`ppo.prompts.load_prompts`: a prompts file or a task's generator), as the
+"""RLOO prompts: PPO's prompt sources (`rlhf.rollout_prompts.load_prompts`: a prompts file or a task's generator), as the
 prompt text RLOOTrainer tokenizes, in the SFT policy's template."""
 
 from __future__ import annotations
 
 from datasets import Dataset
 
-from ppo.prompts import load_prompts
+from rlhf.rollout_prompts import load_prompts
 from rlhf.templates import format_prompt
 
 __all__ = ["load_prompts", "prompt_rows"]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from trl import RLOOTrainer
 
-from ppo.chain import check_chain
 from rlhf import checkpoint
+from rlhf.chain import check_chain
 from rlhf.config import parse_config
 from rlhf.distributed import end_of_run
 from rlhf.errors import UserError, exit_on_user_error
