@@ -42,11 +42,16 @@ def stop_at_end_of_turn(tokenizer, template: str) -> None:
         tokenizer.eos_token = end_of_turn(tokenizer, template)
 
 
+def encode_prompts(texts: list[str], tokenizer, template: str) -> list[list[int]]:
+    """The token ids of prompts rendered with `template`, as a rollout starts from them: chat text holds its own
+    special tokens; Alpaca's gets the tokenizer's, exactly as SFT's preprocess saw them."""
+    return tokenizer(texts, **encode_kwargs(template))["input_ids"] if texts else []
+
+
 def tokenize_prompts(rows: list[dict], tokenizer, template: str, max_len: int) -> tuple[Dataset, int]:
-    """The rendered prompts' ids (chat text holds its own special tokens; Alpaca's gets the tokenizer's, exactly
-    as SFT's preprocess saw them); prompts over `max_len` tokens are dropped and counted."""
-    texts = render_prompts(rows, template, tokenizer)
-    ids = tokenizer(texts, **encode_kwargs(template))["input_ids"] if texts else []
+    """The rendered prompts' ids (`encode_prompts`) as PPO's dataset; prompts over `max_len` tokens are dropped and
+    counted."""
+    ids = encode_prompts(render_prompts(rows, template, tokenizer), tokenizer, template)
     kept = [x for x in ids if len(x) <= max_len]
     return Dataset.from_dict({"input_ids": kept}), len(ids) - len(kept)
 
