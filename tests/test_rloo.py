@@ -87,6 +87,28 @@ def test_rloo_trains_from_sft_against_the_reward_model(trained, tiny_chain):
     assert trained.template == "alpaca"
 
 
+def test_rloo_log_plots_as_training_curves(trained):
+    """The report's training curves (rlhf compare, plots.CURVE_KEYS) read the RLOO stage's own log.jsonl: one panel
+    per logged key, each a line over the logged steps."""
+    import matplotlib.pyplot as plt
+
+    from rlhf.evaluation.plots import CURVE_KEYS, plot_training_curves, training_curves_figure
+    from rlhf.logs import read_log
+
+    log = trained.path / "log.jsonl"
+    rows = read_log(log)
+    fig = training_curves_figure(log, "rloo")
+    try:
+        assert [ax.get_title() for ax in fig.axes] == list(CURVE_KEYS["rloo"])
+        for ax, key in zip(fig.axes, CURVE_KEYS["rloo"]):
+            (line,) = ax.get_lines()
+            assert list(line.get_ydata()) == pytest.approx([r[key] for r in rows if key in r]), key
+            assert len(line.get_ydata()) >= 2, key
+    finally:
+        plt.close(fig)
+    assert plot_training_curves(log, "rloo").startswith(b"\x89PNG")
+
+
 def test_rloo_output_is_a_policy_generate_and_the_loader_read(trained):
     from rlhf.models import locate_model
 
