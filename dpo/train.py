@@ -9,13 +9,13 @@ from trl import DPOTrainer
 
 from dpo.config import DPOStageConfig
 from dpo.data import fingerprint_pairs, preference_rows
-from reward.data import load_preferences
 from rlhf import checkpoint
 from rlhf.config import parse_config
 from rlhf.distributed import end_of_run, main_print
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
+from rlhf.preferences import load_preferences
 from rlhf.sources import stage_sources
 from rlhf.templates import check_template
 from rlhf.training import lora_config

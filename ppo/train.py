@@ -6,7 +6,6 @@ import time
 
 import torch
 
-from ppo.chain import check_chain, refuse_sharded_launch
 from ppo.config import PPOStageConfig
 from ppo.kl_stop import KLStop, KLStopCallback
 from ppo.metrics import run_metrics
@@ -17,17 +16,27 @@ from ppo.models import (
     share_reward_backbone,
     store_adapter_base,
 )
-from ppo.prompts import load_prompts, prompt_template, stop_at_end_of_turn, tokenize_prompts
 from ppo.resumable import ResumablePPOTrainer, check_resumable, resume_files
 from rlhf import checkpoint
+from rlhf.chain import check_chain
 from rlhf.config import parse_config
-from rlhf.distributed import end_of_run, main_print, world_size
+from rlhf.distributed import end_of_run, main_print, sharded_launch, world_size
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
+from rlhf.rollout_prompts import load_prompts, prompt_template, stop_at_end_of_turn, tokenize_prompts
 from rlhf.templates import check_template
 from rlhf.training import lora_config
 from rlhf.trl_compat import check_trl_version
+
+
+def refuse_sharded_launch(cfg: PPOStageConfig) -> None:
+    if sharding := sharded_launch(cfg):
+        raise UserError(
+            f"PPO runs single-process, DDP or DeepSpeed ZeRO-1/2, not {sharding}: this stage does not gather a "
+            "sharded policy and value model to save them (use LoRA to fit memory instead)",
+            cfg.config_path or "command line",
+        )
 
 
 def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:

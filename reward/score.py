@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from reward.data import load_preferences
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.evaluation.scoring import RewardScorer
+from rlhf.preferences import load_preferences
 from rlhf.templates import TEMPLATES
 
 

@@ -7,7 +7,6 @@ import random
 from trl import RewardTrainer
 
 from reward.config import RewardStageConfig
-from reward.data import load_preferences
 from reward.encoding import tokenize_pairs
 from reward.statistics import reward_statistics
 from rlhf import checkpoint
@@ -18,6 +17,7 @@ from rlhf.evaluation.scoring import RewardScorer
 from rlhf.io import sha256_text
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
+from rlhf.preferences import load_preferences
 from rlhf.sources import stage_sources
 from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config

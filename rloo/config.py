@@ -1,9 +1,10 @@
 """RLOO stage config: our fields + every `trl.RLOOConfig` field, one flat YAML mapping.
 
-The prompt keys are PPO's (a PPO config's prompt section works here unchanged); the reward is scored as PPO
-scores it: the reward model on prompt + response token ids, normalised with the reward stage's mean/std
-(`normalize_reward`), minus `missing_eos_penalty` for a response that never ends. The KL to the SFT policy is
-RLOO's own: `beta` times the sequence's summed log-ratio, subtracted from the reward.
+The prompt keys are PPO's (a PPO config's prompt section works here unchanged, `template` included); the reward
+is scored as PPO scores it: the reward model on prompt + response token ids in the policy's template (alpaca or
+chat), normalised with the reward stage's mean/std (`normalize_reward`), minus `missing_eos_penalty` for a response
+that never ends. The KL to the SFT policy is RLOO's own: `beta` times the sequence's summed log-ratio, subtracted
+from the reward.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ class RLOOStageConfig(StageOptions, RLOOConfig):
     lora_target_modules: str | list[str] = field(
         default="all-linear",
         metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
+    )
+    template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt template (alpaca or chat) for an sft_path without a manifest; a stage's own is used."
+        },
     )
     # RLOOConfig / TrainingArguments defaults that suit this stage.
     output_dir: str = field(default="runs/rloo", metadata={"help": "Where the stage writes its checkpoint."})

@@ -1,20 +1,25 @@
-"""RLOO prompts: PPO's prompt sources (`ppo.prompts.load_prompts`: a prompts file or a task's generator), as the
-prompt text RLOOTrainer tokenizes, in the SFT policy's template."""
+"""RLOO prompts: the RL stages' prompt sources (`rlhf.rollout_prompts.load_prompts`: a prompts file or a task's
+generator), in the form RLOOTrainer takes them for the SFT policy's template."""
 
 from __future__ import annotations
 
 from datasets import Dataset
 
-from ppo.prompts import load_prompts
-from rlhf.templates import format_prompt
+from rlhf.rollout_prompts import encode_prompts, load_prompts
+from rlhf.templates import prompt_messages, render_prompts
 
 __all__ = ["load_prompts", "prompt_rows"]
 
 
 def prompt_rows(rows: list[dict], tokenizer, template: str, max_len: int) -> tuple[Dataset, int]:
-    """{"prompt": text} rows; prompts over max_len tokens (as the tokenizer encodes them for generation, specials
-    included, like PPO's tokenize_prompts) are dropped and counted."""
-    texts = [format_prompt(r["instruction"], r.get("input", ""), template) for r in rows]
-    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]] if texts else []
-    kept = [t for t, n in zip(texts, lengths) if n <= max_len]
-    return Dataset.from_dict({"prompt": kept}), len(texts) - len(kept)
+    """{"prompt": ...} rows for RLOOTrainer. Under alpaca the formatted prompt text, which TRL tokenizes with the
+    tokenizer's special tokens (as SFT's preprocess did); under chat the prompt messages, which TRL renders with
+    the chat template and its generation prompt and tokenizes without adding special tokens: the ids of
+    `render_prompt`'s text, as PPO's rollouts and the reward stage see them (handing TRL the rendered text instead
+    would add a BOS a chat template already writes). Prompts over max_len tokens, counted as a rollout sees them
+    (`encode_prompts`), are dropped and counted."""
+    texts = render_prompts(rows, template, tokenizer)
+    lengths = [len(ids) for ids in encode_prompts(texts, tokenizer, template)]
+    prompts = [prompt_messages(r) for r in rows] if template == "chat" else texts
+    kept = [p for p, n in zip(prompts, lengths) if n <= max_len]
+    return Dataset.from_dict({"prompt": kept}), len(prompts) - len(kept)

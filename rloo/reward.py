@@ -1,35 +1,45 @@
 """The reward RLOOTrainer optimises, computed the way the PPO stage computes it: the reward model scores the prompt's
-token ids followed by the generated ids (EOS included when the response ended), normalised with the reward stage's
-held-out mean/std, minus `missing_eos_penalty` for a response that never emitted EOS.
+token ids followed by the generated ids (the end of turn included when the response ended), normalised with the
+reward stage's held-out mean/std, minus `missing_eos_penalty` for a response that never ended.
 
-TRL's own reward-model path would decode the response and re-tokenize prompt + response text without special tokens,
-which is not the sequence the reward stage trained on (rlhf.evaluation.scoring.encode_example)."""
+Those ids are the sequence the reward stage trained on (rlhf.evaluation.scoring.encode_example): the prompt rendered
+with the template (a chat prompt through the chat template, generation prompt included), the reply, and the token
+that ends a reply (EOS under Alpaca, the chat template's end of turn under chat: where rollouts stop). TRL's own
+reward-model path would decode the response and re-tokenize prompt + response text, which is not that sequence."""
 
 from __future__ import annotations
 
 import torch
 
 from rlhf.evaluation.scoring import pad_right
+from rlhf.rollout_prompts import encode_prompts
+from rlhf.templates import end_of_turn_id, render_chat
 
 
 class RewardModelScore:
-    """A TRL reward function (called with prompts, completions and completion_ids) backed by a scalar-head model."""
+    """A TRL reward function (called with prompts, completions and completion_ids) backed by a scalar-head model.
+    Prompts are what RLOOTrainer generated from (rloo.prompts.prompt_rows): Alpaca text, or chat messages."""
 
     __name__ = "reward_model"  # the name TRL logs the reward under: rewards/reward_model/mean
 
-    def __init__(self, model, tokenizer, *, mean: float = 0.0, std: float = 1.0, missing_eos_penalty=None,
-                 batch_size: int = 64):  # fmt: skip
-        self.model, self.tokenizer = model.eval(), tokenizer
+    def __init__(self, model, tokenizer, *, template: str = "alpaca", mean: float = 0.0, std: float = 1.0,
+                 missing_eos_penalty=None, batch_size: int = 64):  # fmt: skip
+        self.model, self.tokenizer, self.template = model.eval(), tokenizer, template
+        self.end_id = end_of_turn_id(tokenizer, template)
         self.mean, self.std = float(mean), max(float(std), 1e-6)
         self.missing_eos_penalty, self.batch_size = missing_eos_penalty, batch_size
 
+    def prompt_ids(self, prompts: list) -> list[list[int]]:
+        """The ids RLOOTrainer generated from: message lists rendered with the chat template, text as it is."""
+        texts = [
+            render_chat(self.tokenizer, p, add_generation_prompt=True) if isinstance(p, list) else p
+            for p in prompts
+        ]
+        return encode_prompts(texts, self.tokenizer, self.template)
+
     @torch.no_grad()
-    def __call__(
-        self, prompts: list[str], completions: list[str], completion_ids: list[list[int]], **_
-    ) -> list:
-        eos = self.tokenizer.eos_token_id
-        prompt_ids = self.tokenizer(prompts)["input_ids"]  # as RLOOTrainer tokenized them for generation
-        rows = [p + list(c) for p, c in zip(prompt_ids, completion_ids)]
+    def __call__(self, prompts: list, completions: list, completion_ids: list[list[int]], **_) -> list:
+        rows = [p + list(c) for p, c in zip(self.prompt_ids(prompts), completion_ids)]
         device = next(self.model.parameters()).device
         scores: list[float] = []
         for i in range(0, len(rows), self.batch_size):
@@ -37,5 +47,7 @@ class RewardModelScore:
             logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0]
             scores += ((logits.float() - self.mean) / self.std).tolist()
         if self.missing_eos_penalty is not None:
-            scores = [s - self.missing_eos_penalty * (eos not in c) for s, c in zip(scores, completion_ids)]
+            scores = [
+                s - self.missing_eos_penalty * (self.end_id not in c) for s, c in zip(scores, completion_ids)
+            ]
         return scores

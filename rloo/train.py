@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from trl import RLOOTrainer
 
-from ppo.chain import check_chain
 from rlhf import checkpoint
+from rlhf.chain import check_chain
 from rlhf.config import parse_config
 from rlhf.distributed import end_of_run
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.logs import read_log
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
+from rlhf.rollout_prompts import prompt_template, stop_at_end_of_turn
+from rlhf.templates import check_template
 from rlhf.training import lora_config
 from rloo.config import RLOOStageConfig
 from rloo.prompts import load_prompts, prompt_rows
@@ -44,6 +46,18 @@ def refuse_unresumable_checkpoints(cfg: RLOOStageConfig) -> None:
             "a resumed run could not continue exactly",
             cfg.config_path or "command line",
             "key 'save_steps'",
+        )
+
+
+def refuse_chat_template_kwargs(cfg: RLOOStageConfig) -> None:
+    """The policy (SFT) and the reward model were trained on the chat template rendered without extra arguments,
+    and the reward is scored on that rendering (rloo/reward.py): RLOOTrainer's own `chat_template_kwargs` would
+    make its rollouts start from other text."""
+    if cfg.chat_template_kwargs:
+        raise UserError(
+            "chat_template_kwargs is not supported: prompts are rendered as the SFT and reward stages rendered them",
+            cfg.config_path or "command line",
+            "key 'chat_template_kwargs'",
         )
 
 
@@ -77,18 +91,18 @@ def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
     sft, rm = check_chain(cfg)  # the same parents PPO accepts
     job = StageRun("rloo", cfg, parents=[sft, rm])
     refuse_unresumable_checkpoints(cfg)
-    if sft.template != "alpaca":  # as in PPO: rollouts start from Alpaca prompt text (ppo/prompts.py)
-        raise UserError(
-            f"the rloo stage reads prompts in the alpaca template, like ppo; this policy uses {sft.template!r}",
-            sft.location,
-        )
+    # As in PPO: the policy's template, which the reward model must share.
+    template = prompt_template(sft, rm, cfg)
+    refuse_chat_template_kwargs(cfg)
     train_rows, _ = load_prompts(cfg)
     tokenizer = load_tokenizer(
         sft.path, padding_side="left"
     )  # RLOOTrainer generates from left-padded prompts
+    check_template(template, tokenizer)
+    stop_at_end_of_turn(tokenizer, template)  # RLOOTrainer stops rollouts at the tokenizer's EOS
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise UserError("RLOO needs a pad token distinct from EOS (rerun SFT, which adds one)", sft.path)
-    train_ds, dropped = prompt_rows(train_rows, tokenizer, sft.template, cfg.max_prompt_length)
+    train_ds, dropped = prompt_rows(train_rows, tokenizer, template, cfg.max_prompt_length)
     if len(train_ds) == 0:
         raise UserError(
             f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts"
@@ -103,6 +117,7 @@ def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
     score = RewardModelScore(
         reward_model,
         tokenizer,
+        template=template,
         mean=stats.get("reward_mean", 0.0),
         std=stats.get("reward_std", 1.0),
         missing_eos_penalty=cfg.missing_eos_penalty,
@@ -135,7 +150,7 @@ def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
     metrics["dropped_prompts"] = dropped
     tokenizer.padding_side = "right"
     job.save(final, tokenizer)
-    return job.finish(tokenizer, metrics=metrics, template=sft.template, base_model=sft.base_model)
+    return job.finish(tokenizer, metrics=metrics, template=template, base_model=sft.base_model)
 
 
 @exit_on_user_error

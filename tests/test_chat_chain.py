@@ -164,10 +164,10 @@ def test_an_external_parent_takes_the_template_key(tiny_chat_chain, tmp_path):
 
 def test_ppo_prompts_are_chat_rendered_and_stop_at_end_of_turn(tiny_chat_chain, tmp_path):
     import ppo
-    from ppo.prompts import stop_at_end_of_turn, tokenize_prompts
     from rlhf.config import build_config
     from rlhf.models import load_tokenizer
     from rlhf.prompt_rows import load_prompt_rows
+    from rlhf.rollout_prompts import stop_at_end_of_turn, tokenize_prompts
 
     rows = load_prompt_rows(tiny_chat_chain["prompts"])
     tok = load_tokenizer(tiny_chat_chain["sft"], padding_side="left")
@@ -191,7 +191,7 @@ def test_ppo_prompts_are_chat_rendered_and_stop_at_end_of_turn(tiny_chat_chain, 
 
 
 def test_end_of_turn_other_than_eos_becomes_the_stop_token(tmp_path):
-    from ppo.prompts import stop_at_end_of_turn
+    from rlhf.rollout_prompts import stop_at_end_of_turn
     from rlhf.tasks.demo_model import add_chatml, train_bpe_tokenizer
 
     tok = add_chatml(train_bpe_tokenizer(["hello world"] * 5, vocab_size=300))

@@ -78,8 +78,8 @@ def test_bad_rows_are_refused_with_file_and_row(tmp_path, row, message):
 
 def test_ppo_reads_message_prompts(tmp_path):
     from ppo.config import PPOStageConfig
-    from ppo.prompts import load_prompts
     from rlhf.config import build_config
+    from rlhf.rollout_prompts import load_prompts
 
     path = write(tmp_path, [{"prompt": [U]}] * 20 + [{"messages": [S, U]}] * 10, name="p.json.jsonl")
     cfg = build_config(

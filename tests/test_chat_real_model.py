@@ -43,10 +43,10 @@ def hh_pairs(shared_data, tmp_path_factory) -> Path:
 
 
 def test_reward_and_ppo_see_smollm2s_own_chat_rendering(smollm2, hh_pairs):
-    from ppo.prompts import tokenize_prompts
     from reward.data import load_preferences
     from reward.encoding import encode_pair
     from rlhf.models import load_tokenizer
+    from rlhf.rollout_prompts import tokenize_prompts
     from rlhf.templates import end_of_turn_id
 
     tok = load_tokenizer(smollm2)

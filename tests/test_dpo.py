@@ -66,6 +66,29 @@ def test_dpo_trains_from_sft_and_learns_the_preferences(trained, tiny_chain):
     assert trained.template == parent.template and trained.manifest["data_fingerprint"]
 
 
+def test_dpo_log_plots_as_training_curves(tiny_chain, prefs, tmp_path):
+    """The report's training curves (rlhf compare, plots.CURVE_KEYS) read the DPO stage's own log.jsonl: one panel
+    per logged key, each a line over the logged steps."""
+    import matplotlib.pyplot as plt
+
+    from rlhf.evaluation.plots import CURVE_KEYS, plot_training_curves, training_curves_figure
+    from rlhf.logs import read_log
+
+    trained = train(tiny_chain, prefs, tmp_path / "dpo", max_steps=4, logging_steps=2)
+    log = trained.path / "log.jsonl"
+    rows = read_log(log)
+    fig = training_curves_figure(log, "dpo")
+    try:
+        assert [ax.get_title() for ax in fig.axes] == list(CURVE_KEYS["dpo"])
+        for ax, key in zip(fig.axes, CURVE_KEYS["dpo"]):
+            (line,) = ax.get_lines()
+            assert list(line.get_ydata()) == pytest.approx([r[key] for r in rows if key in r]), key
+            assert len(line.get_ydata()) >= 2, key
+    finally:
+        plt.close(fig)
+    assert plot_training_curves(log, "dpo").startswith(b"\x89PNG")
+
+
 def test_dpo_output_is_a_policy_generate_and_the_loader_read(trained):
     from rlhf.models import load_policy, locate_model
 

@@ -1,7 +1,8 @@
 """The import rules (docs/ARCHITECTURE.md), read off every .py file's syntax tree:
 
-- a stage (`sft`, `reward`, `ppo`) imports only `rlhf`, itself and third-party packages: so `sft` never imports
-  `reward` or `ppo`, and `reward` never imports `ppo`;
+- a stage (`sft`, `reward`, `ppo`, `dpo`, `rloo`) imports only `rlhf`, itself and third-party packages: so `sft`
+  never imports `reward` or `ppo`, `dpo` reads preferences through `rlhf.preferences` (not `reward.data`) and `rloo`
+  its prompts and parents through `rlhf.rollout_prompts` / `rlhf.chain` (not `ppo`);
 - the core (`rlhf`) imports no stage, except its command dispatch, rlhf/cli.py;
 - `bench/` never imports `tests/`.
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from conftest import REPO
 
-STAGES = ("sft", "reward", "ppo")
+STAGES = ("sft", "reward", "ppo", "dpo", "rloo")
 PACKAGES = ("rlhf", *STAGES)
 STAGE_DISPATCH = {"rlhf/cli.py"}  # the one core module that may name the stages
 # a "module:function" registry string ("sft.train:cli"); a dotted name alone is no import ("ppo.kl_to_sft" is a

@@ -1,14 +1,17 @@
 """RLOO stage through TRL's RLOOTrainer: the reward it optimises is the reward stage's score, a tiny run through the
 Python API (full and LoRA) whose output `rlhf generate` and the loader read as a policy, kill-and-resume to the same
-weights, and bad inputs refused."""
+weights, bad inputs refused, and a chat-template SFT policy (test_chat_chain's tiny ChatML chain) whose reward is
+the reward stage's score of the chat-rendered prompt + reply + end of turn."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import test_chat_chain
 from _faults import kill_when, manifest, max_weight_difference, run, run_here, start
 from conftest import REPO, run_cli
+from test_chat_chain import CONVERSATIONS, user
 
 RLOO_YAML = REPO / "configs" / "demo" / "rloo.yaml"
 FAST = {"per_device_train_batch_size": 16, "task_prompts": 64, "max_completion_length": 12, "quiet": True}
@@ -84,6 +87,28 @@ def test_rloo_trains_from_sft_against_the_reward_model(trained, tiny_chain):
     assert trained.template == "alpaca"
 
 
+def test_rloo_log_plots_as_training_curves(trained):
+    """The report's training curves (rlhf compare, plots.CURVE_KEYS) read the RLOO stage's own log.jsonl: one panel
+    per logged key, each a line over the logged steps."""
+    import matplotlib.pyplot as plt
+
+    from rlhf.evaluation.plots import CURVE_KEYS, plot_training_curves, training_curves_figure
+    from rlhf.logs import read_log
+
+    log = trained.path / "log.jsonl"
+    rows = read_log(log)
+    fig = training_curves_figure(log, "rloo")
+    try:
+        assert [ax.get_title() for ax in fig.axes] == list(CURVE_KEYS["rloo"])
+        for ax, key in zip(fig.axes, CURVE_KEYS["rloo"]):
+            (line,) = ax.get_lines()
+            assert list(line.get_ydata()) == pytest.approx([r[key] for r in rows if key in r]), key
+            assert len(line.get_ydata()) >= 2, key
+    finally:
+        plt.close(fig)
+    assert plot_training_curves(log, "rloo").startswith(b"\x89PNG")
+
+
 def test_rloo_output_is_a_policy_generate_and_the_loader_read(trained):
     from rlhf.models import locate_model
 
@@ -147,3 +172,136 @@ def test_a_reward_path_that_is_no_reward_model_and_misplaced_checkpoints_are_ref
     assert res.returncode == 2
     assert "key 'save_steps': save_steps 2" in res.stderr and "resumed run could not continue" in res.stderr
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------- a chat-template SFT policy
+
+
+@pytest.fixture(scope="module")
+def chat_chain(tmp_path_factory):
+    """test_chat_chain's tiny ChatML chain: a chat "SFT" stage, a reward stage trained on it with template chat, and
+    a prompts file of message lists."""
+    return test_chat_chain.tiny_chat_chain.__wrapped__(tmp_path_factory)
+
+
+def test_chat_prompts_and_reward_are_the_reward_stages_sequence(chat_chain):
+    """Under chat, RLOOTrainer gets the prompt messages; the ids it generates from (its own chat-template call),
+    the ids the reward function prepends, and the reward stage's training ids of the same pair all agree, and the
+    reward is the reward stage's score of that text."""
+    from reward.encoding import encode_pair
+    from rlhf import checkpoint
+    from rlhf.evaluation.scoring import RewardScorer
+    from rlhf.models import load_reward_model
+    from rlhf.preferences import load_preferences
+    from rlhf.prompt_rows import load_prompt_rows
+    from rlhf.templates import render_prompt
+    from rloo.prompts import prompt_rows
+    from rloo.reward import RewardModelScore
+
+    rm = load_reward_model(chat_chain["reward"])
+    tok, stats = rm.tokenizer, checkpoint.require(chat_chain["reward"], "reward").metrics
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    rows = load_prompt_rows(chat_chain["prompts"])
+    ds, dropped = prompt_rows(rows, tok, "chat", 64)
+    prompts = list(ds["prompt"])
+    assert dropped == 0 and prompts == [user(q) for q, _, _ in CONVERSATIONS]
+    # What RLOOTrainer._tokenize_prompts does with conversational prompts.
+    trl_ids = tok.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True, return_dict=True)
+    score = RewardModelScore(rm.model, tok, template="chat", mean=stats["reward_mean"], std=stats["reward_std"],
+                             missing_eos_penalty=1.0)  # fmt: skip
+    assert score.prompt_ids(prompts) == trl_ids["input_ids"]
+
+    pairs = load_preferences(chat_chain["root"] / "trl.jsonl", verbose=False)[: len(CONVERSATIONS)]
+    answers = [p["chosen"] for p in pairs]
+    ended = [tok(a, add_special_tokens=False)["input_ids"] + [end] for a in answers]
+    for pair, prompt, reply in zip(pairs, score.prompt_ids([p["messages"] for p in pairs]), ended):
+        assert prompt + reply == encode_pair(pair, tok, "chat")[0]  # what the reward stage trained on
+        assert tok.decode(prompt + reply) == render_prompt(pair, "chat", tok) + pair["chosen"] + "<|im_end|>"
+
+    got = score(prompts=[p["messages"] for p in pairs], completions=answers, completion_ids=ended)
+    expected = RewardScorer(rm.model, tok, "chat").score(
+        pairs, answers
+    )  # rlhf score, compare, the reward stage
+    assert got == pytest.approx(
+        [(e - stats["reward_mean"]) / stats["reward_std"] for e in expected], abs=1e-5
+    )
+    # A reply that never reached the end of turn pays the penalty.
+    cut = score(
+        prompts=[p["messages"] for p in pairs], completions=answers, completion_ids=[e[:-1] for e in ended]
+    )
+    raw = RewardModelScore(
+        rm.model, tok, template="chat", mean=stats["reward_mean"], std=stats["reward_std"]
+    )(prompts=[p["messages"] for p in pairs], completions=answers, completion_ids=[e[:-1] for e in ended])
+    assert cut == pytest.approx([r - 1.0 for r in raw], abs=1e-6)
+
+
+def test_rloo_trains_a_chat_sft_policy_and_scores_what_the_reward_stage_would(
+    chat_chain, tmp_path, monkeypatch
+):
+    """A full run from a chat SFT parent: every rollout the reward model scored starts from a chat-rendered
+    prompt, stops at <|im_end|>, and got the reward stage's (normalised) score of prompt + reply + <|im_end|>."""
+    import torch
+
+    import rloo
+    import rloo.reward
+    from rlhf import checkpoint
+    from rlhf.config import build_config
+    from rlhf.evaluation.scoring import RewardScorer, encode_example
+    from rlhf.models import load_reward_model
+    from rlhf.templates import render_prompt
+
+    calls = []
+    original = rloo.reward.RewardModelScore.__call__
+
+    def recorded(self, prompts, completions, completion_ids, **kw):
+        scores = original(self, prompts, completions, completion_ids, **kw)
+        calls.append((prompts, [list(c) for c in completion_ids], scores))
+        return scores
+
+    monkeypatch.setattr(rloo.reward.RewardModelScore, "__call__", recorded)
+    out = tmp_path / "rloo"
+    stage = rloo.run(build_config(rloo.RLOOStageConfig, {
+        "config": RLOO_YAML, "sft_path": str(chat_chain["sft"]), "reward_path": str(chat_chain["reward"]),
+        "prompts_path": str(chat_chain["prompts"]), "output_dir": str(out), "max_steps": 2,
+        "per_device_train_batch_size": 8, "max_completion_length": 6, "missing_eos_penalty": None,
+        "save_strategy": "no", "quiet": True}))  # fmt: skip
+    assert stage.template == "chat" and checkpoint.require(out, kind="rloo").manifest["template"] == "chat"
+    assert sorted(p.kind for p in stage.parents()) == ["reward", "sft"]
+    assert isinstance(stage.metrics["reward"], float)
+
+    rm = load_reward_model(chat_chain["reward"])
+    tok, stats = rm.tokenizer, checkpoint.require(chat_chain["reward"], "reward").metrics
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    scorer = RewardScorer(rm.model, tok, "chat")
+    assert calls
+    ended_checked = 0
+    for prompts, completion_ids, scores in calls:
+        assert all(p in [user(q) for q, _, _ in CONVERSATIONS] for p in prompts)
+        assert all(end not in c[:-1] and len(c) <= 6 for c in completion_ids)  # stops at the end of turn
+        for prompt, ids, got in zip(prompts, completion_ids, scores):
+            # The reward model scored the reward stage's prompt encoding followed by the generated ids.
+            prompt_ids = encode_example(tok, render_prompt({"messages": prompt}, "chat", tok), "", "chat")[
+                :-1
+            ]
+            logit = rm.model(input_ids=torch.tensor([prompt_ids + ids])).logits[0, 0].item()
+            assert got == pytest.approx((logit - stats["reward_mean"]) / stats["reward_std"], abs=1e-4)
+            reply = tok.decode(ids[:-1])
+            if ids[-1:] == [end] and tok(reply, add_special_tokens=False)["input_ids"] + [end] == ids:
+                # An ended reply whose text re-encodes to the same ids: the reward stage's score of the text.
+                (expected,) = scorer.score([{"instruction": "", "messages": prompt}], [reply])
+                assert got == pytest.approx((expected - stats["reward_mean"]) / stats["reward_std"], abs=1e-4)
+                ended_checked += 1
+    print(f"{ended_checked} ended replies scored as the reward stage scores their text")
+
+
+def test_rloo_refuses_chat_template_kwargs(chat_chain, tmp_path):
+    import rloo
+    from rlhf.config import build_config
+    from rlhf.errors import UserError
+
+    with pytest.raises(UserError, match="key 'chat_template_kwargs'"):
+        rloo.run(build_config(rloo.RLOOStageConfig, {
+            "config": RLOO_YAML, "sft_path": str(chat_chain["sft"]),
+            "reward_path": str(chat_chain["reward"]), "prompts_path": str(chat_chain["prompts"]),
+            "output_dir": str(tmp_path / "rloo"), "chat_template_kwargs": {"enable_thinking": False}}))  # fmt: skip
+    assert not (tmp_path / "rloo").exists()

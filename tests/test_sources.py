@@ -233,8 +233,8 @@ def test_offline_hub_id_fails_fast_in_one_line():
 
 def test_offline_hub_id_in_reward_and_ppo_names_the_id():
     from ppo.config import PPOStageConfig
-    from ppo.prompts import load_prompts
     from reward.data import load_preferences
+    from rlhf.rollout_prompts import load_prompts
 
     with pytest.raises(UserError, match=r"^error: org/prefs: not a local file or dir, and a hub dataset id"):
         load_preferences(Source("org/prefs"))
@@ -370,8 +370,8 @@ def test_ppo_prompts_and_reward_pairs_from_the_new_sources(sources, tmp_path):
     import datasets
 
     from ppo.config import PPOStageConfig
-    from ppo.prompts import load_prompts
     from reward.data import load_preferences
+    from rlhf.rollout_prompts import load_prompts
 
     cfg = build_config(PPOStageConfig, {"prompts_path": str(sources["rows.csv"]), "num_eval_prompts": 0})
     train, held_out = load_prompts(cfg)

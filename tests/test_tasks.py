@@ -193,8 +193,8 @@ def test_demo_behind_the_interface_is_the_demo():
 
 def test_ppo_prompts_come_from_the_task_under_new_and_old_key_names():
     from ppo.config import PPOStageConfig
-    from ppo.prompts import load_prompts
     from rlhf.errors import UserError
+    from rlhf.rollout_prompts import load_prompts
 
     new = load_prompts(
         PPOStageConfig(task="demo", task_prompts=12, task_kinds="largest,smallest", num_eval_prompts=4)

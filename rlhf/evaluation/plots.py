@@ -121,10 +121,6 @@ def plot_training_curves(log_path: Path, kind: str = "ppo") -> bytes | None:
     return _png(fig) if fig is not None else None
 
 
-def plot_ppo_curves(log_path: Path) -> bytes | None:
-    return plot_training_curves(log_path, "ppo")
-
-
 WINRATE_BARS = (
     ("gold", "", "gold judge, greedy", "#4C72B0"),
     ("gold", "_sampled", "gold judge, sampled", "#8FAADC"),

@@ -1,11 +1,9 @@
-"""What the PPO stage runs on, checked before any model loads: a finished SFT stage, a reward model trained on it,
-and a launch that does not shard the models."""
+"""What an RL stage on a reward model (PPO, RLOO) runs on, checked before any model loads: a finished SFT stage
+(or any causal LM) and a reward model trained on it (or one with the identical tokenizer)."""
 
 from __future__ import annotations
 
 from rlhf import checkpoint
-from rlhf.distributed import sharded_launch
-from rlhf.errors import UserError
 
 
 def check_chain(cfg) -> tuple[checkpoint.Stage | checkpoint.External, checkpoint.Stage | checkpoint.External]:
@@ -21,12 +19,3 @@ def check_chain(cfg) -> tuple[checkpoint.Stage | checkpoint.External, checkpoint
     if not trained_on_sft:
         checkpoint.require_same_tokenizer(sft, rm)
     return sft, rm
-
-
-def refuse_sharded_launch(cfg) -> None:
-    if sharding := sharded_launch(cfg):
-        raise UserError(
-            f"PPO runs single-process, DDP or DeepSpeed ZeRO-1/2, not {sharding}: this stage does not gather a "
-            "sharded policy and value model to save them (use LoRA to fit memory instead)",
-            cfg.config_path or "command line",
-        )

@@ -1,11 +1,11 @@
-"""PPO prompts: where they come from (a prompts file, or a task's generator), the template they are rendered
-with, the token ids TRL's rollouts start from and the token they stop at."""
+"""The prompts an RL stage (PPO, RLOO) samples rollouts from: where they come from (a prompts file, or a task's
+generator), the template they are rendered with, their token ids and the token a rollout stops at. `cfg` is the
+stage's config: its prompt keys (prompts_path, task_prompts, num_eval_prompts, template ...) are the same in both."""
 
 from __future__ import annotations
 
 from datasets import Dataset
 
-from ppo.config import PPOStageConfig
 from rlhf.distributed import main_print
 from rlhf.errors import UserError
 from rlhf.prompt_rows import load_prompt_rows
@@ -19,7 +19,7 @@ from rlhf.templates import (
 )
 
 
-def prompt_template(sft, rm, cfg: PPOStageConfig) -> str:
+def prompt_template(sft, rm, cfg) -> str:
     """The template the policy was trained with: the sft stage's, else (a policy without a manifest) the reward
     stage's, else `template` (default alpaca). A reward stage trained with another template is refused."""
     where = cfg.config_path or "command line"
@@ -38,22 +38,25 @@ def stop_at_end_of_turn(tokenizer, template: str) -> None:
     Llama 3 Instruct, whose eos is <|im_end|> / <|eot_id|>)."""
     stop = end_of_turn_id(tokenizer, template)
     if stop != tokenizer.eos_token_id:
-        main_print(
-            f"ppo: rollouts stop at the chat template's end of turn {end_of_turn(tokenizer, template)!r}"
-        )
+        main_print(f"rollouts stop at the chat template's end of turn {end_of_turn(tokenizer, template)!r}")
         tokenizer.eos_token = end_of_turn(tokenizer, template)
 
 
+def encode_prompts(texts: list[str], tokenizer, template: str) -> list[list[int]]:
+    """The token ids of prompts rendered with `template`, as a rollout starts from them: chat text holds its own
+    special tokens; Alpaca's gets the tokenizer's, exactly as SFT's preprocess saw them."""
+    return tokenizer(texts, **encode_kwargs(template))["input_ids"] if texts else []
+
+
 def tokenize_prompts(rows: list[dict], tokenizer, template: str, max_len: int) -> tuple[Dataset, int]:
-    """The rendered prompts' ids (chat text holds its own special tokens; Alpaca's gets the tokenizer's, exactly
-    as SFT's preprocess saw them); prompts over `max_len` tokens are dropped and counted."""
-    texts = render_prompts(rows, template, tokenizer)
-    ids = tokenizer(texts, **encode_kwargs(template))["input_ids"] if texts else []
+    """The rendered prompts' ids (`encode_prompts`) as PPO's dataset; prompts over `max_len` tokens are dropped and
+    counted."""
+    ids = encode_prompts(render_prompts(rows, template, tokenizer), tokenizer, template)
     kept = [x for x in ids if len(x) <= max_len]
     return Dataset.from_dict({"input_ids": kept}), len(ids) - len(kept)
 
 
-def load_prompts(cfg: PPOStageConfig) -> tuple[list[dict], list[dict]]:
+def load_prompts(cfg) -> tuple[list[dict], list[dict]]:
     """(train, eval) prompt rows: a file's first rows held out for eval, or fresh draws from the task's splits."""
     if cfg.prompts_path:
         source, held_out = stage_sources(cfg, "prompts_path")
