@@ -142,7 +142,10 @@ def _normalise(row: dict, path) -> dict | str:
     }
     if margin is not None:
         out["margin"] = float(margin)
-    for key in ("chosen_finished", "rejected_finished"):  # whether the response ended with EOS (rlhf annotate)
+    for key in (
+        "chosen_finished",
+        "rejected_finished",
+    ):  # whether the response ended with EOS (rlhf annotate)
         if key in row:
             if not isinstance(row[key], bool):
                 raise UserError(f"key '{key}': expected true or false", path, where)
