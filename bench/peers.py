@@ -34,6 +34,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +53,8 @@ SIZES = {
         "quick": {"sft_rows": 128, "pairs": 64, "episodes": 128, "prompts": 128},
     },
     "smollm2": {
-        "full": {"sft_rows": 64, "pairs": 32, "episodes": 32, "prompts": 32},
-        "quick": {"sft_rows": 16, "pairs": 8, "episodes": 8, "prompts": 16},
+        "full": {"sft_rows": 32, "pairs": 16, "episodes": 16, "prompts": 32},
+        "quick": {"sft_rows": 8, "pairs": 8, "episodes": 8, "prompts": 16},
     },
 }
 # Settings both sides get (the kit as flags, the bare script as its TRL config's fields).
@@ -180,7 +181,7 @@ def chat_template_available() -> str | None:
 # bench/_peer_hooks.py (pairwise batches with an attention_mask are), a line there.
 PAIRS = [
     Pair("sft padding-free", "sft", "token", "<= 0.8x", sft_commands(True)),
-    Pair("sft padded", "sft", "token", "-", sft_commands(False), quick_models=("demo",)),
+    Pair("sft padded", "sft", "token", "-", sft_commands(False), quick_models=()),
     Pair(
         "sft padding-free, chat template",
         "sft",
@@ -191,9 +192,9 @@ PAIRS = [
         models=("smollm2",),
         available=chat_template_available,
     ),
-    Pair("reward", "reward", "pair", "<= 1.05x", reward_commands),
+    Pair("reward", "reward", "pair", "<= 1.05x", reward_commands, quick_models=("smollm2",)),
     Pair("ppo", "ppo", "episode", "<= 1.05x", ppo_commands, quick_models=("demo",)),
-    Pair("generate", "generate", "response", "<= 1.05x", generate_commands),
+    Pair("generate", "generate", "response", "<= 1.05x", generate_commands, quick_models=("smollm2",)),
 ]
 
 
@@ -265,10 +266,11 @@ def run_side(argv: list, result: Path, dump: Path | None) -> dict:
         env["PEER_DUMP"] = str(dump)
     result.unlink(missing_ok=True)
     cmd = [sys.executable, *map(str, argv)]
+    t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     if res.returncode != 0 or not result.exists():
         raise RuntimeError(f"{' '.join(cmd[:3])} ... failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
-    return json.loads(result.read_text())
+    return {**json.loads(result.read_text()), "process_seconds": time.perf_counter() - t0}
 
 
 def close(a, b) -> bool:
@@ -304,8 +306,8 @@ def same_work(kind: str, ours: dict, bare: dict) -> list[str]:
     return problems
 
 
-def measure(pair: Pair, chain: Chain, size: dict, reps: int) -> tuple[list[dict], list[str]]:
-    """`reps` (ours, bare) runs, ours first and then alternating: figures and same-work problems."""
+def measure(pair: Pair, chain: Chain, size: dict, reps: int) -> tuple[list[dict], list[str], dict]:
+    """`reps` (ours, bare) runs, ours first and then alternating: figures, same-work problems, the runs."""
     slug = f"{chain.model}-{pair.name.replace(' ', '_').replace(',', '')}"
     dump = WORK / f"{slug}-data"
     shutil.rmtree(dump, ignore_errors=True)
@@ -327,7 +329,7 @@ def measure(pair: Pair, chain: Chain, size: dict, reps: int) -> tuple[list[dict]
         if problems:
             break
     shutil.rmtree(dump, ignore_errors=True)
-    return figures(pair, chain.model, runs), problems
+    return figures(pair, chain.model, runs), problems, runs
 
 
 def seconds(kind: str, record: dict) -> float:
@@ -413,7 +415,7 @@ def main() -> int:
     mode = "quick" if a.quick else "full"
     models = ["demo", "smollm2"] if a.model == "both" else [a.model]
     only = set(a.only.split(",")) if a.only else None
-    results, failures, notes = [], [], []
+    results, failures, notes, raw = [], [], [], []
     for model in models:
         chain = None
         for pair in PAIRS:
@@ -433,8 +435,9 @@ def main() -> int:
                     )
                     break
             print(f"peers: {pair.name} ({model}) ...", flush=True)
-            figs, problems = measure(pair, chain, SIZES[model][mode], a.reps)
+            figs, problems, runs = measure(pair, chain, SIZES[model][mode], a.reps)
             results += figs
+            raw.append({"pair": pair.name, "model": model, "size": SIZES[model][mode], **runs})
             if problems:
                 failures.append(f"{pair.name} ({model}): " + "; ".join(problems))
     for note in notes:
@@ -442,6 +445,10 @@ def main() -> int:
             {"figure": note, "ours": None, "baseline": None, "unit": "", "ratio": None, "goal": "-"}
         )
     report("peers (quick)" if a.quick else "peers", results, a.json)
+    if a.json:  # every run's record (seconds, tokens, losses, settings, RSS), beside the figures
+        from rlhf.io import atomic_write_json
+
+        atomic_write_json(Path(a.json).with_suffix(".runs.json"), raw)
     for f in failures:
         print(f"peers: not the same work, so no ratio holds: {f}", file=sys.stderr)
     return 1 if failures else 0
