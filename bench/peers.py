@@ -20,7 +20,8 @@ Same work, proven: the bench exits non-zero, naming the pair, when the two sides
 (PPO: first update's score, policy and value loss; generation: the generated token ids) or settings differ beyond
 1e-4 relative.
 
---quick (`make bench-quick`): reduced sizes, and on SmolLM2 only the pairs that gate a merge. SmolLM2-135M-Instruct
+--quick (`make bench-quick`): reduced sizes; SFT padding-free and PPO on the demo model, SFT padding-free, reward and
+generation on SmolLM2 (each pair's `quick_models`). SmolLM2-135M-Instruct
 comes from the GGUF `make setup` installs, converted once into BENCH_RESULTS/work/ (as tests/test_real_model.py
 does); without it the SmolLM2 pairs are reported as skipped.
 """
@@ -183,7 +184,7 @@ PAIRS = [
     Pair("sft padding-free", "sft", "token", "<= 0.8x", sft_commands(True)),
     Pair("sft padded", "sft", "token", "-", sft_commands(False), quick_models=()),
     Pair(
-        "sft padding-free, chat template",
+        "sft padding-free chat template",
         "sft",
         "token",
         "<= 0.8x",
@@ -308,7 +309,7 @@ def same_work(kind: str, ours: dict, bare: dict) -> list[str]:
 
 def measure(pair: Pair, chain: Chain, size: dict, reps: int) -> tuple[list[dict], list[str], dict]:
     """`reps` (ours, bare) runs, ours first and then alternating: figures, same-work problems, the runs."""
-    slug = f"{chain.model}-{pair.name.replace(' ', '_').replace(',', '')}"
+    slug = f"{chain.model}-{pair.name.replace(' ', '_')}"
     dump = WORK / f"{slug}-data"
     shutil.rmtree(dump, ignore_errors=True)
     runs: dict[str, list[dict]] = {"ours": [], "bare": []}
@@ -404,7 +405,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="reduced sizes and pairs (make bench-quick)")
     p.add_argument("--reps", type=int, default=3, help="repetitions per figure (>= 3 for a spread)")
     p.add_argument("--model", choices=["demo", "smollm2", "both"], default="both")
-    p.add_argument("--only", help="comma-separated pair names to run (default: all)")
+    p.add_argument("--only", action="append", help="run only this pair (repeatable; default: all)")
     a = p.parse_args()
     # Both sides get the same OpenMP wait policy: the one the kit would pick for this machine now (a value in
     # the environment wins), so the kit's choice of it is not what a ratio measures.
@@ -414,7 +415,10 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     mode = "quick" if a.quick else "full"
     models = ["demo", "smollm2"] if a.model == "both" else [a.model]
-    only = set(a.only.split(",")) if a.only else None
+    only = set(a.only or ())
+    if only - {p.name for p in PAIRS}:
+        print(f"peers: no pair named {sorted(only - {p.name for p in PAIRS})}", file=sys.stderr)
+        return 2
     results, failures, notes, raw = [], [], [], []
     for model in models:
         chain = None
@@ -444,6 +448,9 @@ def main() -> int:
         results.append(
             {"figure": note, "ours": None, "baseline": None, "unit": "", "ratio": None, "goal": "-"}
         )
+    if not results:
+        print("peers: no pair for this model and mode", file=sys.stderr)
+        return 2
     report("peers (quick)" if a.quick else "peers", results, a.json)
     if a.json:  # every run's record (seconds, tokens, losses, settings, RSS), beside the figures
         from rlhf.io import atomic_write_json
