@@ -395,7 +395,7 @@ def figures(pair: Pair, model: str, runs: dict) -> list[dict]:
         what = "first update's value loss" if pair.kind == "ppo" else "first-step loss"
         out.append({"figure": f"{tag}: same work: {what} ({o[0]['trained_tokens']} vs {b[0]['trained_tokens']} "
                     f"{'generated' if pair.kind == 'ppo' else 'trained'} tokens)", "ours": o[0]["first_loss"],
-                    "baseline": b[0]["first_loss"], "unit": "nats" if pair.kind == "sft" else "",
+                    "baseline": b[0]["first_loss"], "unit": "" if pair.kind == "ppo" else "nats",
                     "ratio": o[0]["first_loss"] / b[0]["first_loss"], "goal": "within 1e-4"})  # fmt: skip
     return out
 
