@@ -16,7 +16,7 @@ from _peer_hooks import install  # records the work as on the kit's side (bench/
 
 install("ppo")
 from datasets import Dataset, load_from_disk  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed  # noqa: E402
 from trl.experimental.ppo import PPOConfig, PPOTrainer  # noqa: E402
 
 sft, rm, prompts_json, out, overrides = (
@@ -26,6 +26,9 @@ sft, rm, prompts_json, out, overrides = (
     sys.argv[4],
     json.loads(sys.argv[5]),
 )
+# PPOTrainer seeds torch but not numpy, whose global RNG draws each PPO epoch's minibatch order
+# (np.random.permutation): unseeded, two runs split the batch differently whenever it holds more than one micro-batch.
+set_seed(overrides["seed"])
 tok = AutoTokenizer.from_pretrained(sft, padding_side="left")
 if Path(prompts_json).is_dir():
     ds = load_from_disk(prompts_json)

@@ -54,7 +54,7 @@ SIZES = {
         "quick": {"sft_rows": 128, "pairs": 64, "episodes": 128, "prompts": 128},
     },
     "smollm2": {
-        "full": {"sft_rows": 24, "pairs": 12, "episodes": 16, "prompts": 32},
+        "full": {"sft_rows": 24, "pairs": 12, "episodes": 8, "prompts": 32},
         "quick": {"sft_rows": 8, "pairs": 8, "episodes": 8, "prompts": 16},
     },
 }
@@ -69,11 +69,12 @@ REWARD = {  # center_rewards_coefficient: the kit's default (TRL's is None), giv
     "smollm2": {"per_device_train_batch_size": 4, "learning_rate": 1e-5, "max_length": 256,
                 "center_rewards_coefficient": 0.01},
 }  # fmt: skip
-PPO = {  # bench/ppo_overhead.py's settings
+PPO = {  # bench/ppo_overhead.py's settings; SmolLM2 with 16-token responses (one update of 8 episodes: ~4 min a side
+    # under load with 32 tokens and 2 updates, too long for 6 runs in make bench)
     "demo": {"per_device_train_batch_size": 64, "gradient_accumulation_steps": 1, "local_rollout_forward_batch_size": 64,
              "learning_rate": 2e-4, "kl_coef": 0.03, "response_length": 20},
     "smollm2": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4,
-                "local_rollout_forward_batch_size": 2, "learning_rate": 3e-6, "kl_coef": 0.05, "response_length": 32},
+                "local_rollout_forward_batch_size": 2, "learning_rate": 3e-6, "kl_coef": 0.05, "response_length": 16},
 }  # fmt: skip
 GENERATE = {
     "demo": {"batch_size": 32, "max_new_tokens": 24},
