@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo demo-methods experiment test test-slow lint bench docs clean
+.PHONY: setup demo demo-methods experiment test test-slow lint bench bench-quick docs clean
 
 setup: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ lint: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# The peer comparisons (the kit vs bare TRL / transformers) at reduced size, before a merge (<= 10 min on 2 cores).
+# Prints its table and writes BENCH_RESULTS/peers_quick.json; BENCHMARKS.md is left to `make bench`.
+bench-quick: setup
+	$(PY) bench/peers.py --quick --json BENCH_RESULTS/peers_quick.json
 
 # Generated docs (tests/test_docs.py fails when they are out of date).
 docs: setup

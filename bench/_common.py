@@ -74,14 +74,27 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def format_ratio(figure: dict) -> str:
+    """ "1.02x", or with the spread of repeated measurements "1.02x (0.97-1.10, n=3)"; "-" when there is none."""
+    if figure.get("ratio") is None:
+        return "-"
+    text = f"{figure['ratio']:.2f}x"
+    if figure.get("spread"):
+        low, high = figure["spread"]
+        text += f" ({low:.2f}-{high:.2f}, n={figure['reps']})"
+    return text
+
+
 def report(name: str, figures: list[dict], json_path: str | None) -> None:
     width = max(len(f["figure"]) for f in figures)
     print(f"\n{name}")
     for f in figures:
-        ratio = f"{f['ratio']:.2f}x" if f.get("ratio") is not None else "-"
+        if f.get("ours") is None:  # a figure that could not be measured: its text says why
+            print(f"  {f['figure']}")
+            continue
         print(
             f"  {f['figure'].ljust(width)}  ours {f['ours']:.4g} {f['unit']}  baseline {f['baseline']:.4g} {f['unit']}"
-            f"  ratio {ratio}  (goal {f.get('goal', '-')})"
+            f"  ratio {format_ratio(f)}  (goal {f.get('goal', '-')})"
         )
     if json_path:
         from rlhf.io import atomic_write_json

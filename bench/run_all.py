@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from _common import REPO, machine
+from _common import REPO, format_ratio, machine
 
 from rlhf.io import atomic_write_text
 
@@ -18,6 +18,7 @@ BENCHES = [
     "generation.py",
     "reward_scoring.py",
     "ppo_overhead.py",
+    "peers.py",
     "end_to_end.py",
     "faults.py",
 ]
@@ -73,14 +74,17 @@ def main() -> int:
         "",
         f"Written by `make bench` on {m['date']}: {m['cpu']}, {m['cores']} cores, "
         f"torch {m['torch']} with {m['torch_threads']} threads. Every baseline is measured in the same run, "
-        "on the same model and data.",
+        "on the same model and data. A ratio measured over repetitions shows its median, then (min-max, n=runs).",
         "",
         "| benchmark | figure | ours | baseline | ratio | goal |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
         for f in r["figures"]:
-            ratio = f"{f['ratio']:.2f}x" if f.get("ratio") is not None else ""
+            if f.get("ours") is None:  # not measured; the figure's text says why
+                lines.append(f"| {r['name']} | {f['figure'].strip()} |  |  |  | {f.get('goal', '')} |")
+                continue
+            ratio = format_ratio(f) if f.get("ratio") is not None else ""
             lines.append(
                 f"| {r['name']} | {f['figure'].strip()} | {f['ours']:.4g} {f['unit']} | "
                 f"{f['baseline']:.4g} {f['unit']} | {ratio} | {f.get('goal', '')} |"
