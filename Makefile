@@ -29,8 +29,8 @@ demo: setup
 	$(VENV)/bin/rlhf pipeline --config configs/demo/pipeline.yaml --out $(RUN) --seed $(SEED)
 
 # Issue 17's experiment: RLHF on SmolLM2-135M-Instruct judged by verifiable constraints (configs/experiments/).
-# Its instructions are read from $$RLHF_CONSTRAINTS_SOURCE, else $$RLHF_SHARED_DATA: a dir of Alpaca /
-# Self-Instruct json(l) files. Planned at ~90 min on 2 CPU cores; output in runs/experiment.
+# Its instructions are read from the config's data.source, else $$RLHF_CONSTRAINTS_SOURCE: Alpaca /
+# Self-Instruct json(l) rows. Planned at ~90 min on 2 CPU cores (not yet measured end to end); output in runs/experiment.
 EXPERIMENT_RUN ?= runs/experiment
 experiment: setup
 	$(VENV)/bin/rlhf pipeline --config configs/experiments/constraints.yaml --out $(EXPERIMENT_RUN) --seed $(SEED)

@@ -1,7 +1,7 @@
 """`rlhf generate CKPT --instruction ...`: answer one instruction with a policy checkpoint.
 
 The prompt is the checkpoint's own training template (from its manifest), so what you see is what the stage
-was trained on. CKPT is a finished sft or ppo stage dir, a complete checkpoint-N dir, a LoRA adapter dir, or a
+was trained on. CKPT is a finished sft, ppo, dpo or rloo stage dir, a complete checkpoint-N dir, a LoRA adapter dir, or a
 plain HF model dir or hub id (with the Alpaca template, or `--template chat` for its own chat template, and a
 note on stderr); an unfinished run is refused.
 
@@ -34,7 +34,8 @@ def load_for_generation(path: str | Path, template: str | None = None):
 def cli(argv: list[str] | None = None, prog: str = "rlhf generate") -> int:
     p = ArgumentParser(prog=prog, description="Answer one instruction with a finished sft/ppo checkpoint.")
     p.add_argument(
-        "checkpoint", help="a finished sft or ppo stage dir (or a checkpoint-N, adapter or HF model dir)"
+        "checkpoint",
+        help="a finished sft, ppo, dpo or rloo stage dir (or a checkpoint-N, adapter or HF model dir)",
     )
     p.add_argument("--instruction", required=True)
     p.add_argument("--input", default="", help="optional context for the instruction (Alpaca's `input`)")

@@ -94,7 +94,7 @@ def sample_pairs(
 def cli(argv=None, prog="rlhf pairs") -> int:
     p = ArgumentParser(prog=prog, description="Sample n responses per prompt from a policy checkpoint.")
     p.add_argument(
-        "--policy", required=True, help="a finished sft or ppo stage dir (or any policy model dir)"
+        "--policy", required=True, help="a finished sft, ppo, dpo or rloo stage dir (or any policy model dir)"
     )
     p.add_argument(
         "--prompts",

@@ -541,6 +541,10 @@ def run_pipeline(
     cfg = load_pipeline_config(config_path)
     seed = int(cfg.get("seed", 0) if seed is None else seed)
     run = Path(out)
+    if force is not None and force not in STEPS:  # a typo is refused before any stage config is read
+        raise UserError(
+            f"unknown step {force!r}; expected one of {', '.join(STEPS)}", "command line", "--force"
+        )
     steps = plan(cfg, run, seed, source=str(config_path), quiet=quiet)
     if force is not None and force not in {s.name for s in steps}:
         raise UserError(

@@ -75,7 +75,7 @@ SFT_PARENT = {
     "manifest_not_json": (write_manifest('{"schema_version": 1, "stage": "sft"'),
                           "{d}/rlhf_stage.json: manifest is not valid JSON"),
     "manifest_not_an_object": (write_manifest("[1, 2]"), "{d}/rlhf_stage.json: manifest is not a JSON object"),
-    "unknown_stage_kind": (edit_manifest(stage="dpo"), "{d}/rlhf_stage.json: unknown stage kind 'dpo'"),
+    "unknown_stage_kind": (edit_manifest(stage="kto"), "{d}/rlhf_stage.json: unknown stage kind 'kto'"),
     "missing_weight_file": (lambda d: (d / "model.safetensors").unlink(),
                             "{d}: missing weight file (expected one of model.safetensors"),
     "not_a_directory": (lambda d: (shutil.rmtree(d), d.write_text("not a dir")), "{d}: checkpoint is not a directory"),

@@ -224,7 +224,10 @@ def test_a_renamed_key_this_stage_does_not_have_is_a_plain_unknown_key():
 
 def test_the_kits_old_names_keep_working():
     cfg = build_config(PPOStageConfig, {"demo_prompts": 5, "demo_kinds": "largest"})
-    assert (cfg.demo_prompts, cfg.demo_kinds) == (5, "largest")  # read by rlhf.rollout_prompts when task_* are unset
+    assert (cfg.demo_prompts, cfg.demo_kinds) == (
+        5,
+        "largest",
+    )  # read by rlhf.rollout_prompts when task_* are unset
     assert build_config(SFTStageConfig, {"use_lora": True}).use_lora
 
 

@@ -53,7 +53,9 @@ def test_finished_stages_load_by_role(tiny_chain):
     rm = load_reward_model(tiny_chain["reward"])
     assert rm.source.kind == "reward" and rm.model.config.num_labels == 1
     assert rm.model.config.pad_token_id == rm.tokenizer.pad_token_id  # the head reads the last non-pad token
-    with pytest.raises(UserError, match="expected a finished sft or ppo stage, found a reward stage"):
+    with pytest.raises(
+        UserError, match="expected a finished sft or ppo or dpo or rloo stage, found a reward stage"
+    ):
         locate_model(tiny_chain["reward"], role="policy")
     with pytest.raises(UserError, match="expected a finished reward stage, found a sft stage"):
         locate_model(tiny_chain["sft"], role="reward")

@@ -25,16 +25,24 @@ STAGES = {"sft": SFTStageConfig, "reward": RewardStageConfig, "ppo": PPOStageCon
           "rloo": RLOOStageConfig}  # fmt: skip
 CHAIN = ("sft", "reward", "ppo")  # the stages every model recipe folder holds
 ACCELERATE = sorted((CONFIGS / "accelerate").glob("*.yaml"))
-PIPELINES = sorted({*CONFIGS.rglob("pipeline*.yaml"), *CONFIGS.rglob("methods*.yaml")})
+PIPELINES = sorted(
+    {
+        *CONFIGS.rglob("pipeline*.yaml"),
+        *CONFIGS.rglob("methods*.yaml"),
+        *(CONFIGS / "experiments").glob("*.yaml"),
+    }
+    - set((CONFIGS / "experiments").glob("*_*.yaml"))
+)
 STAGE_YAMLS = sorted(set(CONFIGS.rglob("*.yaml")) - set(ACCELERATE) - set(PIPELINES))
 # Model recipes: a folder per model, each with the full and the LoRA variant of every stage.
-RECIPE_DIRS = sorted({p.parent for p in STAGE_YAMLS if p.parent.name != "demo"})
+RECIPE_DIRS = sorted({p.parent for p in STAGE_YAMLS if p.parent.name not in ("demo", "experiments")})
 VARIANTS = {"": False, "_lora": True}
 
 
 def stage_of(path: Path) -> str:
-    """sft.yaml, sft_lora.yaml -> sft: a stage file is named after the stage that reads it."""
-    return path.stem.split("_")[0]
+    """sft.yaml, sft_lora.yaml, constraints_sft.yaml -> sft: a stage file is named after the stage that reads it."""
+    parts = path.stem.split("_")
+    return next((p for p in parts if p in STAGES), parts[0])
 
 
 def rel(path: Path) -> str:
