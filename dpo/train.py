@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import datasets
 from trl import DPOTrainer
 
@@ -15,8 +13,7 @@ from rlhf.distributed import end_of_run, main_print
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
-from rlhf.preferences import load_preferences
-from rlhf.sources import stage_sources
+from rlhf.preferences import stage_pairs
 from rlhf.templates import check_template
 from rlhf.training import lora_config
 
@@ -35,16 +32,7 @@ def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
     """Train the DPO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     parent = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")  # or any causal LM (external)
     job = StageRun("dpo", cfg, parents=[parent])
-    source, held_out = stage_sources(cfg, "pairs_path", "eval_pairs_path")
-    pairs = load_preferences(source)
-    random.Random(cfg.seed).shuffle(pairs)
-    if held_out is not None:
-        eval_pairs = load_preferences(held_out)
-    else:
-        n_eval = int(round(len(pairs) * cfg.eval_fraction))
-        pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]
-    if cfg.max_pairs:
-        pairs = pairs[: cfg.max_pairs]
+    pairs, eval_pairs = stage_pairs(cfg)
 
     # Policy and reference both start as the SFT policy, with its tokenizer and prompt template.
     tokenizer = load_tokenizer(parent.path)

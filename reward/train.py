@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 from trl import RewardTrainer
 
 from reward.config import RewardStageConfig
@@ -17,8 +15,7 @@ from rlhf.evaluation.scoring import RewardScorer
 from rlhf.io import sha256_text
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
-from rlhf.preferences import load_preferences
-from rlhf.sources import stage_sources
+from rlhf.preferences import stage_pairs
 from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config
 
@@ -55,16 +52,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     """Train the reward stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     parent = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")  # or any causal LM (external)
     job = StageRun("reward", cfg, parents=[parent])
-    source, held_out = stage_sources(cfg, "pairs_path", "eval_pairs_path")
-    pairs = load_preferences(source)
-    random.Random(cfg.seed).shuffle(pairs)
-    if held_out is not None:
-        eval_pairs = load_preferences(held_out)
-    else:
-        n_eval = int(round(len(pairs) * cfg.eval_fraction))
-        pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]
-    if cfg.max_pairs:
-        pairs = pairs[: cfg.max_pairs]
+    pairs, eval_pairs = stage_pairs(cfg)
 
     # The SFT tokenizer and backbone, with a scalar head: token ids mean what the policy means. The prompt
     # template is the parent's (a plain model's: `template`, default alpaca), checked before any weights load.

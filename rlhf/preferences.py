@@ -18,6 +18,7 @@ under `chat` the messages through the tokenizer's chat template.
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from rlhf.data import read_records
 from rlhf.distributed import main_print
 from rlhf.errors import UserError
 from rlhf.messages import check_messages, transcript
+from rlhf.sources import stage_sources
 
 HH_ASSISTANT = "\n\nAssistant:"
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
@@ -177,3 +179,20 @@ def load_preferences(path: str | Path, *, verbose: bool = True) -> list[dict]:
     if not pairs:
         raise UserError("no usable preference pairs", path)
     return pairs
+
+
+def stage_pairs(cfg) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) pairs of a stage reading `pairs_path` / `eval_pairs_path` (or TRL's dataset_* keys), as
+    the reward and DPO stages split them: shuffled with `cfg.seed`; held out from the eval source when there is
+    one, else the first `eval_fraction` of the shuffled pairs; the training pairs capped at `max_pairs`."""
+    source, held_out = stage_sources(cfg, "pairs_path", "eval_pairs_path")
+    pairs = load_preferences(source)
+    random.Random(cfg.seed).shuffle(pairs)
+    if held_out is not None:
+        eval_pairs = load_preferences(held_out)
+    else:
+        n_eval = int(round(len(pairs) * cfg.eval_fraction))
+        pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]
+    if cfg.max_pairs:
+        pairs = pairs[: cfg.max_pairs]
+    return pairs, eval_pairs
