@@ -34,6 +34,8 @@ reward_model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the 
 @torch.no_grad()
 def reward_model_score(prompts, completions, completion_ids, batch_size=64, **_):
     """Scalar-head score of prompt ids + sampled ids, right-padded, in batches of `batch_size`."""
+    if not isinstance(prompts[0], str):  # chat prompts are messages; the peer chains use the Alpaca template
+        raise SystemExit("_bare_rloo.py: expects Alpaca-formatted prompt text, got chat messages")
     rows = [p + list(c) for p, c in zip(tokenizer(prompts)["input_ids"], completion_ids)]
     scores = []
     for i in range(0, len(rows), batch_size):
