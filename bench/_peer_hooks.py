@@ -8,6 +8,9 @@ itself and the kit's code is not imported here:
 - `Trainer.training_step`: the first step's loss (the unrounded value the step returns) and the tokens the loss
   covers in every step (SFT: next-token labels != -100; reward: the non-pad tokens of chosen + rejected);
 - PPO (`batch_generation` and `Trainer.log`): generated response tokens, and the first update's logged losses;
+- RLOO (`RLOOTrainer._generate_and_score_completions`): the completion tokens the loss covers (its
+  `completion_mask`) and a digest of the sampled ids;
+- `Trainer.log` (PPO, DPO, RLOO): the first update's logged values in `FIRST_LOGS`;
 - `GenerationMixin.generate`: from the start of the first call to the end of the last (so the tokenizing and
   decoding between batches count), new non-pad tokens and a digest of them;
 - the trainer's `__init__`: the settings that shape the work (`SETTINGS`), and, when PEER_DUMP names a path, the
@@ -35,7 +38,23 @@ SETTINGS = (
     "response_length temperature local_rollout_forward_batch_size cliprange cliprange_value vf_coef gamma lam "
     "whiten_rewards missing_eos_penalty stop_token_id center_rewards_coefficient"
 ).split()
-PPO_FIRST_LOGS = ("objective/scores", "loss/policy_avg", "loss/value_avg")
+# Fields of one trainer only, compared only for its pairs (SFTConfig also has a `loss_type`, RewardConfig a
+# `disable_dropout`, each with its own meaning and default).
+KIND_SETTINGS = {
+    "dpo": "beta loss_type label_smoothing max_length truncation_mode disable_dropout precompute_ref_log_probs "
+    "use_weighting ld_alpha rpo_alpha".split(),
+    "rloo": "beta num_generations max_completion_length generation_batch_size steps_per_generation num_iterations "
+    "epsilon epsilon_high normalize_advantages reward_clip_range mask_truncated_completions disable_dropout top_p "
+    "top_k min_p repetition_penalty shuffle_dataset".split(),
+}
+# Logged values of the first update that must agree (bench/peers.py shows the first one). DPO's and RLOO's first
+# loss is the same on any data (policy = reference: DPO's is ln 2; RLOO's ~0, each prompt's leave-one-out advantages
+# summing to zero), so what proves the same data is the first batch's log-probabilities / rewards.
+FIRST_LOGS = {
+    "ppo": ("loss/value_avg", "objective/scores", "loss/policy_avg"),
+    "dpo": ("logps/chosen", "logps/rejected"),
+    "rloo": ("reward", "reward_std"),
+}
 
 RECORD: dict = {
     "train_seconds": 0.0,
@@ -68,11 +87,13 @@ def _timed(orig, key: str, depth: str):
 
 
 def _batch_tokens(kind: str, inputs: dict) -> int:
+    if kind == "rloo":  # a batch of prompt rows; the completions are counted where they are sampled
+        return 0
     if kind == "sft":
         if inputs.get("shift_labels") is not None:
             return int((inputs["shift_labels"] != IGNORE_INDEX).sum())
         return int((inputs["labels"][..., 1:] != IGNORE_INDEX).sum())
-    return int(inputs["attention_mask"].sum())  # reward (and pairwise stages): every token of both sides
+    return int(inputs["attention_mask"].sum())  # reward, DPO: every token of chosen + rejected
 
 
 def _dump_dataset(kind: str, dataset, path: str) -> None:
@@ -83,11 +104,15 @@ def _dump_dataset(kind: str, dataset, path: str) -> None:
         dataset = Dataset.from_dict({"input_ids": dataset["input_ids"], "completion_mask": masks})
     elif kind == "ppo":  # the prompts' ids, as PPOTrainer's collator takes them
         dataset = dataset.select_columns(["input_ids"])
+    elif (
+        kind == "dpo"
+    ):  # the rows the kit handed DPOTrainer, before its tokenizing, which it repeats on any input
+        dataset = dataset.select_columns(["prompt", "chosen", "rejected"])
     dataset.save_to_disk(path)
 
 
 def install(kind: str) -> None:
-    """Record `kind` ("sft", "reward", "ppo" or "generate") work in this process; written at exit."""
+    """Record `kind` ("sft", "reward", "dpo", "ppo", "rloo" or "generate") work in this process; written at exit."""
     import transformers
 
     Trainer = transformers.Trainer
@@ -109,7 +134,8 @@ def install(kind: str) -> None:
 
     def init(self, *args, **kwargs):
         orig_init(self, *args, **kwargs)
-        RECORD["settings"] = {k: getattr(self.args, k) for k in SETTINGS if hasattr(self.args, k)}
+        names = SETTINGS + KIND_SETTINGS.get(kind, [])
+        RECORD["settings"] = {k: getattr(self.args, k) for k in names if hasattr(self.args, k)}
         if kwargs.get("train_dataset") is not None:
             RECORD["rows"] = len(kwargs["train_dataset"])
         dump = os.environ.get("PEER_DUMP")
@@ -129,17 +155,34 @@ def install(kind: str) -> None:
             return out
 
         ppo_trainer.batch_generation = batch_generation
+    else:
+        Trainer.__init__ = init
+    if kind == "rloo":
+        from trl import RLOOTrainer
+
+        orig_sample = RLOOTrainer._generate_and_score_completions
+
+        def generate_and_score(self, inputs):
+            out = orig_sample(self, inputs)
+            mask = out["completion_mask"]
+            RECORD["trained_tokens"] += int(mask.sum())
+            ids = [row[m.bool()].tolist() for row, m in zip(out["completion_ids"], mask)]
+            _digest.update(json.dumps(ids).encode())
+            return out
+
+        RLOOTrainer._generate_and_score_completions = generate_and_score
+    if kind in FIRST_LOGS:
+        first = FIRST_LOGS[kind]
         orig_log = Trainer.log
 
         def log(self, logs, *args, **kwargs):
-            if RECORD["first_logs"] is None and all(k in logs for k in PPO_FIRST_LOGS):
-                RECORD["first_logs"] = {k: float(logs[k]) for k in PPO_FIRST_LOGS}
-                RECORD["first_loss"] = RECORD["first_logs"]["loss/value_avg"]
+            if RECORD["first_logs"] is None and all(k in logs for k in first):
+                RECORD["first_logs"] = {k: float(logs[k]) for k in first}
+                if kind == "ppo":  # no training_step: the first update's value loss stands for it
+                    RECORD["first_loss"] = RECORD["first_logs"][first[0]]
             return orig_log(self, logs, *args, **kwargs)
 
         Trainer.log = log
-    else:
-        Trainer.__init__ = init
 
     from transformers.generation.utils import GenerationMixin
 

@@ -5,7 +5,9 @@ model, token ids, batch and settings, measured in the same run.
 |---|---|---|
 | sft padding-free / padded / chat | `rlhf sft` | TRL `SFTTrainer`, completion-only loss (`_bare_sft.py`) |
 | reward | `rlhf reward` | TRL `RewardTrainer` (`_bare_reward.py`) |
+| dpo | `rlhf dpo` | TRL `DPOTrainer`, frozen reference copy (`_bare_dpo.py`) |
 | ppo | `rlhf ppo` | TRL `PPOTrainer` (`_bare_ppo.py`) |
+| rloo | `rlhf rloo` | TRL `RLOOTrainer`, reward function over the reward model (`_bare_rloo.py`) |
 | generate | `rlhf.generate.generate` (what `rlhf compare` samples with) | plain batched `model.generate` |
 
 Every side runs in its own process (so its peak RSS is its own) with bench/_peer_hooks.py recording, identically on
@@ -17,12 +19,13 @@ first; then the sides alternate (ours, bare, bare, ours, ours, bare, ...) so tha
 both. Each figure is the median over the repetitions of the per-repetition ratio, with its min and max.
 
 Same work, proven: the bench exits non-zero, naming the pair, when the two sides' trained tokens, first-step loss
-(PPO: first update's score, policy and value loss; generation: the generated token ids) or settings differ beyond
-1e-4 relative.
+(PPO: first update's score, policy and value loss; DPO: also the first batch's chosen and rejected log-probabilities;
+RLOO: also the first update's reward mean and std and the sampled ids; generation: the generated token ids) or
+settings differ beyond 1e-4 relative.
 
---quick (`make bench-quick`): reduced sizes; SFT padding-free and PPO on the demo model, SFT padding-free, reward and
-generation on SmolLM2 (each pair's `quick_models`). SmolLM2-135M-Instruct comes from the GGUF `make setup` installs,
-converted once into BENCH_RESULTS/work/ (as tests/test_real_model.py does); without it the SmolLM2 pairs are
+--quick (`make bench-quick`): reduced sizes; SFT padding-free, DPO, PPO and RLOO on the demo model, SFT padding-free,
+reward and generation on SmolLM2 (each pair's `quick_models`). SmolLM2-135M-Instruct comes from the GGUF `make setup`
+installs, converted once into BENCH_RESULTS/work/ (as tests/test_real_model.py does); without it the SmolLM2 pairs are
 reported as skipped.
 """
 
@@ -53,7 +56,7 @@ SIZES = {
         "full": {"sft_rows": 256, "pairs": 128, "episodes": 256, "prompts": 256},
         "quick": {"sft_rows": 128, "pairs": 64, "episodes": 128, "prompts": 128},
     },
-    "smollm2": {
+    "smollm2": {  # DPO reads `pairs`, RLOO `episodes`
         "full": {"sft_rows": 24, "pairs": 12, "episodes": 8, "prompts": 32},
         "quick": {"sft_rows": 8, "pairs": 8, "episodes": 8, "prompts": 16},
     },
@@ -75,6 +78,18 @@ PPO = {  # bench/ppo_overhead.py's settings; SmolLM2 with 16-token responses (on
              "learning_rate": 2e-4, "kl_coef": 0.03, "response_length": 20},
     "smollm2": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4,
                 "local_rollout_forward_batch_size": 2, "learning_rate": 3e-6, "kl_coef": 0.05, "response_length": 16},
+}  # fmt: skip
+DPO = {  # configs/demo/dpo.yaml's beta and max_length; reward's batches (a DPO step runs policy and reference on both)
+    "demo": {"per_device_train_batch_size": 16, "learning_rate": 2e-4, "max_length": 128, "beta": 0.1},
+    "smollm2": {"per_device_train_batch_size": 4, "learning_rate": 5e-7, "max_length": 256, "beta": 0.1},
+}
+RLOO = {  # configs/demo/rloo.yaml (PPO's KL coefficient, response length and temperature); per_device_train_batch_size
+    # counts completions: demo 16 prompts x 4 samples per update; SmolLM2 2 prompts x 4 in micro-batches of 4,
+    # PPO's 8 episodes of 16 tokens
+    "demo": {"per_device_train_batch_size": 64, "gradient_accumulation_steps": 1, "learning_rate": 1e-4,
+             "beta": 0.05, "max_completion_length": 20},
+    "smollm2": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "learning_rate": 3e-6,
+                "beta": 0.05, "max_completion_length": 16},
 }  # fmt: skip
 GENERATE = {
     "demo": {"batch_size": 32, "max_new_tokens": 24},
@@ -157,6 +172,33 @@ def ppo_commands(c: Chain, size: dict, out_ours: Path, out_bare: Path, dump: Pat
     return ["ppo", *ours], bare, size["episodes"]
 
 
+def dpo_commands(c: Chain, size: dict, out_ours: Path, out_bare: Path, dump: Path):
+    settings = {**TRAINING, **DPO[c.model]}
+    ours = ["dpo", "--sft_path", c.sft, "--pairs_path", c.pairs, "--output_dir", out_ours, "--eval_fraction", "0",
+            "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1", "--quiet", "true",
+            "--max_pairs", size["pairs"], *flags(settings)]  # fmt: skip
+    return ["dpo", *ours], [BENCH / "_bare_dpo.py", c.sft, dump, out_bare, json.dumps(settings)], None
+
+
+def rloo_commands(c: Chain, size: dict, out_ours: Path, out_bare: Path, dump: Path):
+    r = RLOO[c.model]
+    updates = size["episodes"] // (r["per_device_train_batch_size"] * r["gradient_accumulation_steps"])
+    settings = {**TRAINING, **r, "num_generations": 4, "max_steps": updates, "lr_scheduler_type": "constant",
+                "temperature": 0.7, "missing_eos_penalty": 1.0}  # fmt: skip
+    prompts = write_json(WORK / f"{c.model}-rloo-prompts.json", c.prompt_rows[: size["episodes"] // 4])
+    # The reward as the bare side computes it: the reward model's raw score (no normalising with the reward
+    # stage's statistics, which a bare script does not have), minus the missing-EOS penalty.
+    ours = ["rloo", "--sft_path", c.sft, "--reward_path", c.reward, "--prompts_path", prompts,
+            "--num_eval_prompts", "0", "--normalize_reward", "false", "--save_strategy", "no", "--quiet", "true",
+            "--output_dir", out_ours, *flags(settings)]  # fmt: skip
+    bare = [BENCH / "_bare_rloo.py", c.sft, c.reward, dump, out_bare, json.dumps(settings)]
+    return (
+        ["rloo", *ours],
+        bare,
+        updates * r["per_device_train_batch_size"] * r["gradient_accumulation_steps"],
+    )
+
+
 def generate_commands(c: Chain, size: dict, out_ours: Path, out_bare: Path, dump: Path):
     from rlhf.templates import format_prompt
 
@@ -178,8 +220,8 @@ def chat_template_available() -> str | None:
     return None
 
 
-# The table of pairs. A new stage's pair (DPO, RLOO) is one entry here plus its bare script (bench/_bare_dpo.py:
-# TRL's DPOTrainer on the dataset the kit's run dumps) and, if its batches are not counted by `_batch_tokens` in
+# The table of pairs. A new stage's pair is one entry here plus its bare script (bench/_bare_NAME.py: the TRL trainer
+# on the dataset the kit's run dumps) and, if its batches are not counted by `_batch_tokens` in
 # bench/_peer_hooks.py (pairwise batches with an attention_mask are), a line there.
 PAIRS = [
     Pair("sft padding-free", "sft", "token", "<= 0.8x", sft_commands(True)),
@@ -195,7 +237,9 @@ PAIRS = [
         available=chat_template_available,
     ),
     Pair("reward", "reward", "pair", "<= 1.05x", reward_commands, quick_models=("smollm2",)),
+    Pair("dpo", "dpo", "pair", "<= 1.05x", dpo_commands, quick_models=("demo",)),
     Pair("ppo", "ppo", "episode", "<= 1.05x", ppo_commands, quick_models=("demo",)),
+    Pair("rloo", "rloo", "episode", "<= 1.05x", rloo_commands, quick_models=("demo",)),
     Pair("generate", "generate", "response", "<= 1.05x", generate_commands, quick_models=("smollm2",)),
 ]
 
@@ -294,13 +338,14 @@ def same_work(kind: str, ours: dict, bare: dict) -> list[str]:
         return problems
     if not close(ours["trained_tokens"], bare["trained_tokens"]):
         problems.append(f"trained tokens {ours['trained_tokens']} vs {bare['trained_tokens']}")
-    if kind == "ppo":
-        for k in ours["first_logs"] or {}:
-            if not close(ours["first_logs"][k], (bare["first_logs"] or {}).get(k)):
-                problems.append(
-                    f"first update {k} {ours['first_logs'][k]!r} vs {(bare['first_logs'] or {}).get(k)!r}"
-                )
-    elif not close(ours["first_loss"], bare["first_loss"]):
+    if kind == "rloo" and ours["generated_digest"] != bare["generated_digest"]:
+        problems.append("sampled completion ids differ")
+    for k in ours["first_logs"] or {}:  # PPO, RLOO: the first update's logged losses / rewards
+        if not close(ours["first_logs"][k], (bare["first_logs"] or {}).get(k)):
+            problems.append(
+                f"first update {k} {ours['first_logs'][k]!r} vs {(bare['first_logs'] or {}).get(k)!r}"
+            )
+    if kind != "ppo" and not close(ours["first_loss"], bare["first_loss"]):
         problems.append(f"first-step loss {ours['first_loss']!r} vs {bare['first_loss']!r}")
     for k in ours["settings"].keys() & bare["settings"].keys():
         if ours["settings"][k] != bare["settings"][k]:
@@ -341,7 +386,7 @@ def seconds(kind: str, record: dict) -> float:
 def units(pair: Pair, record: dict) -> float:
     if pair.kind == "sft":
         return record["trained_tokens"]
-    if pair.kind == "reward":
+    if pair.kind in ("reward", "dpo"):  # the pairs the trainer got, after TRL's own filter
         return record["rows"]
     return record["units"]
 
@@ -368,8 +413,8 @@ def figures(pair: Pair, model: str, runs: dict) -> list[dict]:
     unit = {"token": "ms/token", "pair": "s/pair", "episode": "s/episode", "response": "s/response"}[
         pair.unit
     ]
-    baseline = {"sft": "TRL SFTTrainer", "reward": "TRL RewardTrainer", "ppo": "TRL PPOTrainer",
-                "generate": "model.generate"}[pair.kind]  # fmt: skip
+    baseline = {"sft": "TRL SFTTrainer", "reward": "TRL RewardTrainer", "dpo": "TRL DPOTrainer",
+                "ppo": "TRL PPOTrainer", "rloo": "TRL RLOOTrainer", "generate": "model.generate"}[pair.kind]  # fmt: skip
     tag = f"{pair.name} ({model})"
     out = [
         spread_figure(
@@ -393,11 +438,21 @@ def figures(pair: Pair, model: str, runs: dict) -> list[dict]:
                     "baseline": b[0]["generated_tokens"], "unit": "tokens",
                     "ratio": o[0]["generated_tokens"] / b[0]["generated_tokens"], "goal": "= 1"})  # fmt: skip
     else:
-        what = "first update's value loss" if pair.kind == "ppo" else "first-step loss"
+        # DPO's and RLOO's first loss is the same on any data (bench/_peer_hooks.py FIRST_LOGS): their row shows
+        # the first batch's mean chosen log-probability / mean reward; same_work compares the loss too.
+        what, key, unit = {"ppo": ("first update's value loss", "loss/value_avg", ""),
+                           "dpo": ("first batch's chosen log-prob", "logps/chosen", "nats"),
+                           "rloo": ("first update's mean reward", "reward", "")}.get(
+                               pair.kind, ("first-step loss", None, "nats"))  # fmt: skip
+        ours, base = (
+            (o[0]["first_logs"][key], b[0]["first_logs"][key])
+            if key
+            else (o[0]["first_loss"], b[0]["first_loss"])
+        )
+        tokens = "generated" if pair.kind in ("ppo", "rloo") else "trained"
         out.append({"figure": f"{tag}: same work: {what} ({o[0]['trained_tokens']} vs {b[0]['trained_tokens']} "
-                    f"{'generated' if pair.kind == 'ppo' else 'trained'} tokens)", "ours": o[0]["first_loss"],
-                    "baseline": b[0]["first_loss"], "unit": "" if pair.kind == "ppo" else "nats",
-                    "ratio": o[0]["first_loss"] / b[0]["first_loss"], "goal": "within 1e-4"})  # fmt: skip
+                    f"{tokens} tokens)", "ours": ours, "baseline": base, "unit": unit,
+                    "ratio": ours / base if base else None, "goal": "within 1e-4"})  # fmt: skip
     return out
 
 
