@@ -102,8 +102,20 @@ def _validate_pairs(rows: list[dict], path) -> None:
         row["_path"] = str(path)
 
 
-def pair_indices(rows: list[dict]) -> list[tuple[int, int, int]]:
-    """Disjoint consecutive pairs of each row's responses: (row, 0, 1), (row, 2, 3), ..."""
+PAIRINGS = ("disjoint", "all")
+
+
+def pair_indices(rows: list[dict], pairing: str = "disjoint") -> list[tuple[int, int, int]]:
+    """Which of each row's responses are compared. disjoint: consecutive pairs (row, 0, 1), (row, 2, 3), ...;
+    all: every pair of them (n responses -> n(n-1)/2 comparisons, as InstructGPT used all pairs of a ranking).
+    With a strict judge most pairs of weak samples tie; all pairs find more decisive ones without looking at
+    the labels first."""
+    if pairing == "all":
+        return [(r, i, j) for r, row in enumerate(rows) for i in range(len(row["responses"]))
+                for j in range(i + 1, len(row["responses"]))]  # fmt: skip
+    if pairing != "disjoint":
+        raise UserError(f"unknown pairing {pairing!r}; expected one of {', '.join(PAIRINGS)}", "command line",
+                        "--pairing")  # fmt: skip
     return [(r, i, i + 1) for r, row in enumerate(rows) for i in range(0, len(row["responses"]) - 1, 2)]
 
 
@@ -116,9 +128,11 @@ def annotate(
     position_bias: float = 0.0,
     tie_rate: float = 0.0,
     seed: int = 0,
+    pairing: str = "disjoint",
 ) -> tuple[list[dict], dict]:
-    """Label every pair; returns (preference rows without ties, stats)."""
-    idx = pair_indices(rows)
+    """Label every pair (`pairing`: which responses of a row are paired, see pair_indices); returns (preference
+    rows without ties, stats)."""
+    idx = pair_indices(rows, pairing)
     task = tasks.detect(rows)  # None here: gold_label names the first row no task recognises
     gold = (
         [gold_label(rows[r], a, b, task) for r, a, b in idx] if not annotator.startswith("reward:") else None
@@ -210,6 +224,10 @@ def cli(argv=None, prog="rlhf annotate") -> int:
         "--position-bias", type=float, default=0.0, help="noisy: probability of picking A regardless"
     )
     p.add_argument("--tie-rate", type=float, default=0.0, help="noisy: probability of answering tie")
+    p.add_argument(
+        "--pairing", choices=PAIRINGS, default="disjoint",
+        help="disjoint: responses 0-1, 2-3, ... of each row; all: every pair of them",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -222,6 +240,7 @@ def cli(argv=None, prog="rlhf annotate") -> int:
         position_bias=a.position_bias,
         tie_rate=a.tie_rate,
         seed=a.seed,
+        pairing=a.pairing,
     )
     print(
         f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped"
@@ -247,6 +266,7 @@ def write_preferences(
     position_bias: float = 0.0,
     tie_rate: float = 0.0,
     seed: int = 0,
+    pairing: str = "disjoint",
 ) -> dict:
     """Label the pairs file `pairs` (from `rlhf pairs`) and write the preferences to `out` (jsonl), their stats to
     `out`.stats.json; returns the stats."""
@@ -257,6 +277,9 @@ def write_preferences(
     for name, value in (("flip_rate", flip_rate), ("position_bias", position_bias), ("tie_rate", tie_rate)):
         if not 0 <= value <= 1:
             raise UserError("expected a probability in [0, 1]", "command line", f"--{name.replace('_', '-')}")
+    if pairing not in PAIRINGS:
+        raise UserError(f"unknown pairing {pairing!r}; expected one of {', '.join(PAIRINGS)}", "command line",
+                        "--pairing")  # fmt: skip
     rows = read_records(pairs)
     _validate_pairs(rows, pairs)
     prefs, stats = annotate(
@@ -267,6 +290,7 @@ def write_preferences(
         position_bias=position_bias,
         tie_rate=tie_rate,
         seed=seed,
+        pairing=pairing,
     )
     if not prefs:
         raise UserError(

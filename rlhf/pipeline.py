@@ -53,7 +53,7 @@ SCHEMA = {
     "model": {"vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "convert"},
     "sft": {"config", "overrides", "fine_tune"},
     "pairs": {"n", "temperature", "top_p", "max_new_tokens"},
-    "annotate": {"annotator", "pool_size", "flip_rate", "position_bias", "tie_rate"},
+    "annotate": {"annotator", "pool_size", "flip_rate", "position_bias", "tie_rate", "pairing"},
     "reward": {"config", "overrides"},
     "ppo": {"config", "overrides"},
     "dpo": {"config", "overrides"},
@@ -267,6 +267,7 @@ class Annotate:
     flip_rate: float | None = None
     position_bias: float | None = None
     tie_rate: float | None = None
+    pairing: str | None = None
 
     def run(self) -> str:
         from rlhf.annotators import write_preferences

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 from rlhf.data import read_records
@@ -181,6 +182,32 @@ def load_preferences(path: str | Path, *, verbose: bool = True) -> list[dict]:
     return pairs
 
 
+def prompt_key(pair: dict) -> tuple:
+    """What makes two pairs share a prompt: the same instruction, input and conversation."""
+    return (pair["instruction"], pair.get("input", ""), repr(pair.get("messages")))
+
+
+def hold_out_by_prompt(pairs: list[dict], n_eval: int) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) with about `n_eval` held-out pairs, whole prompts at a time: the prompts in the order
+    they first appear in `pairs` go to the held-out side until it holds >= n_eval pairs. Pairs that share a
+    prompt (several pairs of one prompt's samples) never straddle the split, so held-out accuracy is measured on
+    prompts the model never trained on. When every prompt is unique this is pairs[n_eval:], pairs[:n_eval]."""
+    if n_eval <= 0:
+        return pairs, []
+    keys = [prompt_key(p) for p in pairs]
+    sizes = Counter(keys)
+    held: set = set()
+    count = 0
+    for key in keys:
+        if count >= n_eval:
+            break
+        if key not in held:
+            held.add(key)
+            count += sizes[key]
+    keep = [p for p in pairs if prompt_key(p) not in held]
+    return keep, [p for p in pairs if prompt_key(p) in held]
+
+
 def stage_pairs(cfg) -> tuple[list[dict], list[dict]]:
     """(train, held-out) pairs of a stage reading `pairs_path` / `eval_pairs_path` (or TRL's dataset_* keys), as
     the reward and DPO stages split them: shuffled with `cfg.seed`; held out from the eval source when there is
@@ -191,8 +218,7 @@ def stage_pairs(cfg) -> tuple[list[dict], list[dict]]:
     if held_out is not None:
         eval_pairs = load_preferences(held_out)
     else:
-        n_eval = int(round(len(pairs) * cfg.eval_fraction))
-        pairs, eval_pairs = pairs[n_eval:], pairs[:n_eval]
+        pairs, eval_pairs = hold_out_by_prompt(pairs, int(round(len(pairs) * cfg.eval_fraction)))
     if cfg.max_pairs:
         pairs = pairs[: cfg.max_pairs]
     return pairs, eval_pairs

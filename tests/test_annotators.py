@@ -95,3 +95,28 @@ def test_annotate_cli_all_unusable_is_one_clear_error(tmp_path):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().count("\n") == 0 and str(path) in res.stderr and "ties" in res.stderr
     assert not (tmp_path / "prefs.jsonl").exists()
+
+
+def test_all_pairing_compares_every_pair_of_a_rows_responses():
+    from rlhf.annotators import pair_indices
+    from rlhf.errors import UserError
+
+    rows = [{"responses": ["a", "b", "c", "d"]}, {"responses": ["e", "f"]}]
+    assert pair_indices(rows) == [(0, 0, 1), (0, 2, 3), (1, 0, 1)]
+    assert pair_indices(rows, "all") == [(0, 0, 1), (0, 0, 2), (0, 0, 3), (0, 1, 2), (0, 1, 3), (0, 2, 3),
+                                         (1, 0, 1)]  # fmt: skip
+    with pytest.raises(UserError, match="unknown pairing 'some'"):
+        pair_indices(rows, "some")
+
+
+def test_held_out_pairs_never_share_a_prompt_with_training_pairs():
+    from rlhf.preferences import hold_out_by_prompt, prompt_key
+
+    pairs = [{"instruction": f"q{i % 7}", "input": "", "chosen": str(i), "rejected": "x"} for i in range(40)]
+    train, held = hold_out_by_prompt(pairs, 6)
+    assert len(train) + len(held) == 40 and len(held) >= 6
+    assert not {prompt_key(p) for p in train} & {prompt_key(p) for p in held}
+    # every prompt unique: the first n_eval pairs, as before
+    unique = [{"instruction": f"q{i}", "input": "", "chosen": "c", "rejected": "r"} for i in range(10)]
+    assert hold_out_by_prompt(unique, 3) == (unique[3:], unique[:3])
+    assert hold_out_by_prompt(unique, 0) == (unique, [])

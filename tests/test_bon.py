@@ -188,3 +188,40 @@ def test_bon_with_the_trained_reward_model_on_the_command_line(tiny_chain, tmp_p
     assert {"bon3.gold_winrate_vs_sft", "bon3.gold_winrate_vs_sft_sampled", "bon3.generated_tokens"} <= set(
         metrics
     )
+
+
+def test_smaller_best_of_n_nests_in_the_larger_ones_samples(tiny_chain, tmp_path):
+    """bon:2 and bon:4 over one policy draw once: Best-of-2's candidates are the first 2 of each group of
+    Best-of-4's (the same i.i.d. samples), its picks the best of those, its cost counted as 2 samples each."""
+    from rlhf.evaluation.scoring import RewardScorer
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            RewardScorer,
+            "from_stage",
+            classmethod(lambda cls, source, batch_size=64, template=None: LengthScorer()),
+        )
+        metrics = compare(
+            [str(tiny_chain["sft"]), f"{tiny_chain['sft']}+bon:2", f"{tiny_chain['sft']}+bon:4"],
+            str(tiny_chain["prompts"]), tmp_path, reference=str(tiny_chain["sft"]),
+            reward=str(tiny_chain["reward"]), limit=5, temperature=1.0, num_samples=2, max_new_tokens=12,
+            sweep_prompts=0, overopt_prompts=0,
+        )  # fmt: skip
+    rows = read_jsonl(tmp_path / "responses.jsonl")
+
+    def of(name, setting):
+        return sorted((r for r in rows if r["checkpoint"] == name and r["setting"] == setting),
+                      key=lambda r: (r["prompt_index"], r["sample_index"]))  # fmt: skip
+
+    big, small = of("bon4", "bon_candidates"), of("bon2", "bon_candidates")
+    assert len(big) == 5 * 2 * 4 and len(small) == 5 * 2 * 2
+    for r in small:
+        g, i = divmod(r["sample_index"], 2)
+        twin = next(b for b in big if b["prompt_index"] == r["prompt_index"] and b["sample_index"] == g * 4 + i)
+        assert r["response"] == twin["response"] and r["reward_score"] == twin["reward_score"]
+    for pick in of("bon2", "sampled"):
+        group = [r for r in small if r["prompt_index"] == pick["prompt_index"]
+                 and r["sample_index"] // 2 == pick["sample_index"]]  # fmt: skip
+        assert pick["response"] == group[first_best([r["reward_score"] for r in group])]["response"]
+    assert metrics["bon2.generated_tokens"] == sum(r["num_tokens"] for r in small)
+    assert 0 < metrics["bon2.stage_seconds"] <= metrics["bon4.stage_seconds"]

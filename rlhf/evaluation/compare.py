@@ -89,14 +89,28 @@ def load_policy(
 
 
 def run_best_of_n(
-    pol: Policy, prompts: list[dict], params: SamplingParams, scorer, batch_size: int, task: Task | None
+    pol: Policy,
+    prompts: list[dict],
+    params: SamplingParams,
+    scorer,
+    batch_size: int,
+    task: Task | None,
+    drawn: Run | None = None,
+    drawn_n: int = 0,
 ) -> tuple[Run, Run, Run]:
     """(candidates, sampled, greedy) of Best-of-N over `pol`: `params.num_samples` answers per prompt, each the
     reward model's pick of `pol.best_of` samples drawn at `params`; `greedy` holds each prompt's first pick (Best-of-N
-    always samples: it has no greedy decoding). `candidates` holds every sample drawn, in groups of N."""
+    always samples: it has no greedy decoding). `candidates` holds every sample drawn, in groups of N.
+    `drawn`: candidates already drawn from the same policy at the same settings in groups of `drawn_n` >= N
+    (a larger Best-of-N's); then the first N of each group are this one's candidates (nested Best-of-N, as in
+    Gao et al. 2022: the same i.i.d. samples, N of them, so nothing is drawn again)."""
     n = pol.best_of
-    cand_params = replace(params, num_samples=params.num_samples * n)
-    cands = run_policy(pol, prompts, cand_params, scorer, max(1, batch_size // n), task)
+    if drawn is not None:
+        keep = [[g + i for g in range(0, len(s), drawn_n) for i in range(n)] for s in drawn.samples]
+        cands = _subset(drawn, keep)
+    else:
+        cand_params = replace(params, num_samples=params.num_samples * n)
+        cands = run_policy(pol, prompts, cand_params, scorer, max(1, batch_size // n), task)
     picks = best_of_n.select(cands.samples, cands.rm, n)
     return cands, _subset(cands, picks), _subset(cands, [p[:1] for p in picks])
 
@@ -358,12 +372,31 @@ def compare(
     }
     runs: dict[str, dict[str, Run]] = {}
     responses: list[dict] = []  # every answer generated below, for responses.jsonl
+    # Best-of-N policies over one base policy share their samples: the largest N is drawn once (first in the
+    # loop's order of need) and a smaller N takes the first N of each of its groups (nested Best-of-N).
+    largest = {}
+    for p in policies:
+        if p.best_of:
+            largest[p.path] = max(largest.get(p.path, 0), p.best_of)
+    drawn: dict = {}  # base path -> (candidates in groups of largest N, seconds it took to draw and score them)
     for pol in policies:
         if pol.best_of:
             started_bon, memory = time.time(), PeakMemory()
-            cands, sampled_run, greedy_run = run_best_of_n(pol, prompts, sampled, scorer, batch_size, task)
-            # Best-of-N trains nothing: its cost is this sampling and scoring, measured here.
-            metrics[f"{pol.name}.stage_seconds"] = time.time() - started_bon
+            big = largest[pol.path]
+            if big > pol.best_of and pol.path not in drawn:
+                cands_big, *_ = run_best_of_n(replace(pol, best_of=big), prompts, sampled, scorer, batch_size, task)
+                drawn[pol.path] = (cands_big, time.time() - started_bon)
+            shared = drawn.get(pol.path)
+            cands, sampled_run, greedy_run = run_best_of_n(
+                pol, prompts, sampled, scorer, batch_size, task, *((shared[0], big) if shared else ())
+            )
+            if shared is None:  # this is the largest N: the smaller ones nest in its samples
+                drawn[pol.path] = (cands, time.time() - started_bon)
+            # Best-of-N trains nothing: its cost is this sampling and scoring, measured here; a nested one's is
+            # its share (N / largest N) of the shared draw's time.
+            metrics[f"{pol.name}.stage_seconds"] = (
+                shared[1] * pol.best_of / big if shared else time.time() - started_bon
+            )
             peak = memory.read()
             metrics[f"{pol.name}.stage_peak_rss_mib"] = peak["rss_mib"]
             if peak["gpu_mib"] is not None:
