@@ -4,7 +4,9 @@ trackers as pip extras; old key names refused with the new one."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import typing
 
 import pytest
 import yaml
@@ -13,7 +15,7 @@ from conftest import REPO, run_cli
 from dpo.config import DPOStageConfig
 from ppo.config import PPOStageConfig
 from reward.config import RewardStageConfig
-from rlhf.config import TRACKERS, build_config, parse_config
+from rlhf.config import TRACKERS, DatasetOptions, LoraOptions, build_config, parse_config
 from rlhf.errors import UserError
 from rloo.config import RLOOStageConfig
 from sft.config import SFTStageConfig
@@ -57,6 +59,19 @@ def test_use_peft_and_dataset_name_are_trls_names_for_the_kits_keys(tmp_path, co
     assert line.startswith("error: arguments:key 'use_peft': 'use_peft' is TRL's name for 'use_lora'")
     line = error_of(config_class, {"dataset_name": "a.jsonl", path_key: "b.jsonl"})
     assert f"'dataset_name' is TRL's name for '{path_key}' and they differ" in line
+
+
+@pytest.mark.parametrize("config_class,path_key", STAGES)
+def test_every_stage_mixes_in_the_dataset_and_lora_keys_with_their_types(config_class, path_key):
+    """DatasetOptions and LoraOptions hold these keys once; a stage that redeclares one for its own help or default
+    keeps the block's type, so the key parses alike on every stage."""
+    hints = typing.get_type_hints(config_class)
+    for block in (DatasetOptions, LoraOptions):
+        assert issubclass(config_class, block)
+        for name, kind in typing.get_type_hints(block).items():
+            assert hints[name] == kind, (config_class.__name__, name)
+    names = {f.name for f in dataclasses.fields(config_class)}
+    assert {"dataset_config", "dataset_test_split", "use_lora", "lora_target_modules"} <= names
 
 
 def test_use_peft_as_a_bare_flag_like_trls_scripts():
