@@ -117,15 +117,27 @@ def test_lora_target_modules_as_yaml_list_or_comma_string(tmp_path, given, expec
 
 
 def test_lora_target_modules_as_flag_words_and_into_peft():
-    from rlhf.training import lora_config
+    from rlhf.training import lora_config, lora_config_for
 
     for argv in (["--lora_target_modules", "q_proj", "v_proj"], ["--lora_target_modules", "q_proj,v_proj"]):
         (cfg,) = parse_config([SFTStageConfig], argv)
         assert cfg.lora_target_modules == ["q_proj", "v_proj"]
         lora = lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
         assert set(lora.target_modules) == {"q_proj", "v_proj"}
+        assert lora_config_for(cfg, "CAUSAL_LM") is None  # use_lora is off
     (cfg,) = parse_config([SFTStageConfig], [])
     assert cfg.lora_target_modules == "all-linear"  # the default survives the flag taking several words
+
+
+@pytest.mark.parametrize("config_class,path_key", STAGES)
+def test_a_stage_configs_lora_keys_make_its_peft_config(config_class, path_key):
+    from rlhf.training import lora_config_for
+
+    argv = "--use_peft true --lora_r 4 --lora_alpha 8 --lora_target_modules q_proj,v_proj".split()
+    (cfg,) = parse_config([config_class], argv)
+    lora = lora_config_for(cfg, "SEQ_CLS")
+    assert (lora.task_type, lora.r, lora.lora_alpha, lora.lora_dropout) == ("SEQ_CLS", 4, 8, cfg.lora_dropout)
+    assert set(lora.target_modules) == {"q_proj", "v_proj"}
 
 
 @pytest.mark.parametrize("bad", [[], "", "all-linear,q_proj", [1], ["q_proj", ["v_proj"]], "q proj"])
