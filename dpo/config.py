@@ -7,11 +7,11 @@ from typing import ClassVar
 
 from trl import DPOConfig
 
-from rlhf.config import StageOptions
+from rlhf.config import DatasetOptions, LoraOptions, StageOptions
 
 
 @dataclass
-class DPOStageConfig(StageOptions, DPOConfig):
+class DPOStageConfig(StageOptions, DatasetOptions, LoraOptions, DPOConfig):
     """DPO on preference pairs, starting from the SFT policy; the reference policy is the SFT policy (with LoRA:
     the policy with its adapter disabled)."""
 
@@ -31,14 +31,9 @@ class DPOStageConfig(StageOptions, DPOConfig):
     eval_pairs_path: str | None = field(
         default=None, metadata={"help": "Held-out pairs; if unset, eval_fraction of pairs_path is held out."}
     )
+    # DatasetOptions and LoraOptions (rlhf.config) keys whose help or default is this stage's own.
     dataset_name: str | None = field(
         default=None, metadata={"help": "TRL's name for pairs_path (a path or a hub dataset id)."}
-    )
-    dataset_config: str | None = field(
-        default=None, metadata={"help": "Config of a hub dataset (datasets.load_dataset's name)."}
-    )
-    dataset_train_split: str = field(
-        default="train", metadata={"help": "Split of a hub dataset or dataset dir to train on."}
     )
     dataset_test_split: str | None = field(
         default=None,
@@ -58,14 +53,9 @@ class DPOStageConfig(StageOptions, DPOConfig):
             "help": "Train a LoRA adapter (reference = adapter disabled), merged into the saved policy."
         },
     )
-    use_peft: bool = field(default=False, metadata={"help": "TRL's name for use_lora."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    # No LoRA dropout: the loss compares the policy's log-probs with the reference's, where dropout is noise
+    # (DPOConfig's disable_dropout turns the model's own dropout off too).
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str | list[str] = field(
-        default="all-linear",
-        metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
-    )
     # DPOConfig / TrainingArguments defaults that suit this stage.
     output_dir: str = field(default="runs/dpo", metadata={"help": "Where the stage writes its checkpoint."})
     max_length: int | None = field(

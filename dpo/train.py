@@ -15,7 +15,7 @@ from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
 from rlhf.preferences import stage_pairs
 from rlhf.templates import check_template
-from rlhf.training import lora_config
+from rlhf.training import lora_config_for
 
 
 def rebuild_model(cfg: DPOStageConfig, parent, peft_config):
@@ -57,11 +57,7 @@ def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
     job.begin()
     if cfg.quiet:  # DPOTrainer tokenizes the rows with datasets.map, which draws its own progress bars
         datasets.disable_progress_bars()
-    peft_config = None
-    if cfg.use_lora:
-        peft_config = lora_config(
-            "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
-        )
+    peft_config = lora_config_for(cfg, "CAUSAL_LM")
     trainer = job.attach(
         DPOTrainer(
             model=policy,

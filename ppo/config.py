@@ -14,11 +14,11 @@ from typing import ClassVar
 
 from trl.experimental.ppo import PPOConfig
 
-from rlhf.config import StageOptions
+from rlhf.config import DatasetOptions, LoraOptions, StageOptions
 
 
 @dataclass
-class PPOStageConfig(StageOptions, PPOConfig):
+class PPOStageConfig(StageOptions, DatasetOptions, LoraOptions, PPOConfig):
     """PPO against a trained reward model, starting from the SFT policy."""
 
     # TRL's names (its PPO script's) for our keys; rlhf.config.resolve_aliases.
@@ -44,14 +44,9 @@ class PPOStageConfig(StageOptions, PPOConfig):
             "dataset dir or a hub dataset id."
         },
     )
+    # DatasetOptions and LoraOptions (rlhf.config) keys whose help or default is this stage's own.
     dataset_name: str | None = field(
         default=None, metadata={"help": "TRL's name for prompts_path (a path or a hub dataset id)."}
-    )
-    dataset_config: str | None = field(
-        default=None, metadata={"help": "Config of a hub dataset (datasets.load_dataset's name)."}
-    )
-    dataset_train_split: str = field(
-        default="train", metadata={"help": "Split of a hub dataset or dataset dir to train on."}
     )
     dataset_test_split: str | None = field(
         default=None,
@@ -91,14 +86,9 @@ class PPOStageConfig(StageOptions, PPOConfig):
         default=False,
         metadata={"help": "LoRA policy (reference = adapter disabled) and LoRA value-model backbone."},
     )
-    use_peft: bool = field(default=False, metadata={"help": "TRL's name for use_lora."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    # No LoRA dropout: PPO's ratio compares the policy's log-probs across passes (rollout, update), where
+    # dropout is noise; TRL turns the model's own dropout off for PPO too.
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str | list[str] = field(
-        default="all-linear",
-        metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
-    )
     merge: bool = field(
         default=False, metadata={"help": "LoRA only: save the policy merged into a standalone model dir."}
     )

@@ -26,7 +26,7 @@ from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.rollout_prompts import load_prompts, prompt_template, stop_at_end_of_turn, tokenize_prompts
 from rlhf.templates import check_template
-from rlhf.training import lora_config
+from rlhf.training import lora_config_for
 from rlhf.trl_compat import check_trl_version
 
 
@@ -83,11 +83,7 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     out = job.begin()
     if not len(eval_ds):
         cfg.num_sample_generations = 0
-    policy_lora = None
-    if cfg.use_lora:
-        policy_lora = lora_config(
-            "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
-        )
+    policy_lora = lora_config_for(cfg, "CAUSAL_LM")
     trainer = job.attach(
         ResumablePPOTrainer(
             args=cfg,

@@ -7,11 +7,11 @@ from typing import ClassVar
 
 from trl import RewardConfig
 
-from rlhf.config import StageOptions
+from rlhf.config import DatasetOptions, LoraOptions, StageOptions
 
 
 @dataclass
-class RewardStageConfig(StageOptions, RewardConfig):
+class RewardStageConfig(StageOptions, DatasetOptions, LoraOptions, RewardConfig):
     """Bradley-Terry reward model on preference pairs, initialised from a finished SFT checkpoint."""
 
     # TRL's names (its reward script's) for our keys; rlhf.config.resolve_aliases.
@@ -37,14 +37,9 @@ class RewardStageConfig(StageOptions, RewardConfig):
     eval_pairs_path: str | None = field(
         default=None, metadata={"help": "Held-out pairs; if unset, eval_fraction of pairs_path is held out."}
     )
+    # DatasetOptions and LoraOptions (rlhf.config) keys whose help or default is this stage's own.
     dataset_name: str | None = field(
         default=None, metadata={"help": "TRL's name for pairs_path (a path or a hub dataset id)."}
-    )
-    dataset_config: str | None = field(
-        default=None, metadata={"help": "Config of a hub dataset (datasets.load_dataset's name)."}
-    )
-    dataset_train_split: str = field(
-        default="train", metadata={"help": "Split of a hub dataset or dataset dir to train on."}
     )
     dataset_test_split: str | None = field(
         default=None,
@@ -60,14 +55,6 @@ class RewardStageConfig(StageOptions, RewardConfig):
     )
     use_lora: bool = field(
         default=False, metadata={"help": "Train a LoRA adapter (merged into the saved model)."}
-    )
-    use_peft: bool = field(default=False, metadata={"help": "TRL's name for use_lora."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str | list[str] = field(
-        default="all-linear",
-        metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
     )
     # RewardConfig / TrainingArguments defaults that suit this stage.
     output_dir: str = field(

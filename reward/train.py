@@ -17,7 +17,7 @@ from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.preferences import stage_pairs
 from rlhf.templates import check_template, stage_template
-from rlhf.training import lora_config
+from rlhf.training import lora_config_for
 
 
 def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int] | None:
@@ -73,11 +73,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
 
     # Bradley-Terry loss on (chosen, rejected) scores: TRL's RewardTrainer.
     job.begin()
-    peft_config = None
-    if cfg.use_lora:
-        peft_config = lora_config(
-            "SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
-        )
+    peft_config = lora_config_for(cfg, "SEQ_CLS")
     trainer = job.attach(
         RewardTrainer(
             model=model,

@@ -300,6 +300,45 @@ class StageOptions:
             parent()
 
 
+# Key blocks that several stages mix in, between StageOptions and the trainer's config class. A stage whose
+# default or help differs redeclares just that field (same type); it keeps the block's place in the field order.
+@dataclasses.dataclass
+class DatasetOptions:
+    """TRL's keys for a hub dataset or dataset dir as a stage's data (its scripts' ScriptArguments). Stages give
+    dataset_name (another name for their data key, see KEY_ALIASES) and dataset_test_split their own help."""
+
+    dataset_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "TRL's name for the stage's data path (a path or a hub dataset id)."}
+    )
+    dataset_config: str | None = dataclasses.field(
+        default=None, metadata={"help": "Config of a hub dataset (datasets.load_dataset's name)."}
+    )
+    dataset_train_split: str = dataclasses.field(
+        default="train", metadata={"help": "Split of a hub dataset or dataset dir to train on."}
+    )
+    dataset_test_split: str | None = dataclasses.field(
+        default=None, metadata={"help": "Split of the same dataset to hold out for evaluation."}
+    )
+
+
+@dataclasses.dataclass
+class LoraOptions:
+    """LoRA (peft) keys; r, alpha and dropout default as in TRL's ModelConfig. rlhf.training.lora_config_for
+    turns them into the stage's peft config."""
+
+    use_lora: bool = dataclasses.field(
+        default=False, metadata={"help": "Train a LoRA adapter (peft) instead of all weights."}
+    )
+    use_peft: bool = dataclasses.field(default=False, metadata={"help": "TRL's name for use_lora."})
+    lora_r: int = dataclasses.field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = dataclasses.field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = dataclasses.field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str | list[str] = dataclasses.field(
+        default="all-linear",
+        metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
+    )
+
+
 def _split_names(value: Any) -> list | Any:
     """A comma-separated string, or a list of such strings, as one list of names ('a, b' -> ['a', 'b']). Anything
     else (None, a number) is returned as it is, for the domain check to refuse."""

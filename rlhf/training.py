@@ -116,6 +116,14 @@ def lora_config(task_type: str | None, r: int, alpha: int, dropout: float, targe
     )
 
 
+def lora_config_for(cfg, task_type: str | None):
+    """The peft LoraConfig a stage config's LoRA keys (rlhf.config.LoraOptions) ask for, or None without use_lora
+    (what the trainers' peft_config takes). task_type: peft's, e.g. CAUSAL_LM or SEQ_CLS."""
+    if not cfg.use_lora:
+        return None
+    return lora_config(task_type, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+
+
 def quiet_trainer(trainer) -> None:
     """`--quiet`: with tqdm disabled the Trainer would print every log dict instead; drop that printer too
     (metrics still go to log.jsonl)."""

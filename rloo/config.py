@@ -14,11 +14,11 @@ from typing import ClassVar
 
 from trl import RLOOConfig
 
-from rlhf.config import StageOptions
+from rlhf.config import DatasetOptions, LoraOptions, StageOptions
 
 
 @dataclass
-class RLOOStageConfig(StageOptions, RLOOConfig):
+class RLOOStageConfig(StageOptions, DatasetOptions, LoraOptions, RLOOConfig):
     """RLOO against a trained reward model, starting from the SFT policy (reference: the SFT policy, or with LoRA
     the policy with its adapter disabled)."""
 
@@ -46,14 +46,9 @@ class RLOOStageConfig(StageOptions, RLOOConfig):
             "dataset dir or a hub dataset id."
         },
     )
+    # DatasetOptions and LoraOptions (rlhf.config) keys whose help or default is this stage's own.
     dataset_name: str | None = field(
         default=None, metadata={"help": "TRL's name for prompts_path (a path or a hub dataset id)."}
-    )
-    dataset_config: str | None = field(
-        default=None, metadata={"help": "Config of a hub dataset (datasets.load_dataset's name)."}
-    )
-    dataset_train_split: str = field(
-        default="train", metadata={"help": "Split of a hub dataset or dataset dir to train on."}
     )
     dataset_test_split: str | None = field(
         default=None,
@@ -98,14 +93,9 @@ class RLOOStageConfig(StageOptions, RLOOConfig):
             "help": "Train a LoRA adapter (reference = adapter disabled), merged into the saved policy."
         },
     )
-    use_peft: bool = field(default=False, metadata={"help": "TRL's name for use_lora."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    # No LoRA dropout: the policy's log-probs are compared with the rollout's and the reference's, where
+    # dropout is noise.
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str | list[str] = field(
-        default="all-linear",
-        metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
-    )
     template: str | None = field(
         default=None,
         metadata={

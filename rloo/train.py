@@ -23,7 +23,7 @@ from rlhf.logs import read_log
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.rollout_prompts import prompt_template, stop_at_end_of_turn
 from rlhf.templates import check_template
-from rlhf.training import lora_config
+from rlhf.training import lora_config_for
 from rloo.config import RLOOStageConfig
 from rloo.prompts import load_prompts, prompt_rows
 from rloo.reward import RewardModelScore
@@ -124,11 +124,7 @@ def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
     )
 
     out = job.begin()
-    peft_config = None
-    if cfg.use_lora:
-        peft_config = lora_config(
-            "CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules
-        )
+    peft_config = lora_config_for(cfg, "CAUSAL_LM")
     trainer = job.attach(
         RLOOTrainer(
             model=policy,

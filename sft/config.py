@@ -7,11 +7,11 @@ from typing import ClassVar
 
 from transformers import TrainingArguments
 
-from rlhf.config import StageOptions
+from rlhf.config import DatasetOptions, LoraOptions, StageOptions
 
 
 @dataclass
-class SFTStageConfig(StageOptions, TrainingArguments):
+class SFTStageConfig(StageOptions, DatasetOptions, LoraOptions, TrainingArguments):
     """Supervised fine-tuning. Defaults follow Stanford Alpaca's recipe where it has one."""
 
     # TRL's names (its SFT script's) for our keys; rlhf.config.resolve_aliases.
@@ -33,14 +33,9 @@ class SFTStageConfig(StageOptions, TrainingArguments):
             "help": "Held-out rows for eval loss (any data_path source); if unset, eval_fraction is split off."
         },
     )
+    # DatasetOptions and LoraOptions (rlhf.config) keys whose help or default is this stage's own.
     dataset_name: str | None = field(
         default=None, metadata={"help": "TRL's name for data_path (a path or a hub dataset id)."}
-    )
-    dataset_config: str | None = field(
-        default=None, metadata={"help": "Config of a hub dataset (datasets.load_dataset's name)."}
-    )
-    dataset_train_split: str = field(
-        default="train", metadata={"help": "Split of a hub dataset or dataset dir to train on."}
     )
     dataset_test_split: str | None = field(
         default=None,
@@ -72,17 +67,6 @@ class SFTStageConfig(StageOptions, TrainingArguments):
             "help": "Run the LM head and loss only at positions whose next token is trained (not the masked "
             "prompt): the same loss, less compute and memory. Models without logits_to_keep ignore it."
         },
-    )
-    use_lora: bool = field(
-        default=False, metadata={"help": "Train a LoRA adapter (peft) instead of all weights."}
-    )
-    use_peft: bool = field(default=False, metadata={"help": "TRL's name for use_lora."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str | list[str] = field(
-        default="all-linear",
-        metadata={"help": "all-linear, or module names (a YAML list or a comma-separated string)."},
     )
     # TrainingArguments defaults that suit this stage (Alpaca: lr 2e-5, 3 epochs, cosine, warmup 0.03, wd 0).
     output_dir: str = field(default="runs/sft", metadata={"help": "Where the stage writes its checkpoint."})

@@ -22,7 +22,7 @@ from rlhf.models import (
 )
 from rlhf.sources import stage_sources
 from rlhf.templates import check_template
-from rlhf.training import logged_value, lora_config
+from rlhf.training import logged_value, lora_config_for
 from sft.collators import keeps_logits_selectively, make_collator
 from sft.config import SFTStageConfig
 from sft.data import encode_examples, split_rows
@@ -73,9 +73,7 @@ def run(cfg: SFTStageConfig) -> checkpoint.Stage | None:
     model = load_causal_lm(cfg.model_name_or_path, trust_remote_code=cfg.trust_remote_code)
     added = smart_tokenizer_and_embedding_resize(missing_special_tokens(tokenizer), tokenizer, model)
     sync_special_token_ids(model, tokenizer)
-    lora = None
-    if cfg.use_lora:
-        lora = lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    lora = lora_config_for(cfg, "CAUSAL_LM")
     if cfg.padding_free and not isolates_packed_sequences(model):
         raise UserError(
             f"not supported by this model ({model.config.model_type}): its attention ignores the packed "

@@ -4,7 +4,9 @@ trackers as pip extras; old key names refused with the new one."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import typing
 
 import pytest
 import yaml
@@ -13,7 +15,7 @@ from conftest import REPO, run_cli
 from dpo.config import DPOStageConfig
 from ppo.config import PPOStageConfig
 from reward.config import RewardStageConfig
-from rlhf.config import TRACKERS, build_config, parse_config
+from rlhf.config import TRACKERS, DatasetOptions, LoraOptions, build_config, parse_config
 from rlhf.errors import UserError
 from rloo.config import RLOOStageConfig
 from sft.config import SFTStageConfig
@@ -59,6 +61,19 @@ def test_use_peft_and_dataset_name_are_trls_names_for_the_kits_keys(tmp_path, co
     assert f"'dataset_name' is TRL's name for '{path_key}' and they differ" in line
 
 
+@pytest.mark.parametrize("config_class,path_key", STAGES)
+def test_every_stage_mixes_in_the_dataset_and_lora_keys_with_their_types(config_class, path_key):
+    """DatasetOptions and LoraOptions hold these keys once; a stage that redeclares one for its own help or default
+    keeps the block's type, so the key parses alike on every stage."""
+    hints = typing.get_type_hints(config_class)
+    for block in (DatasetOptions, LoraOptions):
+        assert issubclass(config_class, block)
+        for name, kind in typing.get_type_hints(block).items():
+            assert hints[name] == kind, (config_class.__name__, name)
+    names = {f.name for f in dataclasses.fields(config_class)}
+    assert {"dataset_config", "dataset_test_split", "use_lora", "lora_target_modules"} <= names
+
+
 def test_use_peft_as_a_bare_flag_like_trls_scripts():
     (cfg,) = parse_config([SFTStageConfig], ["--use_peft", "--lora_r", "8"])
     assert cfg.use_lora and cfg.lora_r == 8
@@ -102,15 +117,27 @@ def test_lora_target_modules_as_yaml_list_or_comma_string(tmp_path, given, expec
 
 
 def test_lora_target_modules_as_flag_words_and_into_peft():
-    from rlhf.training import lora_config
+    from rlhf.training import lora_config, lora_config_for
 
     for argv in (["--lora_target_modules", "q_proj", "v_proj"], ["--lora_target_modules", "q_proj,v_proj"]):
         (cfg,) = parse_config([SFTStageConfig], argv)
         assert cfg.lora_target_modules == ["q_proj", "v_proj"]
         lora = lora_config("CAUSAL_LM", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
         assert set(lora.target_modules) == {"q_proj", "v_proj"}
+        assert lora_config_for(cfg, "CAUSAL_LM") is None  # use_lora is off
     (cfg,) = parse_config([SFTStageConfig], [])
     assert cfg.lora_target_modules == "all-linear"  # the default survives the flag taking several words
+
+
+@pytest.mark.parametrize("config_class,path_key", STAGES)
+def test_a_stage_configs_lora_keys_make_its_peft_config(config_class, path_key):
+    from rlhf.training import lora_config_for
+
+    argv = "--use_peft true --lora_r 4 --lora_alpha 8 --lora_target_modules q_proj,v_proj".split()
+    (cfg,) = parse_config([config_class], argv)
+    lora = lora_config_for(cfg, "SEQ_CLS")
+    assert (lora.task_type, lora.r, lora.lora_alpha, lora.lora_dropout) == ("SEQ_CLS", 4, 8, cfg.lora_dropout)
+    assert set(lora.target_modules) == {"q_proj", "v_proj"}
 
 
 @pytest.mark.parametrize("bad", [[], "", "all-linear,q_proj", [1], ["q_proj", ["v_proj"]], "q proj"])

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's packa
 from dpo.config import DPOStageConfig  # noqa: E402
 from ppo.config import PPOStageConfig  # noqa: E402
 from reward.config import RewardStageConfig  # noqa: E402
-from rlhf.config import StageOptions  # noqa: E402
+from rlhf.config import DatasetOptions, LoraOptions, StageOptions  # noqa: E402
 from rlhf.pipeline import SCHEMA  # noqa: E402
 from rloo.config import RLOOStageConfig  # noqa: E402
 from sft.config import SFTStageConfig  # noqa: E402
@@ -36,6 +36,20 @@ def _default(f: dataclasses.Field) -> str:
     return "required"
 
 
+# Key blocks a stage mixes in: documented in each stage's table, after its own keys, with its defaults and help.
+BLOCKS = (DatasetOptions, LoraOptions)
+
+
+def stage_fields(cls: type, shared: set[str]) -> list[dataclasses.Field]:
+    """The keys a stage sets or adds (the rest of its base config class is documented there): its own fields and
+    overrides in field order, then the blocks it mixes in."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    blocks = [f.name for b in BLOCKS if issubclass(cls, b) for f in dataclasses.fields(b)]
+    declared = cls.__dict__.get("__annotations__", {})
+    own = [n for n in fields if n in declared and n not in shared and n not in blocks]
+    return [fields[n] for n in own + blocks]
+
+
 def render() -> str:
     lines = [
         "# Config reference",
@@ -54,11 +68,6 @@ def render() -> str:
         for f in dataclasses.fields(StageOptions)
     ]
     for stage, cls, base in STAGES:
-        own = [
-            f
-            for f in dataclasses.fields(cls)
-            if f.name in cls.__dict__.get("__annotations__", {}) and f.name not in shared
-        ]
         lines += [
             "",
             f"## `rlhf {stage}` ({cls.__name__}, extends `{base}`)",
@@ -67,7 +76,7 @@ def render() -> str:
             "",
         ]
         lines += ["| key | default | meaning |", "|---|---|---|"]
-        for f in own:
+        for f in stage_fields(cls, shared):
             lines.append(f"| `{f.name}` | `{_default(f)}` | {f.metadata.get('help', '').replace('|', '/')} |")
     lines += [
         "",
