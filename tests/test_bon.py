@@ -217,7 +217,9 @@ def test_smaller_best_of_n_nests_in_the_larger_ones_samples(tiny_chain, tmp_path
     assert len(big) == 5 * 2 * 4 and len(small) == 5 * 2 * 2
     for r in small:
         g, i = divmod(r["sample_index"], 2)
-        twin = next(b for b in big if b["prompt_index"] == r["prompt_index"] and b["sample_index"] == g * 4 + i)
+        twin = next(
+            b for b in big if b["prompt_index"] == r["prompt_index"] and b["sample_index"] == g * 4 + i
+        )
         assert r["response"] == twin["response"] and r["reward_score"] == twin["reward_score"]
     for pick in of("bon2", "sampled"):
         group = [r for r in small if r["prompt_index"] == pick["prompt_index"]

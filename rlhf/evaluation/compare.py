@@ -384,7 +384,9 @@ def compare(
             started_bon, memory = time.time(), PeakMemory()
             big = largest[pol.path]
             if big > pol.best_of and pol.path not in drawn:
-                cands_big, *_ = run_best_of_n(replace(pol, best_of=big), prompts, sampled, scorer, batch_size, task)
+                cands_big, *_ = run_best_of_n(
+                    replace(pol, best_of=big), prompts, sampled, scorer, batch_size, task
+                )
                 drawn[pol.path] = (cands_big, time.time() - started_bon)
             shared = drawn.get(pol.path)
             cands, sampled_run, greedy_run = run_best_of_n(
