@@ -64,7 +64,7 @@ def test_experiment_config_plans_the_issue_chain(shared_data, monkeypatch, tmp_p
     steps = {s.name: s for s in plan(cfg, tmp_path / "experiment", 0, source=str(EXPERIMENT), quiet=True)}
     run = tmp_path / "experiment"
     rows = steps["data"].actions
-    assert {(r.split, r.n) for r in rows} == {("pairs", 300), ("eval", 200), ("train", 512)}
+    assert {(r.split, r.n) for r in rows} == {("pairs", 300), ("eval", 200), ("train", 256)}
     assert all(isinstance(r, ConstraintRows) and r.source == str(shared_data.resolve()) for r in rows)
     assert steps["base"].actions == [Convert("smollm2", run / "base")]
     assert steps["sft"].actions == [AdoptSFT(run / "base", run / "sft", "alpaca")]
