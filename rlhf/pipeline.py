@@ -1,18 +1,18 @@
 """`rlhf pipeline`: the whole chain as one rerunnable experiment.
 
-Steps, in order: data -> base -> sft -> pairs -> annotate -> reward -> one step per training method -> compare.
-The task (`task:` demo or constraints) decides only the first three, which make the start policy `<run>/sft`, and
-where the prompts come from; every step after them is the same for every task.
-`methods:` lists what the report compares with the SFT policy (default: ppo): the training stages `ppo`, `dpo` and
-`rloo`, each trained once from the shared sft/prefs/reward into `<run>/<method>/`, and `bon:N`, Best-of-N over the
-SFT policy, which trains nothing (compare samples it as `<run>/sft+bon:N`). The plan is data: each step holds the
-parameter objects of what it runs (a stage's config object, built and checked before anything runs, or the typed
-parameters of a library function) and the steps it depends on. A step whose outputs exist and whose identity (its
-settings, the config files it reads, and the identities of the steps it depends on) is unchanged is skipped, unless
-a step it depends on ran; `--force STEP` reruns that step and every step that depends on it. So changing one
-method's settings retrains that method only (and reruns the comparison). The state lives in
-`<run>/pipeline_state.json`, written after each finished step, so a killed pipeline resumes at the step that was
-interrupted (stages resume from their own checkpoints).
+Steps, in order: data -> base -> sft -> pairs -> annotate -> reward -> one step per training method -> compare. The
+task (`task:` demo or constraints) decides only the first three, which make the start policy `<run>/sft`, and where
+the prompts come from; every step after them is the same for every task. `methods:` lists what the report compares
+with the SFT policy (default: ppo): the training stages `ppo`, `dpo` and `rloo`, each trained once from the shared
+sft/prefs/reward into `<run>/<method>/`, and `bon:N`, Best-of-N over the SFT policy, which trains nothing (compare
+samples it as `<run>/sft+bon:N`). The plan is data: each step holds the parameter objects of what it runs (a stage's
+config object, built and checked before anything runs, or the typed parameters of a library function) and the steps
+it depends on. A step whose outputs exist and whose identity (its settings, the config files it reads, as parsed so
+that comments do not count, and the identities of the steps it depends on) is unchanged is skipped, unless a step it
+depends on ran; `--force STEP` reruns that step and every step that depends on it. So changing one method's settings
+retrains that method only (and reruns the comparison). The state lives in `<run>/pipeline_state.json`, written after
+each finished step, so a killed pipeline resumes at the step that was interrupted (stages resume from their own
+checkpoints).
 """
 
 from __future__ import annotations
@@ -344,14 +344,18 @@ class Step:
     def done(self) -> bool:
         return all(check(path) for path, check in self.outputs)
 
-    def identity(self, upstream: list[str]) -> str:
+    def identity(self, upstream: list[str], *, legacy: bool = False) -> str:
         """What the step's outputs depend on: the seed and the identities of the steps it reads from (`upstream`),
-        its settings, and the files it reads."""
+        its settings, and the config files it reads, as parsed: editing a comment or the layout of a stage's YAML
+        does not rerun the stage. `legacy`: the identity as state files written before 2026-12-03 hold it (over
+        the files' raw text), so that their finished steps stay finished."""
         settings = [
             {"stage": a.stage, **a.values} if isinstance(a, StageTraining) else _given(a)
             for a in self.actions
         ]
-        files = {str(p): p.read_text(encoding="utf-8") for p in self.reads}
+        files = {
+            str(p): p.read_text(encoding="utf-8") if legacy else load_yaml_mapping(p) for p in self.reads
+        }
         return sha256_text(json.dumps([upstream, settings, files], sort_keys=True, default=_jsonable))
 
 
@@ -557,14 +561,20 @@ def run_pipeline(
     state_path = run / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     identities: dict[str, str] = {}
+    legacy: dict[str, str] = {}  # the same chain over the config files' raw text (Step.identity)
     ran: set[str] = set()  # the steps run this time: every step that depends on one of them runs too
     started = time.time()
     step_seconds: dict[str, float] = {}
     for step in steps:
         ident = identities[step.name] = step.identity([f"seed={seed}", *(identities[d] for d in step.after)])
+        legacy[step.name] = step.identity([f"seed={seed}", *(legacy[d] for d in step.after)], legacy=True)
         stale = force == step.name or any(d in ran for d in step.after)
-        if not stale and state.get(step.name, {}).get("identity") == ident and step.done():
+        recorded = state.get(step.name, {}).get("identity")
+        if not stale and recorded in (ident, legacy[step.name]) and step.done():
             print(f"pipeline: {step.name}: up to date, skipped")
+            if recorded != ident:  # recorded in the legacy form: from now on the parsed one
+                state[step.name]["identity"] = ident
+                atomic_write_json(state_path, state)
             step_seconds[step.name] = 0.0
             continue
         ran.add(step.name)

@@ -101,3 +101,40 @@ def test_unknown_pipeline_key(tmp_path):
         and res.stderr.strip()
         == f"error: {bad}:key 'surprise': unknown pipeline key; expected one of seed, task, kinds, methods, data, model, sft, pairs, annotate, reward, ppo, dpo, rloo, compare"
     )
+
+
+def test_a_comment_in_a_stage_config_keeps_the_step_identity(tmp_path):
+    """Identities hash a stage config as parsed: fixing a comment or the layout reruns nothing, a value does."""
+    from rlhf.pipeline import Step
+
+    cfg = tmp_path / "ppo.yaml"
+    cfg.write_text("learning_rate: 1.0e-4   # a comment\nkl_coef: 0.05\n")
+    step = Step("ppo", [], [], [cfg])
+    before = step.identity(["seed=0"])
+    cfg.write_text("# a new header\nlearning_rate: 1.0e-4   # another comment\n\nkl_coef:   0.05\n")
+    assert step.identity(["seed=0"]) == before
+    cfg.write_text("learning_rate: 2.0e-4\nkl_coef: 0.05\n")
+    assert step.identity(["seed=0"]) != before
+
+
+def test_a_state_file_of_raw_text_identities_is_still_up_to_date(tiny_run, monkeypatch):
+    """A run recorded when identities hashed the config files' raw text is not rerun, and its state file takes
+    the parsed form."""
+    from rlhf.pipeline import load_pipeline_config, plan
+
+    out, _ = tiny_run
+    monkeypatch.chdir(REPO)  # the tiny config names its stage configs relative to the repo
+    legacy, parsed = {}, {}
+    for step in plan(load_pipeline_config(TINY), out, 0, quiet=True):
+        legacy[step.name] = step.identity(["seed=0", *(legacy[d] for d in step.after)], legacy=True)
+        parsed[step.name] = step.identity(["seed=0", *(parsed[d] for d in step.after)])
+    state_path = out / "pipeline_state.json"
+    state = json.loads(state_path.read_text())
+    assert {name: s["identity"] for name, s in state.items()} == parsed
+    assert legacy["reward"] != parsed["reward"]  # a step that reads a stage config
+    for name in state:
+        state[name]["identity"] = legacy[name]
+    state_path.write_text(json.dumps(state))
+    again = pipeline(out)
+    assert "running" not in again
+    assert {name: s["identity"] for name, s in json.loads(state_path.read_text()).items()} == parsed
