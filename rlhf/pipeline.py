@@ -521,6 +521,15 @@ def headline(methods: list[str]) -> list[str]:
     return keys
 
 
+def chain_identities(steps: list[Step], seed: int, *, legacy: bool = False) -> dict[str, str]:
+    """Each step's identity (Step.identity), chained through the steps it depends on, under the run's seed."""
+    identities: dict[str, str] = {}
+    for step in steps:
+        upstream = [f"seed={seed}", *(identities[d] for d in step.after)]
+        identities[step.name] = step.identity(upstream, legacy=legacy)
+    return identities
+
+
 def finalize_metrics(run: Path, step_seconds: dict[str, float], wall: float) -> dict:
     """Fold the reward stage's held-out accuracies and the timings into report/metrics.json."""
     path = run / "report" / "metrics.json"
@@ -560,14 +569,13 @@ def run_pipeline(
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    identities: dict[str, str] = {}
-    legacy: dict[str, str] = {}  # the same chain over the config files' raw text (Step.identity)
+    identities = chain_identities(steps, seed)
+    legacy = chain_identities(steps, seed, legacy=True)  # as state files written before 2026-12-03 hold them
     ran: set[str] = set()  # the steps run this time: every step that depends on one of them runs too
     started = time.time()
     step_seconds: dict[str, float] = {}
     for step in steps:
-        ident = identities[step.name] = step.identity([f"seed={seed}", *(identities[d] for d in step.after)])
-        legacy[step.name] = step.identity([f"seed={seed}", *(legacy[d] for d in step.after)], legacy=True)
+        ident = identities[step.name]
         stale = force == step.name or any(d in ran for d in step.after)
         recorded = state.get(step.name, {}).get("identity")
         if not stale and recorded in (ident, legacy[step.name]) and step.done():

@@ -120,14 +120,12 @@ def test_a_comment_in_a_stage_config_keeps_the_step_identity(tmp_path):
 def test_a_state_file_of_raw_text_identities_is_still_up_to_date(tiny_run, monkeypatch):
     """A run recorded when identities hashed the config files' raw text is not rerun, and its state file takes
     the parsed form."""
-    from rlhf.pipeline import load_pipeline_config, plan
+    from rlhf.pipeline import chain_identities, load_pipeline_config, plan
 
     out, _ = tiny_run
     monkeypatch.chdir(REPO)  # the tiny config names its stage configs relative to the repo
-    legacy, parsed = {}, {}
-    for step in plan(load_pipeline_config(TINY), out, 0, quiet=True):
-        legacy[step.name] = step.identity(["seed=0", *(legacy[d] for d in step.after)], legacy=True)
-        parsed[step.name] = step.identity(["seed=0", *(parsed[d] for d in step.after)])
+    steps = plan(load_pipeline_config(TINY), out, 0, quiet=True)
+    legacy, parsed = chain_identities(steps, 0, legacy=True), chain_identities(steps, 0)
     state_path = out / "pipeline_state.json"
     state = json.loads(state_path.read_text())
     assert {name: s["identity"] for name, s in state.items()} == parsed
