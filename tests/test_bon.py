@@ -57,6 +57,29 @@ def test_a_bad_n_is_refused(bad):
         best_of_n.parse_spec(bad)
 
 
+def test_candidate_agreement_by_hand():
+    # one prompt, two groups of 3 (Best-of-3, 2 answers). Group 1: gold 1, 0, 0; group 2: gold 0, 0, 0 (no pair).
+    gold = [[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
+    rm = [[0.9, 0.9, 0.1, 5.0, 4.0, 3.0]]  # vs sample 1: a tie (half); vs sample 2: agrees
+    lengths = [[10, 30, 10, 1, 2, 3]]  # shorter than sample 1 (counts 1), as long as sample 2 (half)
+    got = best_of_n.candidate_agreement(gold, rm, lengths, 3)
+    assert got == {
+        "decisive_pairs": 2,
+        "rm_agreement": 0.75,
+        "shorter_agreement": 0.75,
+        "oracle_accuracy": 0.5,
+    }
+    # the reward model preferring every gold-rejected answer agrees on none; nothing decisive gives None
+    assert best_of_n.candidate_agreement([[0.0, 1.0]], [[2.0, 1.0]], [[5, 4]], 2)["rm_agreement"] == 0.0
+    none = best_of_n.candidate_agreement([[0.0, 0.0]], [[2.0, 1.0]], [[5, 4]], 2)
+    assert none == {
+        "decisive_pairs": 0,
+        "rm_agreement": None,
+        "shorter_agreement": None,
+        "oracle_accuracy": 0.0,
+    }
+
+
 def test_kl_bound():
     assert best_of_n.kl_bound(1) == 0.0
     assert best_of_n.kl_bound(4) == pytest.approx(math.log(4) - 0.75)
@@ -149,6 +172,50 @@ def test_bon_cost_and_metric_keys(bon_report):
     row = next(r for r in metrics["comparison"] if r["method"] == "bon4")
     assert row["label"] == "Best-of-4" and row["best_of"] == 4 and row["cost_measured"] == "evaluation"
     assert row["gold_winrate"] == metrics["bon4.gold_winrate_vs_sft"]
+
+
+def test_bon_candidate_agreement_matches_responses(bon_report):
+    """The reward model's agreement with the gold judge over the candidates, recomputed from responses.jsonl."""
+    root, metrics = bon_report
+    cands = [
+        r
+        for r in read_jsonl(root / "responses.jsonl")
+        if r["checkpoint"] == "bon4" and r["setting"] == "bon_candidates"
+    ]
+    groups: dict = {}
+    for r in cands:
+        groups.setdefault((r["prompt_index"], r["sample_index"] // 4), []).append(r)
+    pairs = agree = shorter = 0.0
+    for group in groups.values():
+        for a in group:
+            for b in group:
+                if a["gold_score"] > b["gold_score"]:  # a is the gold judge's better one
+                    pairs += 1
+                    agree += (
+                        1.0
+                        if a["reward_score"] > b["reward_score"]
+                        else 0.5
+                        if a["reward_score"] == b["reward_score"]
+                        else 0.0
+                    )
+                    shorter += (
+                        1.0
+                        if a["num_tokens"] < b["num_tokens"]
+                        else 0.5
+                        if a["num_tokens"] == b["num_tokens"]
+                        else 0.0
+                    )
+    oracle = sum(max(r["gold_score"] for r in g) > 0 for g in groups.values()) / len(groups)
+    assert metrics["bon4.candidates_oracle_accuracy"] == pytest.approx(oracle)
+    assert metrics["bon4.candidates_oracle_accuracy"] >= metrics["bon4.gold_accuracy_sampled"]
+    if pairs:
+        assert metrics["bon4.candidates_decisive_pairs"] == pairs
+        assert metrics["bon4.candidates_rm_agreement"] == pytest.approx(agree / pairs)
+        assert metrics["bon4.candidates_shorter_agreement"] == pytest.approx(shorter / pairs)
+        row = next(r for r in metrics["comparison"] if r["method"] == "bon4")
+        assert row["candidates_rm_agreement"] == metrics["bon4.candidates_rm_agreement"]
+    else:
+        assert "bon4.candidates_rm_agreement" not in metrics
 
 
 def test_bon_needs_a_reward_model_and_a_whole_n(tiny_chain, tmp_path):

@@ -180,6 +180,13 @@ def test_headline_words():
         "Best-of-16 is level with SFT: it beats it on 55% of 100 prompts [45%, 65%] by the gold judge (greedy "
         "answers, ties count half), no clear difference. Each answer costs 16 samples (480 generated tokens)."
     )
+    ranked = {**bon, "candidates_rm_agreement": 0.62, "candidates_shorter_agreement": 0.7,
+              "candidates_oracle_accuracy": 0.35}  # fmt: skip
+    assert headline(ranked, SFT, 100).endswith(
+        "Each answer costs 16 samples (480 generated tokens). Among its candidates the reward model orders 62% of "
+        "the pairs the gold judge separates as the judge does (picking the shorter answer: 70%); a perfect pick would "
+        "satisfy the judge on 35% of prompts."
+    )
     rm_only = row(rm_winrate=0.7, rm_winrate_ci=[0.6, 0.8])
     assert "by the reward model (these prompts have no gold judge)" in headline(rm_only, SFT, 10)
     assert headline(row(), SFT, 10).startswith("PPO: no judge to compare it with SFT")

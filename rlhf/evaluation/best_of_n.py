@@ -46,6 +46,41 @@ def select(samples: list[list], rm: list[list[float]], n: int) -> list[list[int]
     return picks
 
 
+def candidate_agreement(
+    gold: list[list[float]], rm: list[list[float]], lengths: list[list[int]], n: int
+) -> dict:
+    """How well the reward model ranks what Best-of-N chooses from, by the gold judge: over every pair of candidates
+    in one group (one answer's N samples) that the gold judge scores differently ("decisive"), the share the reward
+    model orders the same way (`rm_agreement`) and the share where the shorter answer is the gold judge's better one
+    (`shorter_agreement`: a length-only judge to hold the reward model against); equal scores or lengths count
+    half. `oracle_accuracy`: the share of groups holding an answer the gold judge accepts (score > 0), the accuracy
+    of Best-of-N with a perfect reward model. The agreements are None when no pair is decisive."""
+    decisive = agree = shorter = groups = oracle = 0.0
+    for golds, scores, lens in zip(gold, rm, lengths):
+        for g in range(0, len(golds), n):
+            groups += 1
+            oracle += max(golds[g : g + n]) > 0
+            for i in range(g, g + n):
+                for j in range(i + 1, g + n):
+                    if golds[i] == golds[j]:
+                        continue
+                    better, worse = (i, j) if golds[i] > golds[j] else (j, i)
+                    decisive += 1
+                    agree += _order(scores[better], scores[worse])
+                    shorter += _order(lens[worse], lens[better])  # the better one is the shorter one
+    return {
+        "decisive_pairs": int(decisive),
+        "rm_agreement": agree / decisive if decisive else None,
+        "shorter_agreement": shorter / decisive if decisive else None,
+        "oracle_accuracy": oracle / groups if groups else None,
+    }
+
+
+def _order(high: float, low: float) -> float:
+    """1 if high > low, 0.5 for a tie, else 0."""
+    return 1.0 if high > low else 0.5 if high == low else 0.0
+
+
 def kl_bound(n: int) -> float:
     """KL(Best-of-N || base policy) <= log N - (N - 1) / N (Stiennon et al. 2020; a bound, Beirami et al. 2024).
     Best-of-N has no density to take a Monte-Carlo estimate from, so compare reports this bound."""

@@ -404,6 +404,14 @@ def compare(
             if peak["gpu_mib"] is not None:
                 metrics[f"{pol.name}.stage_peak_gpu_mib"] = peak["gpu_mib"]
             runs[pol.name] = {"greedy": greedy_run, "sampled": sampled_run}
+            if cands.gold is not None and cands.rm is not None:
+                # Does the reward model find the gold judge's best candidates? Held against "the shorter answer
+                # wins" and against a perfect pick (what reranking could reach with these samples).
+                lengths = [[c.num_tokens for c in s] for s in cands.samples]
+                agreement = best_of_n.candidate_agreement(cands.gold, cands.rm, lengths, pol.best_of)
+                for key, value in agreement.items():
+                    if value is not None:
+                        metrics[f"{pol.name}.candidates_{key}"] = value
             tokens = generated_tokens(cands)
             rows_params = [("greedy", greedy_run, sampled), ("sampled", sampled_run, sampled),
                            ("bon_candidates", cands, sampled)]  # fmt: skip

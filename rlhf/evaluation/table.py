@@ -86,6 +86,9 @@ def comparison_rows(
             ("peak_gpu_mib", "stage_peak_gpu_mib"),
             ("generated_tokens_per_answer", "generated_tokens_per_answer"),
             ("generated_tokens", "generated_tokens"),
+            ("candidates_rm_agreement", "candidates_rm_agreement"),
+            ("candidates_shorter_agreement", "candidates_shorter_agreement"),
+            ("candidates_oracle_accuracy", "candidates_oracle_accuracy"),
         ):
             row[field] = metrics.get(f"{name}.{key}")
         row["cost_measured"] = "evaluation" if bon else "stage" if row["wall_seconds"] is not None else None
@@ -135,6 +138,13 @@ def headline(row: dict, baseline: dict, num_prompts: int) -> str:
             text += f" The reward model prefers it on {_pct(row['rm_winrate'])}."
     if row["best_of"]:
         text += f" Each answer costs {row['best_of']} samples ({row['generated_tokens_per_answer']:.0f} generated tokens)."
+        if row.get("candidates_rm_agreement") is not None:
+            text += (
+                f" Among its candidates the reward model orders {_pct(row['candidates_rm_agreement'])} of the pairs the"
+                f" gold judge separates as the judge does (picking the shorter answer: "
+                f"{_pct(row['candidates_shorter_agreement'])}); a perfect pick would satisfy the judge on "
+                f"{_pct(row['candidates_oracle_accuracy'])} of prompts."
+            )
     return text
 
 
