@@ -119,6 +119,40 @@ def test_one_row_per_method_against_sft(report, tiny_chain):
     assert bon["generated_tokens_per_answer"] == metrics["bon2.generated_tokens"] / 12
 
 
+def test_bon_candidate_agreement_matches_responses(report):
+    """The reward model's agreement with the gold judge over the candidates, recomputed from responses.jsonl."""
+    out, metrics = report
+    cands = [
+        r
+        for r in map(json.loads, (out / "responses.jsonl").read_text(encoding="utf-8").splitlines())
+        if r["checkpoint"] == "bon2" and r["setting"] == "bon_candidates"
+    ]
+    groups: dict = {}
+    for r in cands:
+        groups.setdefault((r["prompt_index"], r["sample_index"] // 2), []).append(r)
+
+    def order(high, low):  # 1 when the gold judge's better answer comes first, half for a tie
+        return 1.0 if high > low else 0.5 if high == low else 0.0
+
+    pairs = agree = shorter = 0.0
+    for group in groups.values():
+        for a in group:
+            for b in group:
+                if a["gold_score"] > b["gold_score"]:  # a is the gold judge's better one
+                    pairs += 1
+                    agree += order(a["reward_score"], b["reward_score"])
+                    shorter += order(b["num_tokens"], a["num_tokens"])
+    oracle = sum(max(r["gold_score"] for r in g) > 0 for g in groups.values()) / len(groups)
+    assert metrics["bon2.candidates_oracle_accuracy"] == pytest.approx(oracle)
+    assert metrics["bon2.candidates_oracle_accuracy"] >= metrics["bon2.gold_accuracy_sampled"]
+    assert pairs > 0, "no decisive candidate pair: the test would check nothing"
+    assert metrics["bon2.candidates_decisive_pairs"] == pairs
+    assert metrics["bon2.candidates_rm_agreement"] == pytest.approx(agree / pairs)
+    assert metrics["bon2.candidates_shorter_agreement"] == pytest.approx(shorter / pairs)
+    row = next(r for r in metrics["comparison"] if r["method"] == "bon2")
+    assert row["candidates_rm_agreement"] == metrics["bon2.candidates_rm_agreement"]
+
+
 def test_report_html_and_md_lead_with_headlines_and_the_table(report):
     out, metrics = report
     page = (out / "report.html").read_text(encoding="utf-8")
