@@ -11,6 +11,7 @@ import math
 import re
 
 from rlhf.errors import UserError
+from rlhf.evaluation.stats import win
 
 _SPEC = re.compile(r"^(?P<policy>.+)\+bon:(?P<n>[^:/\\]*)$")
 
@@ -66,19 +67,14 @@ def candidate_agreement(
                         continue
                     better, worse = (i, j) if golds[i] > golds[j] else (j, i)
                     decisive += 1
-                    agree += _order(scores[better], scores[worse])
-                    shorter += _order(lens[worse], lens[better])  # the better one is the shorter one
+                    agree += win(scores[better], scores[worse])
+                    shorter += win(lens[worse], lens[better])  # the better one is the shorter one
     return {
         "decisive_pairs": int(decisive),
         "rm_agreement": agree / decisive if decisive else None,
         "shorter_agreement": shorter / decisive if decisive else None,
         "oracle_accuracy": oracle / groups if groups else None,
     }
-
-
-def _order(high: float, low: float) -> float:
-    """1 if high > low, 0.5 for a tie, else 0."""
-    return 1.0 if high > low else 0.5 if high == low else 0.0
 
 
 def kl_bound(n: int) -> float:

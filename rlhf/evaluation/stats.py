@@ -19,12 +19,17 @@ def bootstrap_ci(
     return boots[int(0.025 * n)], boots[min(n - 1, int(0.975 * n))]
 
 
+def win(x: float, y: float) -> float:
+    """1 if x is better (higher), 0.5 for a tie, 0 if y is: every win-rate here counts ties half."""
+    return 1.0 if x > y else 0.5 if x == y else 0.0
+
+
 def per_prompt_wins(a: list[list[float]], b: list[list[float]]) -> list[float]:
     """For each prompt, the mean over paired samples of 1 (a better), 0.5 (tie), 0 (b better)."""
     out = []
     for xs, ys in zip(a, b):
         pairs = list(zip(xs, ys))
-        out.append(sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in pairs) / len(pairs))
+        out.append(sum(win(x, y) for x, y in pairs) / len(pairs))
     return out
 
 
