@@ -110,6 +110,11 @@ FILES = {
     # the labeling app's database, as `rlhf label export` reads it
     "label_db_not_sqlite.sqlite": ("label export", ": cannot open as an SQLite database"),
     "label_db_foreign.sqlite": ("label export", ": not a labels database (no 'meta' table)"),
+    # a table name with a flipped byte: SQLite's error message quotes it, and it is not UTF-8
+    "label_db_corrupt_schema.sqlite": (
+        "label export",
+        ": cannot open as an SQLite database (malformed database schema",
+    ),
     "label_db_future_schema.sqlite": ("label export", ": labels database schema version '99'"),
     # YAML configs: stage configs (rlhf/config.py) and the pipeline's
     "config_unknown_key.yaml": ("sft config", ":key 'learnig_rate': unknown config key"),

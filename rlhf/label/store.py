@@ -181,14 +181,25 @@ def spread(queue: list[str], n_regular: int, rng: random.Random) -> list[str]:
     return out
 
 
+# SQLite's own error text quotes what it found in the file: a corrupted schema entry yields a message that is not
+# UTF-8, and Python then raises UnicodeDecodeError instead of the DatabaseError. Both mean "not readable".
+_UNREADABLE = (sqlite3.DatabaseError, UnicodeDecodeError)
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, UnicodeDecodeError):  # the undecodable message itself, its odd bytes replaced
+        return bytes(e.object).decode("utf-8", "replace")
+    return str(e)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header: is it a database?
-    except sqlite3.DatabaseError as e:
-        raise UserError(f"cannot open as an SQLite database ({e})", path) from None
+    except _UNREADABLE as e:
+        raise UserError(f"cannot open as an SQLite database ({_reason(e)})", path) from None
     return conn
 
 
@@ -199,8 +210,8 @@ def _set_durable_mode(conn: sqlite3.Connection, path: Path) -> None:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-    except sqlite3.DatabaseError as e:
-        raise UserError(f"cannot open as an SQLite database ({e})", path) from None
+    except _UNREADABLE as e:
+        raise UserError(f"cannot open as an SQLite database ({_reason(e)})", path) from None
     if mode.lower() != "wal":
         raise UserError(
             f"cannot switch the database to WAL mode (got {mode!r}); is the folder writable?", path
@@ -248,15 +259,15 @@ class Store:
     def _check_schema(self, create: bool) -> None:
         try:
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as e:
-            raise UserError(f"not an SQLite database ({e})", self.path) from None
+        except _UNREADABLE as e:
+            raise UserError(f"not an SQLite database ({_reason(e)})", self.path) from None
         if tables and "meta" not in tables:
             raise UserError("not a labels database (no 'meta' table)", self.path)
         if "meta" in tables:
             try:
                 version = self._meta_raw().get("schema_version")
-            except sqlite3.DatabaseError as e:
-                raise UserError(f"not a labels database ({e})", self.path) from None
+            except _UNREADABLE as e:
+                raise UserError(f"not a labels database ({_reason(e)})", self.path) from None
             if version == "1" and {"items", "assignments", "labels"} <= tables:
                 self._migrate_v1()
                 tables.add("annotators")
