@@ -15,6 +15,7 @@ The database holds the annotators' tokens in clear (so `rlhf label links` can pr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -181,37 +182,35 @@ def spread(queue: list[str], n_regular: int, rng: random.Random) -> list[str]:
     return out
 
 
-# SQLite's own error text quotes what it found in the file: a corrupted schema entry yields a message that is not
-# UTF-8, and Python then raises UnicodeDecodeError instead of the DatabaseError. Both mean "not readable".
-_UNREADABLE = (sqlite3.DatabaseError, UnicodeDecodeError)
-
-
-def _reason(e: Exception) -> str:
-    if isinstance(e, UnicodeDecodeError):  # the undecodable message itself, its odd bytes replaced
-        return bytes(e.object).decode("utf-8", "replace")
-    return str(e)
+@contextlib.contextmanager
+def _unreadable_is(what: str, path: Path):
+    """Turn SQLite failing to read the file into one UserError `what (SQLite's reason)` naming `path`. SQLite's
+    error text quotes what it found in the file: a corrupted schema entry yields a message that is not UTF-8, and
+    Python then raises UnicodeDecodeError instead of the DatabaseError, so both mean "not readable"."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"{what} ({e})", path) from None
+    except UnicodeDecodeError as e:  # the undecodable message itself, its odd bytes replaced
+        raise UserError(f"{what} ({bytes(e.object).decode('utf-8', 'replace')})", path) from None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    try:
+    with _unreadable_is("cannot open as an SQLite database", path):
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header: is it a database?
-    except _UNREADABLE as e:
-        raise UserError(f"cannot open as an SQLite database ({_reason(e)})", path) from None
     return conn
 
 
 def _set_durable_mode(conn: sqlite3.Connection, path: Path) -> None:
     """WAL + synchronous=FULL (see the module docstring). Only once the file is known to be ours (or new): WAL
     mode is persistent, and someone else's database must be left exactly as it was."""
-    try:
+    with _unreadable_is("cannot open as an SQLite database", path):
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-    except _UNREADABLE as e:
-        raise UserError(f"cannot open as an SQLite database ({_reason(e)})", path) from None
     if mode.lower() != "wal":
         raise UserError(
             f"cannot switch the database to WAL mode (got {mode!r}); is the folder writable?", path
@@ -257,17 +256,13 @@ class Store:
         _set_durable_mode(self.conn, self.path)
 
     def _check_schema(self, create: bool) -> None:
-        try:
+        with _unreadable_is("not an SQLite database", self.path):
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except _UNREADABLE as e:
-            raise UserError(f"not an SQLite database ({_reason(e)})", self.path) from None
         if tables and "meta" not in tables:
             raise UserError("not a labels database (no 'meta' table)", self.path)
         if "meta" in tables:
-            try:
+            with _unreadable_is("not a labels database", self.path):
                 version = self._meta_raw().get("schema_version")
-            except _UNREADABLE as e:
-                raise UserError(f"not a labels database ({_reason(e)})", self.path) from None
             if version == "1" and {"items", "assignments", "labels"} <= tables:
                 self._migrate_v1()
                 tables.add("annotators")
