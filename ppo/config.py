@@ -9,6 +9,7 @@ whitened by TRL), `num_ppo_epochs` and `num_mini_batches`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -130,4 +131,25 @@ class PPOStageConfig(StageOptions, DatasetOptions, LoraOptions, PPOConfig):
     logging_steps: float = field(default=1, metadata={"help": "Log every N PPO updates."})
     dataloader_pin_memory: bool = field(
         default=False, metadata={"help": "Pin host memory (only helps on GPU)."}
+    )
+
+
+def minibatch_problem(cfg: PPOStageConfig) -> str | None:
+    """Why cfg's num_mini_batches would not be what PPO does, or None. TRL 1.12's PPOTrainer wraps each
+    micro-batch in accelerator.accumulate, which steps the optimizer every gradient_accumulation_steps micro-batches
+    across minibatch boundaries (huggingface/trl#5645): with both keys > 1 an epoch takes fewer optimizer steps than
+    num_mini_batches (one when the first divides by the second), and its per-minibatch stats (policy/approxkl_avg,
+    policy/entropy_avg, val/ratio, ...) average in the zeros of the slots no micro-batch fills."""
+    n, g, per_device = cfg.num_mini_batches, cfg.gradient_accumulation_steps, cfg.per_device_train_batch_size
+    if n <= 1 or g <= 1 or (per_device * g) % n:  # TRL refuses a batch that does not split into n itself
+        return None
+    micro_per_epoch = n * math.ceil(
+        per_device * g // n / per_device
+    )  # its micro-batch loop over each minibatch
+    return (
+        f"num_mini_batches={n} with gradient_accumulation_steps={g}: TRL 1.12's PPO accumulates gradients across "
+        f"minibatches, so a PPO epoch takes {micro_per_epoch / g:g} optimizer step(s), not {n}, and its logged "
+        f"policy/value stats average in zeros (huggingface/trl#5645). For {n} steps per epoch set "
+        f"gradient_accumulation_steps: 1 and per_device_train_batch_size: {per_device * g} (the episodes per update; "
+        f"local_rollout_forward_batch_size bounds the rollout's batches), or num_mini_batches: 1"
     )

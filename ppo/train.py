@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from ppo.config import PPOStageConfig
+from ppo.config import PPOStageConfig, minibatch_problem
 from ppo.kl_stop import KLStop, KLStopCallback
 from ppo.metrics import run_metrics
 from ppo.models import (
@@ -42,6 +42,8 @@ def refuse_sharded_launch(cfg: PPOStageConfig) -> None:
 def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     """Train the PPO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     check_trl_version()  # the trainer overrides TRL 1.12 internals (rlhf/trl_compat.py)
+    if problem := minibatch_problem(cfg):
+        raise UserError(problem, cfg.config_path or "config", "key 'num_mini_batches'")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     sft, rm = check_chain(cfg)
     job = StageRun("ppo", cfg, parents=[sft, rm])

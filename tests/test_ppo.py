@@ -269,3 +269,24 @@ def test_refuses_wrong_kind_and_unfinished(tiny_chain, tmp_path):
         check=False,
     )
     assert res.returncode == 2 and "unfinished run" in res.stderr and not (tmp_path / "p").exists()
+
+
+def test_minibatches_that_trl_would_merge_are_refused_before_loading(tmp_path):
+    # TRL 1.12's PPO steps the optimizer every gradient_accumulation_steps micro-batches across minibatches
+    # (huggingface/trl#5645): 4 x 8 episodes in 2 minibatches is one optimizer step an epoch, not 2.
+    config = tmp_path / "ppo.yaml"
+    settings = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 4, "num_mini_batches": 2}
+    lines = (REPO / "configs/demo/ppo.yaml").read_text().splitlines()
+    kept = [line for line in lines if line.split(":")[0] not in settings]
+    config.write_text("\n".join(kept + [f"{k}: {v}" for k, v in settings.items()]) + "\n")
+    out = tmp_path / "p"
+    res = run_cli("ppo", "--config", config, "--output_dir", out, check=False)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"error: {config}:key 'num_mini_batches': num_mini_batches=2 with gradient_accumulation_steps=4: TRL "
+        "1.12's PPO accumulates gradients across minibatches, so a PPO epoch takes 1 optimizer step(s), not 2, and "
+        "its logged policy/value stats average in zeros (huggingface/trl#5645). For 2 steps per epoch set "
+        "gradient_accumulation_steps: 1 and per_device_train_batch_size: 32 (the episodes per update; "
+        "local_rollout_forward_batch_size bounds the rollout's batches), or num_mini_batches: 1"
+    )
+    assert not out.exists()
