@@ -80,6 +80,13 @@ class PPOStageConfig(StageOptions, DatasetOptions, LoraOptions, PPOConfig):
         default=True,
         metadata={"help": "Score = (r - mean) / std with the reward stage's held-out statistics."},
     )
+    value_warmup: int = field(
+        default=0,
+        metadata={
+            "help": "PPO updates at the start that train only the value model (policy frozen): it starts as the "
+            "reward model, which never learnt to score the prefixes PPO's advantages need (ppo/value_warmup.py)."
+        },
+    )
     kl_stop: float | None = field(
         default=None, metadata={"help": "Stop early once objective/kl exceeds this many nats (null: never)."}
     )

@@ -131,7 +131,7 @@ class PassRecorder:
 
 # The settings that shape a PPO run's data stream and updates: a checkpoint only continues a run that has the same.
 SETTINGS = ("seed", "total_episodes", "per_device_train_batch_size", "gradient_accumulation_steps",
-            "num_mini_batches", "num_ppo_epochs", "learning_rate", "use_lora")  # fmt: skip
+            "num_mini_batches", "num_ppo_epochs", "learning_rate", "use_lora", "value_warmup")  # fmt: skip
 
 
 def run_settings(args, n_prompts: int, n_processes: int) -> dict:

@@ -17,6 +17,7 @@ from ppo.models import (
     store_adapter_base,
 )
 from ppo.resumable import ResumablePPOTrainer, check_resumable, resume_files
+from ppo.value_warmup import ValueWarmupCallback
 from rlhf import checkpoint
 from rlhf.chain import check_chain
 from rlhf.config import parse_config
@@ -97,7 +98,7 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
             train_dataset=train_ds,
             eval_dataset=eval_ds if len(eval_ds) else None,
             peft_config=policy_lora,
-            callbacks=job.callbacks(KLStopCallback(cfg.kl_stop)),
+            callbacks=job.callbacks(KLStopCallback(cfg.kl_stop), ValueWarmupCallback(cfg.value_warmup)),
         )
     )
     t0, stopped_early = time.time(), None

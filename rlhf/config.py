@@ -557,6 +557,7 @@ DOMAINS: dict[str, Domain] = {
     "num_eval_prompts": integer_at_least(0),
     "max_prompt_length": integer_at_least(1),
     "kl_stop": greater_than(0),
+    "value_warmup": integer_at_least(0),
     # TRL's PPOConfig
     "num_ppo_epochs": integer_at_least(1),
     "num_mini_batches": integer_at_least(1),

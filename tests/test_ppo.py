@@ -290,3 +290,34 @@ def test_minibatches_that_trl_would_merge_are_refused_before_loading(tmp_path):
         "local_rollout_forward_batch_size bounds the rollout's batches), or num_mini_batches: 1"
     )
     assert not out.exists()
+
+
+def test_value_warmup_trains_only_the_value_model_first(tiny_chain, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ppo"
+    # 2 updates of 32 episodes, a checkpoint after each: the first trains the value model alone
+    ppo(
+        tiny_chain,
+        out,
+        "--use_lora",
+        "true",
+        "--value_warmup",
+        "1",
+        "--save_steps",
+        "1",
+        "--keep_checkpoints",
+        "true",
+    )
+
+    def moved(weights: dict, part: str) -> bool:  # LoRA B starts at zero: non-zero means trained
+        tensors = [t for name, t in weights.items() if part in name]
+        assert tensors, f"no {part} in {sorted(weights)[:5]}"
+        return any(t.abs().sum() > 0 for t in tensors)
+
+    first, last = out / "checkpoint-1", out / "checkpoint-2"
+    assert not moved(load_file(first / "adapter_model.safetensors"), "lora_B")  # the policy waited
+    assert moved(load_file(first / "value_model.safetensors"), "lora_B")  # the value model learnt
+    assert moved(load_file(last / "adapter_model.safetensors"), "lora_B")  # then the policy trained
+    manifest = checkpoint.require(out, kind="ppo")
+    assert manifest.metrics["episodes"] == 64
