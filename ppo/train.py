@@ -21,7 +21,7 @@ from ppo.value_warmup import ValueWarmupCallback
 from rlhf import checkpoint
 from rlhf.chain import check_chain
 from rlhf.config import parse_config
-from rlhf.distributed import end_of_run, main_print, sharded_launch, world_size
+from rlhf.distributed import deepspeed_launch, end_of_run, main_print, sharded_launch, world_size
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
@@ -49,6 +49,13 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     sft, rm = check_chain(cfg)
     job = StageRun("ppo", cfg, parents=[sft, rm])
     refuse_sharded_launch(cfg)
+    if cfg.value_warmup and (getattr(cfg, "hf_deepspeed_config", None) is not None or deepspeed_launch()):
+        raise UserError(
+            "value_warmup holds the policy still by dropping its gradients before the optimizer step; DeepSpeed "
+            "steps its own flattened copies of them, so it would not hold: run without DeepSpeed or value_warmup: 0",
+            cfg.config_path or "config",
+            "key 'value_warmup'",
+        )
     template = prompt_template(sft, rm, cfg)
     train_rows, eval_rows = load_prompts(cfg)
     tokenizer = load_tokenizer(sft.path, padding_side="left")  # TRL's rollouts need left padding

@@ -321,3 +321,20 @@ def test_value_warmup_trains_only_the_value_model_first(tiny_chain, tmp_path):
     assert moved(load_file(last / "adapter_model.safetensors"), "lora_B")  # then the policy trained
     manifest = checkpoint.require(out, kind="ppo")
     assert manifest.metrics["episodes"] == 64
+
+
+def test_value_warmup_is_refused_under_deepspeed(tiny_chain, tmp_path, monkeypatch):
+    # DeepSpeed steps its own flattened copies of the gradients: dropping the policy's would not hold it still
+    from ppo import train as ppo_train
+    from ppo.config import PPOStageConfig
+    from rlhf.config import build_config
+    from rlhf.errors import UserError
+
+    out = tmp_path / "p"
+    cfg = build_config(PPOStageConfig, {
+        "config": REPO / "configs/demo/ppo.yaml", "sft_path": str(tiny_chain["sft"]),
+        "reward_path": str(tiny_chain["reward"]), "output_dir": str(out), "value_warmup": 1})  # fmt: skip
+    monkeypatch.setattr(ppo_train, "deepspeed_launch", lambda: True)
+    with pytest.raises(UserError, match="key 'value_warmup': value_warmup holds the policy still"):
+        ppo_train.run(cfg)
+    assert not out.exists()
