@@ -145,8 +145,9 @@ def minibatch_problem(cfg: PPOStageConfig) -> str | None:
     """Why cfg's num_mini_batches would not be what PPO does, or None. TRL 1.12's PPOTrainer wraps each
     micro-batch in accelerator.accumulate, which steps the optimizer every gradient_accumulation_steps micro-batches
     across minibatch boundaries (huggingface/trl#5645): with both keys > 1 an epoch takes fewer optimizer steps than
-    num_mini_batches (one when gradient_accumulation_steps is a multiple of num_mini_batches), and its per-minibatch stats (policy/approxkl_avg,
-    policy/entropy_avg, val/ratio, ...) average in the zeros of the slots no micro-batch fills."""
+    num_mini_batches (one when gradient_accumulation_steps is a multiple of num_mini_batches), and its
+    per-minibatch stats (policy/approxkl_avg, policy/entropy_avg, val/ratio, ...) average in the zeros of the slots
+    no micro-batch fills."""
     n, g, per_device = cfg.num_mini_batches, cfg.gradient_accumulation_steps, cfg.per_device_train_batch_size
     if n <= 1 or g <= 1 or (per_device * g) % n:  # TRL refuses a batch that does not split into n itself
         return None
