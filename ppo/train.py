@@ -40,22 +40,28 @@ def refuse_sharded_launch(cfg: PPOStageConfig) -> None:
         )
 
 
-def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
-    """Train the PPO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
-    check_trl_version()  # the trainer overrides TRL 1.12 internals (rlhf/trl_compat.py)
+def refuse_settings_that_would_not_hold(cfg: PPOStageConfig) -> None:
+    """Settings TRL 1.12's PPO loop would silently run otherwise than asked, refused before anything is read."""
+    where = cfg.config_path or "config"
     if problem := minibatch_problem(cfg):
-        raise UserError(problem, cfg.config_path or "config", "key 'num_mini_batches'")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    sft, rm = check_chain(cfg)
-    job = StageRun("ppo", cfg, parents=[sft, rm])
-    refuse_sharded_launch(cfg)
+        raise UserError(problem, where, "key 'num_mini_batches'")
     if cfg.value_warmup and (getattr(cfg, "hf_deepspeed_config", None) is not None or deepspeed_launch()):
         raise UserError(
             "value_warmup holds the policy still by dropping its gradients before the optimizer step; DeepSpeed "
             "steps its own flattened copies of them, so it would not hold: run without DeepSpeed or value_warmup: 0",
-            cfg.config_path or "config",
+            where,
             "key 'value_warmup'",
         )
+
+
+def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
+    """Train the PPO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
+    check_trl_version()  # the trainer overrides TRL 1.12 internals (rlhf/trl_compat.py)
+    refuse_settings_that_would_not_hold(cfg)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    sft, rm = check_chain(cfg)
+    job = StageRun("ppo", cfg, parents=[sft, rm])
+    refuse_sharded_launch(cfg)
     template = prompt_template(sft, rm, cfg)
     train_rows, eval_rows = load_prompts(cfg)
     tokenizer = load_tokenizer(sft.path, padding_side="left")  # TRL's rollouts need left padding
