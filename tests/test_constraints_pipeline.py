@@ -12,7 +12,16 @@ from conftest import REPO, run_cli
 
 from rlhf import checkpoint
 from rlhf.errors import UserError
-from rlhf.pipeline import AdoptSFT, Compare, ConstraintRows, Convert, Pairs, load_pipeline_config, plan
+from rlhf.pipeline import (
+    AdoptSFT,
+    Compare,
+    ConstraintRows,
+    Convert,
+    Pairs,
+    StageTraining,
+    load_pipeline_config,
+    plan,
+)
 from rlhf.tasks.constraints import ConstraintsTask, parse_item, split_of
 from rlhf.tasks.constraints_demos import demonstration_rows
 
@@ -64,12 +73,22 @@ def test_experiment_config_plans_the_issue_chain(shared_data, monkeypatch, tmp_p
     steps = {s.name: s for s in plan(cfg, tmp_path / "experiment", 0, source=str(EXPERIMENT), quiet=True)}
     run = tmp_path / "experiment"
     rows = steps["data"].actions
-    assert {(r.split, r.n) for r in rows} == {("pairs", 300), ("eval", 200), ("train", 256)}
+    # the PPO prompts and the SFT demonstrations both come from the train split, in different files
+    assert sorted((r.split, r.n) for r in rows) == [
+        ("eval", 200),
+        ("pairs", 300),
+        ("train", 256),
+        ("train", 2000),
+    ]
     assert all(isinstance(r, ConstraintRows) and r.source == str(shared_data.resolve()) for r in rows)
     assert steps["base"].actions == [Convert("smollm2", run / "base")]
-    assert steps["sft"].actions == [AdoptSFT(run / "base", run / "sft", "alpaca")]
+    # the start policy is a short SFT on demonstrations (sft.fine_tune: true), not the base model adopted as it is
+    (sft,) = steps["sft"].actions
+    assert isinstance(sft, StageTraining) and sft.stage == "sft"
+    assert sft.config.data_path == str(run / "data" / "sft_train.json")
+    assert sft.config.output_dir == str(run / "sft")
     pairs = steps["pairs"].actions[0]
-    assert isinstance(pairs, Pairs) and pairs.prompts == run / "data" / "pair_prompts.json" and pairs.n == 4
+    assert isinstance(pairs, Pairs) and pairs.prompts == run / "data" / "pair_prompts.json" and pairs.n == 6
     assert steps["annotate"].actions[0].flip_rate >= 0.2
     ppo = steps["ppo"].actions[0]
     assert ppo.values["prompts_path"] == str(run / "data" / "ppo_prompts.json") and ppo.config.use_lora
