@@ -37,6 +37,7 @@ STEPS = ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "dpo", "rl
 TRAINED_METHODS = ("ppo", "dpo", "rloo")  # stages that train a policy from the shared steps
 BEST_OF_N = re.compile(r"bon:(?P<n>[1-9][0-9]*)")
 SCHEMA = {
+    "base": None,  # another pipeline config this one extends (load_pipeline_config)
     "seed": None,
     "task": None,
     "kinds": None,
@@ -64,7 +65,46 @@ STATE_FILE = "pipeline_state.json"
 
 
 def load_pipeline_config(path: str | Path) -> dict:
+    """A pipeline config, checked. `base: OTHER.yaml` (a path relative to this file) makes it extend another
+    pipeline config: its sections are merged into the base's key by key (a key given here replaces the base's
+    value; a value that is a list, or an `overrides` mapping, is replaced whole), so a variant states only what
+    differs and its shared steps keep the base's identities."""
+    cfg = _with_bases(Path(path), ())
+    methods = pipeline_methods(cfg, path)
+    for stage in ("sft", "reward", *(m for m in methods if m in TRAINED_METHODS)):
+        if "config" not in cfg.get(stage, {}):
+            raise UserError("missing stage config path", path, f"key '{stage}.config'")
+    if cfg.get("task", "demo") not in ("demo", "constraints"):
+        raise UserError("expected demo or constraints", path, "key 'task'")
+    if not isinstance(cfg["sft"].get("fine_tune", True), bool):
+        raise UserError("expected true or false", path, "key 'sft.fine_tune'")
+    return cfg
+
+
+def _with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
+    """`path`'s mapping, each file's keys checked against SCHEMA, merged over the configs it extends (`base:`)."""
     cfg = load_yaml_mapping(path)
+    _check_keys(cfg, path)
+    base = cfg.pop("base", None)
+    if base is None:
+        return cfg
+    if not isinstance(base, str) or not base.strip():
+        raise UserError("expected the path of a pipeline config, relative to this file", path, "key 'base'")
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise UserError(
+            f"base config {base_path} not found (the path is relative to this file)", path, "key 'base'"
+        )
+    here = (*chain, path.resolve())
+    if base_path.resolve() in here:
+        raise UserError(f"base configs extend each other in a loop ({base_path})", path, "key 'base'")
+    merged = _with_bases(base_path, here)
+    for key, value in cfg.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
+    return merged
+
+
+def _check_keys(cfg: dict, path: Path) -> None:
     for key, value in cfg.items():
         if key not in SCHEMA:
             raise UserError(
@@ -81,15 +121,6 @@ def load_pipeline_config(path: str | Path) -> dict:
                         path,
                         f"key '{key}.{sub}'",
                     )
-    methods = pipeline_methods(cfg, path)
-    for stage in ("sft", "reward", *(m for m in methods if m in TRAINED_METHODS)):
-        if "config" not in cfg.get(stage, {}):
-            raise UserError("missing stage config path", path, f"key '{stage}.config'")
-    if cfg.get("task", "demo") not in ("demo", "constraints"):
-        raise UserError("expected demo or constraints", path, "key 'task'")
-    if not isinstance(cfg["sft"].get("fine_tune", True), bool):
-        raise UserError("expected true or false", path, "key 'sft.fine_tune'")
-    return cfg
 
 
 def pipeline_methods(cfg: dict, path: str | Path = "pipeline config") -> list[str]:

@@ -145,3 +145,77 @@ def test_rerunning_with_methods_retrains_only_what_changed(tmp_path):
     assert all((out / m / "rlhf_stage.json").read_bytes() == b for m, b in manifests.items())
 
     assert ran(pipeline(path, out, "--force", "reward")) == {"reward", "ppo", "rloo", "compare"}  # not dpo
+
+
+# `base:` lets a variant config state only what differs from the chain it extends.
+
+
+@pytest.mark.parametrize(
+    "variant, base",
+    [("configs/demo/methods.yaml", "configs/demo/pipeline.yaml"),
+     ("configs/experiments/methods.yaml", "configs/experiments/constraints.yaml")],
+)  # fmt: skip
+def test_a_methods_config_shares_every_step_identity_with_the_chain_it_extends(
+    variant, base, shared_data, monkeypatch, tmp_path
+):
+    """Run into the same dir, a methods variant reuses the base chain's finished steps: same data, start policy,
+    pairs, labels and reward model (same identities), and only the added methods and compare differ."""
+    from rlhf.pipeline import chain_identities, load_pipeline_config, plan
+
+    monkeypatch.setenv("RLHF_SHARED_DATA", str(shared_data))
+    monkeypatch.chdir(REPO)  # stage config paths are relative to the repo root
+    run = tmp_path / "run"
+    ids = {}
+    for path in (variant, base):
+        cfg = load_pipeline_config(REPO / path)
+        ids[path] = chain_identities(plan(cfg, run, 0, source=path, quiet=True), 0)
+    shared = ("data", "base", "sft", "pairs", "annotate", "reward", "ppo")
+    assert {s: ids[variant][s] for s in shared} == {s: ids[base][s] for s in shared}
+    assert {"dpo", "rloo"} <= set(ids[variant]) and not {"dpo", "rloo"} & set(ids[base])
+    assert ids[variant]["compare"] != ids[base]["compare"]
+
+
+def test_a_variant_replaces_only_the_keys_it_gives(tmp_path):
+    from rlhf.pipeline import load_pipeline_config
+
+    base = yaml.safe_load(TINY.read_text())
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "chain.yaml").write_text(yaml.safe_dump(base))
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(
+        "base: configs/chain.yaml\nmethods: [dpo]\ndpo: {config: configs/demo/dpo.yaml}\n"
+        "pairs: {n: 3}\nreward: {overrides: {num_train_epochs: 2}}\n"
+    )
+    cfg = load_pipeline_config(variant)
+    assert (
+        "base" not in cfg and cfg["methods"] == ["dpo"] and cfg["dpo"] == {"config": "configs/demo/dpo.yaml"}
+    )
+    assert cfg["pairs"] == {**base["pairs"], "n": 3}  # the other pair settings are the base's
+    # an `overrides` mapping is one value: replaced whole, next to the base's stage config path
+    assert cfg["reward"] == {"config": base["reward"]["config"], "overrides": {"num_train_epochs": 2}}
+    assert {k: v for k, v in cfg.items() if k not in ("methods", "dpo", "pairs", "reward")} == {
+        k: v for k, v in base.items() if k not in ("methods", "pairs", "reward")
+    }
+
+
+@pytest.mark.parametrize(
+    "files, where, message",
+    [
+        ({"v.yaml": "base: missing.yaml\n"}, ("v.yaml", "key 'base'"), "missing.yaml not found"),
+        ({"v.yaml": "base: [a.yaml]\n"}, ("v.yaml", "key 'base'"), "expected the path of a pipeline config"),
+        ({"v.yaml": "base: b.yaml\n", "b.yaml": "base: v.yaml\n"}, ("b.yaml", "key 'base'"), "in a loop"),
+        ({"v.yaml": "base: v.yaml\n"}, ("v.yaml", "key 'base'"), "in a loop"),
+        # a bad key in the base file is reported in that file, not in the variant that names it
+        ({"v.yaml": "base: b.yaml\nseed: 1\n", "b.yaml": "pairs: {samples: 4}\n"}, ("b.yaml", "pairs.samples"),
+         "unknown key"),
+    ],
+)  # fmt: skip
+def test_a_bad_base_is_one_error_naming_the_file_and_key(tmp_path, files, where, message):
+    from rlhf.pipeline import load_pipeline_config
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(UserError) as e:
+        load_pipeline_config(tmp_path / "v.yaml")
+    text = str(e.value)
+    assert message in text and all(w in text for w in where), text

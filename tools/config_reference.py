@@ -82,7 +82,9 @@ def render() -> str:
         "",
         "## `rlhf pipeline`",
         "",
-        "Nested YAML (see configs/demo/pipeline.yaml, whose comments explain each key):",
+        "Nested YAML (see configs/demo/pipeline.yaml, whose comments explain each key). `base: OTHER.yaml` (relative to",
+        "the file) extends another pipeline config: its sections are merged key by key, a list or an `overrides`",
+        "mapping replaced whole (see configs/demo/methods.yaml).",
         "",
     ]
     lines += ["| section | keys |", "|---|---|"]
