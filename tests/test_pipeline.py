@@ -99,7 +99,7 @@ def test_unknown_pipeline_key(tmp_path):
     assert (
         res.returncode == 2
         and res.stderr.strip()
-        == f"error: {bad}:key 'surprise': unknown pipeline key; expected one of seed, task, kinds, methods, data, model, sft, pairs, annotate, reward, ppo, dpo, rloo, compare"
+        == f"error: {bad}:key 'surprise': unknown pipeline key; expected one of base, seed, task, kinds, methods, data, model, sft, pairs, annotate, reward, ppo, dpo, rloo, compare"
     )
 
 
