@@ -53,6 +53,14 @@ class RewardStageConfig(StageOptions, DatasetOptions, LoraOptions, RewardConfig)
     max_pairs: int | None = field(
         default=None, metadata={"help": "Use at most this many pairs (after shuffling)."}
     )
+    label_aggregation: str = field(
+        default="none",
+        metadata={
+            "help": "none, or borda: order each training pair by its prompt's net wins over all its labelled pairs "
+            "(flip the pairs that disagree, drop equal ones); denoises several labelled pairs per prompt. Held-out "
+            "pairs keep their labels."
+        },
+    )
     use_lora: bool = field(
         default=False, metadata={"help": "Train a LoRA adapter (merged into the saved model)."}
     )

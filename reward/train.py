@@ -13,6 +13,7 @@ from rlhf.distributed import end_of_run, main_print
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.evaluation.scoring import RewardScorer
 from rlhf.io import sha256_text
+from rlhf.label_aggregation import aggregate
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.preferences import stage_pairs
@@ -53,6 +54,8 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     parent = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")  # or any causal LM (external)
     job = StageRun("reward", cfg, parents=[parent])
     pairs, eval_pairs = stage_pairs(cfg)
+    # Training pairs only: the held-out pairs keep their labels, so accuracies stay comparable across settings.
+    pairs, aggregation = aggregate(pairs, cfg.label_aggregation)
 
     # The SFT tokenizer and backbone, with a scalar head: token ids mean what the policy means. The prompt
     # template is the parent's (a plain model's: `template`, default alpaca), checked before any weights load.
@@ -94,6 +97,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     scorer = RewardScorer(final, tokenizer, template, batch_size=cfg.per_device_eval_batch_size)
     metrics: dict = {
         "train_pairs": len(train_ds),
+        **{f"label_aggregation_{k}": v for k, v in aggregation.items()},
         "eval_pairs": len(eval_ds),
         "dropped_too_long": dropped + eval_dropped,
         "train_loss": result.training_loss,

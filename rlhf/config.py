@@ -24,6 +24,7 @@ from rlhf.argparse_utils import usage_error
 from rlhf.data import MAX_DEPTH, check_value
 from rlhf.distributed import configure_launch
 from rlhf.errors import UserError
+from rlhf.label_aggregation import AGGREGATIONS
 
 # Keys that take one name or several (a YAML list, a comma-separated string, or several words after the flag).
 NAME_LISTS = ("report_to", "lora_target_modules")
@@ -545,6 +546,7 @@ DOMAINS: dict[str, Domain] = {
     "max_length": integer_at_least(1),
     "eval_fraction": fraction(below_one=True),
     "max_pairs": integer_at_least(1),
+    "label_aggregation": one_of(*AGGREGATIONS),
     "center_rewards_coefficient": at_least(0),
     "lora_r": integer_at_least(1),
     "lora_alpha": greater_than(0),
