@@ -16,7 +16,7 @@ from rlhf.io import sha256_text
 from rlhf.label_aggregation import aggregate
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
-from rlhf.preferences import stage_pairs
+from rlhf.preferences import stage_pairs, swapped
 from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config_for
 
@@ -35,7 +35,7 @@ def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int]
         gc = task.judge(p, p["chosen"], p.get("chosen_finished", True))
         gr = task.judge(p, p["rejected"], p.get("rejected_finished", True))
         if gc != gr:
-            keep.append(p if gc > gr else {**p, "chosen": p["rejected"], "rejected": p["chosen"]})
+            keep.append(p if gc > gr else swapped(p))
     return (scorer.pairwise_accuracy(keep), len(keep)) if keep else None
 
 

@@ -13,20 +13,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from rlhf.preferences import prompt_key
+from rlhf.preferences import prompt_key, swapped
 
 AGGREGATIONS = ("none", "borda")
-
-
-def swapped(pair: dict) -> dict:
-    """The pair with its chosen and rejected sides (and their per-side fields, e.g. *_finished) exchanged."""
-    out = dict(pair)
-    for key in pair:
-        if key.startswith("chosen"):
-            other = "rejected" + key[len("chosen") :]
-            if other in pair:
-                out[key], out[other] = pair[other], pair[key]
-    return out
 
 
 def borda(pairs: list[dict]) -> tuple[list[dict], dict]:

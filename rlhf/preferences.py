@@ -187,6 +187,17 @@ def prompt_key(pair: dict) -> tuple:
     return (pair["instruction"], pair.get("input", ""), repr(pair.get("messages")))
 
 
+def swapped(pair: dict) -> dict:
+    """The pair with its chosen and rejected sides (and their per-side fields, e.g. *_finished) exchanged."""
+    out = dict(pair)
+    for key in pair:
+        if key.startswith("chosen"):
+            other = "rejected" + key[len("chosen") :]
+            if other in pair:
+                out[key], out[other] = pair[other], pair[key]
+    return out
+
+
 def hold_out_by_prompt(pairs: list[dict], n_eval: int) -> tuple[list[dict], list[dict]]:
     """(train, held-out) with about `n_eval` held-out pairs, whole prompts at a time: the prompts in the order
     they first appear in `pairs` go to the held-out side until it holds >= n_eval pairs. Pairs that share a
