@@ -21,22 +21,35 @@ from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config_for
 
 
-def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> tuple[float, int] | None:
-    """Held-out accuracy against the gold judge of the task the pairs come from (None when they are no known
-    task's); pairs whose gold scores tie are left out. A response is judged as finished (ended with EOS) unless
-    its pair records otherwise (`chosen_finished` / `rejected_finished`, from `rlhf annotate`)."""
+def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> dict:
+    """Held-out agreement with the gold judge of the task the pairs come from: `gold_agreement` over the pairs
+    whose gold scores differ (`gold_pairs` of them), and for a task whose judge has parts (the constraints task:
+    constraint types) the same per part, `gold_agreement.<part>` / `gold_pairs.<part>` over the pairs whose prompt
+    holds it: where the reward model reads the judge and where it does not. Empty when the pairs are no known
+    task's or the judge ties every pair. A response is judged as finished (ended with EOS) unless its pair records
+    otherwise (`chosen_finished` / `rejected_finished`, from `rlhf annotate`)."""
     from rlhf import tasks
 
     task = tasks.detect(pairs)
     if task is None:
-        return None
+        return {}
     keep = []
     for p in pairs:
         gc = task.judge(p, p["chosen"], p.get("chosen_finished", True))
         gr = task.judge(p, p["rejected"], p.get("rejected_finished", True))
         if gc != gr:
             keep.append(p if gc > gr else swapped(p))
-    return (scorer.pairwise_accuracy(keep), len(keep)) if keep else None
+    if not keep:
+        return {}
+    wins = scorer.pairwise_wins(keep)
+    by_part: dict[str, list[bool]] = {}
+    for p, w in zip(keep, wins):
+        for part in task.breakdown(p, p["chosen"]) or {}:
+            by_part.setdefault(part, []).append(w)
+    out = {"gold_agreement": sum(wins) / len(wins), "gold_pairs": len(wins)}
+    for part, ws in sorted(by_part.items()):
+        out[f"gold_agreement.{part}"], out[f"gold_pairs.{part}"] = sum(ws) / len(ws), len(ws)
+    return out
 
 
 def rebuild_model(cfg: RewardStageConfig, parent, tokenizer, peft_config):
@@ -105,9 +118,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     }
     if len(eval_ds):
         metrics["eval_accuracy"] = scorer.pairwise_accuracy(eval_pairs)
-        gold = gold_agreement(scorer, eval_pairs)
-        if gold is not None:
-            metrics["gold_agreement"], metrics["gold_pairs"] = gold
+        metrics.update(gold_agreement(scorer, eval_pairs))
     metrics.update(reward_statistics(scorer, eval_pairs or pairs[:256]))
 
     final.config.pad_token_id = tokenizer.pad_token_id

@@ -566,9 +566,9 @@ def finalize_metrics(run: Path, step_seconds: dict[str, float], wall: float) -> 
     path = run / "report" / "metrics.json"
     metrics = json.loads(path.read_text())
     rm = checkpoint.require(run / "reward", kind="reward").metrics
-    for key in ("eval_accuracy", "gold_agreement"):
-        if key in rm:
-            metrics[f"reward.{key}"] = rm[key]
+    for key, value in rm.items():  # with the gold agreement per part of the judge (constraint type), if any
+        if key in ("eval_accuracy", "gold_agreement") or key.startswith("gold_agreement."):
+            metrics[f"reward.{key}"] = value
     metrics["wall_seconds"] = wall
     metrics.update({f"step_seconds.{k}": v for k, v in step_seconds.items()})
     atomic_write_json(path, metrics)

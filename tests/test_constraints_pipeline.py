@@ -217,6 +217,13 @@ def test_toy_pipeline_runs_every_step_with_the_constraints_judge(shared_data, tm
             for mode in ("", "_sampled"):
                 assert 0.0 <= metrics[f"{name}.constraint_rate{mode}.{part}"] <= 1.0, (name, mode, part)
     assert '<table id="breakdown">' in (out / "report" / "report.html").read_text()
+    # the reward model's held-out gold agreement per constraint type, in the stage and in the report
+    rm = json.loads((out / "reward" / "rlhf_stage.json").read_text())["metrics"]
+    per_type = {k.split(".", 1)[1]: v for k, v in rm.items() if k.startswith("gold_agreement.")}
+    assert per_type and set(per_type) <= {"max_sentences", "no_commas", "max_words", "lowercase"}, rm
+    for part, rate in per_type.items():
+        assert 0.0 <= rate <= 1.0 and 1 <= rm[f"gold_pairs.{part}"] <= rm["gold_pairs"]
+        assert metrics[f"reward.gold_agreement.{part}"] == rate
     # over-optimisation: gold and reward-model score across the LoRA PPO run's kept checkpoints
     overopt = metrics["ppo.overoptimisation"]
     assert [p["label"] for p in overopt] == ["sft", "checkpoint-1", "checkpoint-2", "final"]

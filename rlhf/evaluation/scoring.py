@@ -91,8 +91,12 @@ class RewardScorer:
                 out[i] = v
         return out
 
-    def pairwise_accuracy(self, pairs: list[dict], batch_size: int | None = None) -> float:
+    def pairwise_wins(self, pairs: list[dict], batch_size: int | None = None) -> list[bool]:
+        """Per pair: whether the reward model scores `chosen` above `rejected`."""
         prompts = [as_prompt_row(p) for p in pairs]
         chosen = self.score(prompts, [p["chosen"] for p in pairs], batch_size)
         rejected = self.score(prompts, [p["rejected"] for p in pairs], batch_size)
-        return sum(c > r for c, r in zip(chosen, rejected)) / max(1, len(pairs))
+        return [c > r for c, r in zip(chosen, rejected)]
+
+    def pairwise_accuracy(self, pairs: list[dict], batch_size: int | None = None) -> float:
+        return sum(self.pairwise_wins(pairs, batch_size)) / max(1, len(pairs))
