@@ -21,31 +21,33 @@ from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config_for
 
 
-def gold_agreement(scorer: RewardScorer, pairs: list[dict]) -> dict:
-    """Held-out agreement with the gold judge of the task the pairs come from: `gold_agreement` over the pairs
-    whose gold scores differ (`gold_pairs` of them), and for a task whose judge has parts (the constraints task:
-    constraint types) the same per part, `gold_agreement.<part>` / `gold_pairs.<part>` over the pairs whose prompt
-    holds it: where the reward model reads the judge and where it does not. Empty when the pairs are no known
-    task's or the judge ties every pair. A response is judged as finished (ended with EOS) unless its pair records
-    otherwise (`chosen_finished` / `rejected_finished`, from `rlhf annotate`)."""
+def gold_agreement(pairs: list[dict], chosen: list[float], rejected: list[float]) -> dict:
+    """Held-out agreement with the gold judge of the task the pairs come from, given the reward model's score of
+    each pair's chosen and rejected response: `gold_agreement` over the pairs whose gold scores differ
+    (`gold_pairs` of them), and for a task whose judge has parts (the constraints task: constraint types) the same
+    per part, `gold_agreement.<part>` / `gold_pairs.<part>` over the pairs whose prompt holds it: where the reward
+    model reads the judge and where it does not. Empty when the pairs are no known task's or the judge ties every
+    pair. A response is judged as finished (ended with EOS) unless its pair records otherwise (`chosen_finished` /
+    `rejected_finished`, from `rlhf annotate`)."""
     from rlhf import tasks
 
     task = tasks.detect(pairs)
     if task is None:
         return {}
-    keep = []
-    for p in pairs:
+    wins: list[bool] = []
+    by_part: dict[str, list[bool]] = {}
+    for p, c, r in zip(pairs, chosen, rejected):
         gc = task.judge(p, p["chosen"], p.get("chosen_finished", True))
         gr = task.judge(p, p["rejected"], p.get("rejected_finished", True))
-        if gc != gr:
-            keep.append(p if gc > gr else swapped(p))
-    if not keep:
+        if gc == gr:
+            continue
+        win = c > r if gc > gr else r > c
+        wins.append(win)
+        better = p if gc > gr else swapped(p)
+        for part in task.breakdown(better, better["chosen"]) or {}:
+            by_part.setdefault(part, []).append(win)
+    if not wins:
         return {}
-    wins = scorer.pairwise_wins(keep)
-    by_part: dict[str, list[bool]] = {}
-    for p, w in zip(keep, wins):
-        for part in task.breakdown(p, p["chosen"]) or {}:
-            by_part.setdefault(part, []).append(w)
     out = {"gold_agreement": sum(wins) / len(wins), "gold_pairs": len(wins)}
     for part, ws in sorted(by_part.items()):
         out[f"gold_agreement.{part}"], out[f"gold_pairs.{part}"] = sum(ws) / len(ws), len(ws)
@@ -116,10 +118,15 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
         "train_loss": result.training_loss,
         "train_runtime": result.metrics.get("train_runtime"),
     }
+    # One scoring pass over the held-out pairs (or some training pairs when there are none) serves the accuracy,
+    # the gold agreement and the score statistics PPO and RLOO normalise with, each prompt rendered as the model
+    # reads it (a conversation with its history).
+    scored = eval_pairs or pairs[:256]
+    chosen, rejected = scorer.pair_scores(scored)
     if len(eval_ds):
-        metrics["eval_accuracy"] = scorer.pairwise_accuracy(eval_pairs)
-        metrics.update(gold_agreement(scorer, eval_pairs))
-    metrics.update(reward_statistics(scorer, eval_pairs or pairs[:256]))
+        metrics["eval_accuracy"] = sum(c > r for c, r in zip(chosen, rejected)) / len(scored)
+        metrics.update(gold_agreement(scored, chosen, rejected))
+    metrics.update(reward_statistics(chosen + rejected))
 
     final.config.pad_token_id = tokenizer.pad_token_id
     job.save(final, tokenizer)

@@ -135,6 +135,36 @@ def test_reward_model_sees_the_chat_rendering(tiny_chat_chain):
     assert manifest["template"] == "chat" and manifest["metrics"]["train_pairs"] > 0
 
 
+def test_reward_statistics_score_conversations_with_their_history(tiny_chat_chain, tmp_path):
+    """reward_mean / reward_std (PPO and RLOO normalise with them) and the held-out accuracy come from one scoring
+    pass in which a multi-turn held-out pair is rendered with its whole conversation, as the model reads it."""
+    import statistics
+
+    import reward
+    from reward.data import load_preferences
+    from rlhf.config import build_config
+    from rlhf.evaluation.scoring import RewardScorer
+    from rlhf.models import load_reward_model
+
+    root = tiny_chat_chain["root"]
+    stage = reward.run(build_config(reward.RewardStageConfig, {
+        "config": REPO / "configs/demo/reward.yaml", "sft_path": str(tiny_chat_chain["sft"]),
+        "pairs_path": str(root / "trl.jsonl"), "eval_pairs_path": str(root / "hh.jsonl"),
+        "output_dir": str(tmp_path / "reward"), "num_train_epochs": 1, "quiet": True, "save_strategy": "no",
+        "max_length": 64}))  # fmt: skip
+    loaded = load_reward_model(tmp_path / "reward")
+    scorer = RewardScorer(loaded.model, loaded.tokenizer, "chat")
+    (hh,) = load_preferences(root / "hh.jsonl", verbose=False)
+    chosen, rejected = scorer.pair_scores([hh])
+    m = stage.manifest["metrics"]
+    assert m["reward_mean"] == pytest.approx(statistics.fmean(chosen + rejected), abs=1e-5)
+    assert m["reward_std"] == pytest.approx(statistics.pstdev(chosen + rejected), abs=1e-5)
+    assert m["eval_accuracy"] == float(chosen[0] > rejected[0])
+    # the last user turn alone is another prompt: the statistics are not those of a history-less rendering
+    last_turn_only = scorer.score([(hh["instruction"], hh["input"])] * 2, [hh["chosen"], hh["rejected"]])
+    assert statistics.fmean(last_turn_only) != pytest.approx(m["reward_mean"], abs=1e-5)
+
+
 def test_an_external_parent_takes_the_template_key(tiny_chat_chain, tmp_path):
     import reward
     from rlhf.config import build_config

@@ -19,11 +19,9 @@ ROW = {"instruction": Item("Describe the benefits of regular exercise.", (Constr
 GOOD, BAD = "It strengthens the heart and lifts your mood.", "It strengthens the heart, and lifts mood."
 
 
-class LongerWins:
-    """A stand-in reward model: the longer response scores higher."""
-
-    def pairwise_wins(self, pairs):
-        return [len(p["chosen"]) > len(p["rejected"]) for p in pairs]
+def longer_wins(pairs):
+    """gold_agreement's arguments with a stand-in reward model that scores a response by its length."""
+    return pairs, [len(p["chosen"]) for p in pairs], [len(p["rejected"]) for p in pairs]
 
 
 def test_preference_rows_carry_the_finished_flags(tmp_path):
@@ -45,9 +43,9 @@ def test_gold_agreement_judges_an_unfinished_response_as_unfinished():
     unfinished = {**ROW, "chosen": GOOD, "rejected": BAD, "chosen_finished": False, "rejected_finished": True}
     finished = {**ROW, "chosen": BAD + " Really.", "rejected": GOOD}
     # without the flag the cut-off answer would win by the judge and count; with it the pair ties and is left out
-    gold = gold_agreement(LongerWins(), [unfinished, finished])
+    gold = gold_agreement(*longer_wins([unfinished, finished]))
     assert (gold["gold_agreement"], gold["gold_pairs"]) == (0.0, 1)
-    gold = gold_agreement(LongerWins(), [{**unfinished, "chosen_finished": True}, finished])
+    gold = gold_agreement(*longer_wins([{**unfinished, "chosen_finished": True}, finished]))
     assert (gold["gold_agreement"], gold["gold_pairs"]) == (0.5, 2)
 
 
@@ -61,12 +59,12 @@ def test_gold_agreement_per_constraint_type():
         {**both, "chosen": "it helps, a lot.", "rejected": "It helps a lot."},  # both fail: a tie, left out
         {**both, "chosen": "it lifts the mood and the heart.", "rejected": "It helps."},  # both types, agrees
     ]
-    assert gold_agreement(LongerWins(), pairs) == {
+    assert gold_agreement(*longer_wins(pairs)) == {
         "gold_agreement": 2 / 3, "gold_pairs": 3,
         "gold_agreement.lowercase": 1.0, "gold_pairs.lowercase": 1,
         "gold_agreement.no_commas": 2 / 3, "gold_pairs.no_commas": 3,
     }  # fmt: skip
-    assert gold_agreement(LongerWins(), pairs[2:3]) == {}  # the judge ties every pair
+    assert gold_agreement(*longer_wins(pairs[2:3])) == {}  # the judge ties every pair
 
 
 def test_bad_finished_flags_are_refused_naming_the_row(tmp_path):

@@ -91,11 +91,20 @@ class RewardScorer:
                 out[i] = v
         return out
 
+    def pair_scores(
+        self, pairs: list[dict], batch_size: int | None = None
+    ) -> tuple[list[float], list[float]]:
+        """The scores of each pair's `chosen` and `rejected` response, its prompt rendered from the pair's row (its
+        `messages` when it is a conversation), both sides in one length-sorted pass."""
+        prompts = [as_prompt_row(p) for p in pairs]
+        scores = self.score(
+            prompts * 2, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], batch_size
+        )
+        return scores[: len(pairs)], scores[len(pairs) :]
+
     def pairwise_wins(self, pairs: list[dict], batch_size: int | None = None) -> list[bool]:
         """Per pair: whether the reward model scores `chosen` above `rejected`."""
-        prompts = [as_prompt_row(p) for p in pairs]
-        chosen = self.score(prompts, [p["chosen"] for p in pairs], batch_size)
-        rejected = self.score(prompts, [p["rejected"] for p in pairs], batch_size)
+        chosen, rejected = self.pair_scores(pairs, batch_size)
         return [c > r for c, r in zip(chosen, rejected)]
 
     def pairwise_accuracy(self, pairs: list[dict], batch_size: int | None = None) -> float:
