@@ -16,7 +16,7 @@ from rlhf.io import sha256_text
 from rlhf.label_aggregation import aggregate
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
-from rlhf.preferences import stage_pairs, swapped
+from rlhf.preferences import stage_pairs
 from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config_for
 
@@ -43,8 +43,8 @@ def gold_agreement(pairs: list[dict], chosen: list[float], rejected: list[float]
             continue
         win = c > r if gc > gr else r > c
         wins.append(win)
-        better = p if gc > gr else swapped(p)
-        for part in task.breakdown(better, better["chosen"]) or {}:
+        # the parts the prompt holds: the keys of the judge's breakdown (of either response; the better one here)
+        for part in task.breakdown(p, p["chosen"] if gc > gr else p["rejected"]) or {}:
             by_part.setdefault(part, []).append(win)
     if not wins:
         return {}
