@@ -130,12 +130,23 @@ class PassRecorder:
 
 
 # The settings that shape a PPO run's data stream and updates: a checkpoint only continues a run that has the same.
+# (lr_scheduler_type joined later: a checkpoint that does not record it is not checked on it.)
 SETTINGS = ("seed", "total_episodes", "per_device_train_batch_size", "gradient_accumulation_steps",
-            "num_mini_batches", "num_ppo_epochs", "learning_rate", "use_lora", "value_warmup")  # fmt: skip
+            "num_mini_batches", "num_ppo_epochs", "learning_rate", "lr_scheduler_type", "use_lora",
+            "value_warmup")  # fmt: skip
+
+# Learning-rate schedules that do not depend on the run's length. Under one of them the first N updates of a longer
+# run are those of an N-update run, so a finished run's checkpoint may be continued with a larger total_episodes
+# (e.g. `--resume old/checkpoint-20 --total_episodes 1280 --output_dir new`); exactly so without sample tables
+# (num_sample_generations 0), which TRL places at fractions of the run and which draw from the RNG. Under linear or
+# cosine decay the learning rate at every update depends on the total: continuing would not be the longer run, so
+# it is refused. A checkpoint from before lr_scheduler_type was recorded is taken at this run's word.
+LENGTH_FREE_SCHEDULES = ("constant", "constant_with_warmup")
 
 
 def run_settings(args, n_prompts: int, n_processes: int) -> dict:
-    out = {k: getattr(args, k, None) for k in SETTINGS}
+    # lr_scheduler_type is an enum in TrainingArguments: recorded and compared by its name.
+    out = {k: getattr(getattr(args, k, None), "value", getattr(args, k, None)) for k in SETTINGS}
     out.update(train_prompts=n_prompts, processes=n_processes)
     return out
 
@@ -143,13 +154,24 @@ def run_settings(args, n_prompts: int, n_processes: int) -> dict:
 def check_settings(ckpt: Path, meta: dict[str, str], now: dict) -> None:
     saved = json.loads(meta.get("settings", "{}"))
     for key, value in now.items():
-        if key in saved and saved[key] != value:
-            raise UserError(
-                f"checkpoint was written with {key} {saved[key]!r}, this run has {value!r}: rerun with the "
-                "settings it was made with, or pass --resume never to start over",
-                ckpt,
-                "key 'resume'",
-            )
+        if key not in saved or saved[key] == value:
+            continue
+        if (
+            key == "total_episodes"
+            and value > saved[key]
+            and now.get("lr_scheduler_type") in LENGTH_FREE_SCHEDULES
+        ):
+            continue  # a longer run under a length-free schedule: the checkpoint continues it
+        hint = ""
+        if key == "total_episodes" and value > saved[key]:
+            schedules = " or ".join(LENGTH_FREE_SCHEDULES)
+            hint = f" (a run continues to more episodes only under lr_scheduler_type {schedules})"
+        raise UserError(
+            f"checkpoint was written with {key} {saved[key]!r}, this run has {value!r}{hint}: rerun with the "
+            "settings it was made with, or pass --resume never to start over",
+            ckpt,
+            "key 'resume'",
+        )
 
 
 def check_resumable(resume_from: str | None, args, n_prompts: int, n_processes: int) -> None:

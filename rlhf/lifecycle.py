@@ -192,7 +192,13 @@ class StageRun:
             base_model=base_model,
             extra={
                 **(extra or {}),
-                "resumed_from": resumed and Path(resumed).name,
+                # a checkpoint of this dir by name; one of another run (a run continued to more updates) by path
+                "resumed_from": resumed
+                and (
+                    Path(resumed).name
+                    if Path(resumed).resolve().parent == self.out.resolve()
+                    else str(resumed)
+                ),
                 "peak_memory": self.memory.read(),
             },
             adapter=bool((extra or {}).get("adapter")),

@@ -167,6 +167,52 @@ def test_resume_refuses_a_checkpoint_from_other_settings(kept_ppo, chain, tmp_pa
     )
 
 
+def test_a_finished_constant_lr_run_continues_to_more_updates(kept_ppo, chain, tmp_path, capsys):
+    """Under a constant learning rate the first N updates of a longer run are those of an N-update run, so a
+    finished run's last checkpoint continues it to more updates in a new output dir, ending exactly where an
+    uninterrupted run to that length ends. Under the default linear decay (kept_ppo) it is refused: the learning
+    rate at every update depends on the total."""
+
+    def ppo(out: Path, episodes: int, *extra) -> list:
+        return stage_args("ppo", chain, out) + ["--total_episodes", str(episodes), "--lr_scheduler_type", "constant",
+                                                "--num_sample_generations", "0", *extra]  # fmt: skip
+
+    short, ref, longer = tmp_path / "short", tmp_path / "uninterrupted", tmp_path / "continued"
+    assert run_here(ppo(short, 32, "--keep_checkpoints", "true")) == 0  # 2 updates of 16 episodes
+    assert run_here(ppo(ref, 64)) == 0
+    assert run_here(ppo(longer, 64, "--resume", short / "checkpoint-2")) == 0
+
+    assert manifest(longer)["resumed_from"] == str(
+        short / "checkpoint-2"
+    )  # another run's checkpoint: by path
+    a, b = compared_metrics(ref, "ppo"), compared_metrics(longer, "ppo")
+    assert a.keys() == b.keys() and a
+    for k in a:
+        assert b[k] == pytest.approx(a[k], abs=1e-4), k
+    assert max_weight_difference(ref, longer) <= 1e-6
+    ref_log = [json.loads(x) for x in (ref / "log.jsonl").read_text().splitlines()]
+    got_log = [json.loads(x) for x in (longer / "log.jsonl").read_text().splitlines()]
+    key = "objective/scores"
+    assert [r["step"] for r in got_log if key in r] == [3, 4]  # the new dir logs the updates it ran
+    assert [r[key] for r in got_log if key in r] == pytest.approx([r[key] for r in ref_log if key in r][2:])
+    assert {r["lr"] for r in got_log if "lr" in r} == {
+        r["lr"] for r in ref_log if "lr" in r
+    }  # one constant rate
+
+    linear = stage_args("ppo", chain, tmp_path / "linear") + ["--total_episodes", "64"]
+    capsys.readouterr()
+    assert run_here(linear + ["--resume", kept_ppo / "checkpoint-2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {kept_ppo / 'checkpoint-2'}:key 'resume': checkpoint was written with total_episodes 32, this run "
+        "has 64 (a run continues to more episodes only under lr_scheduler_type constant or constant_with_warmup): "
+        "rerun with the settings it was made with, or pass --resume never to start over"
+    )
+    switched = linear + ["--resume", kept_ppo / "checkpoint-2", "--lr_scheduler_type", "constant"]
+    assert run_here(switched) == 2  # nor may a decaying run's checkpoint go on at a constant rate
+    assert "written with lr_scheduler_type 'linear', this run has 'constant'" in capsys.readouterr().err
+    assert not (tmp_path / "linear").exists()  # refused before anything was written
+
+
 def test_overwriting_a_finished_stage_drops_its_checkpoints_first(tmp_path):
     """A finished stage's kept checkpoints must not be 'resumed' by the run that replaces it: begin() marks the
     dir unfinished (manifest gone), then removes them."""
