@@ -1,4 +1,5 @@
-"""DPO recipe: SFT parent (checked) -> preference pairs -> policy and reference -> TRL's DPOTrainer -> save."""
+"""DPO recipe: SFT parent (checked) -> preference pairs -> policy and reference -> TRL's DPOTrainer -> the implicit
+reward read on the held-out pairs -> save."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from trl import DPOTrainer
 
 from dpo.config import DPOStageConfig
 from dpo.data import fingerprint_pairs, preference_rows
+from dpo.implicit_reward import implicit_rewards
 from rlhf import checkpoint
 from rlhf.config import parse_config
 from rlhf.distributed import end_of_run, main_print
@@ -14,6 +16,7 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
 from rlhf.preferences import stage_pairs
+from rlhf.tasks.agreement import gold_agreement
 from rlhf.templates import check_template
 from rlhf.training import lora_config_for
 
@@ -91,6 +94,17 @@ def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
             if k.startswith(("eval_loss", "eval_rewards", "eval_logps"))
         }
     )
+    if eval_pairs:
+        # The implicit reward's ranking of the held-out pairs (the reward stage's, same split), each whole response
+        # scored as the reward stage scores it: eval_accuracy and gold_agreement mean what they mean in a reward
+        # stage's manifest. (TRL's eval_rewards_accuracies above is a mean over its eval batches, of the pairs
+        # that fit max_length.) The reference is reloaded: under LoRA it was the policy with its adapter off. At
+        # most 8 rows a batch: each holds a full-vocabulary log-softmax (SmolLM2: 49k x length floats).
+        reference = load_causal_lm(parent.path, trust_remote_code=cfg.trust_remote_code)
+        chosen, rejected = implicit_rewards(final, reference, tokenizer, parent.template, eval_pairs, cfg.beta,
+                                            batch_size=min(8, cfg.per_device_eval_batch_size))  # fmt: skip
+        metrics["eval_accuracy"] = sum(c > r for c, r in zip(chosen, rejected)) / len(eval_pairs)
+        metrics.update(gold_agreement(eval_pairs, chosen, rejected))
     job.save(final, tokenizer)
     return job.finish(
         tokenizer,
@@ -114,5 +128,7 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf dpo") -> int:
             if acc is not None
             else f"train loss {m['train_loss']:.4f}"
         )
+        if "gold_agreement" in m:
+            shown += f", implicit reward's gold agreement {m['gold_agreement']:.3f}"
         print(f"dpo: finished {stage.path} ({shown})")
     return 0

@@ -17,41 +17,9 @@ from rlhf.label_aggregation import aggregate
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.preferences import stage_pairs
+from rlhf.tasks.agreement import gold_agreement
 from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config_for
-
-
-def gold_agreement(pairs: list[dict], chosen: list[float], rejected: list[float]) -> dict:
-    """Held-out agreement with the gold judge of the task the pairs come from, given the reward model's score of
-    each pair's chosen and rejected response: `gold_agreement` over the pairs whose gold scores differ
-    (`gold_pairs` of them), and for a task whose judge has parts (the constraints task: constraint types) the same
-    per part, `gold_agreement.<part>` / `gold_pairs.<part>` over the pairs whose prompt holds it: where the reward
-    model reads the judge and where it does not. Empty when the pairs are no known task's or the judge ties every
-    pair. A response is judged as finished (ended with EOS) unless its pair records otherwise (`chosen_finished` /
-    `rejected_finished`, from `rlhf annotate`)."""
-    from rlhf import tasks
-
-    task = tasks.detect(pairs)
-    if task is None:
-        return {}
-    wins: list[bool] = []
-    by_part: dict[str, list[bool]] = {}
-    for p, c, r in zip(pairs, chosen, rejected):
-        gc = task.judge(p, p["chosen"], p.get("chosen_finished", True))
-        gr = task.judge(p, p["rejected"], p.get("rejected_finished", True))
-        if gc == gr:
-            continue
-        win = c > r if gc > gr else r > c
-        wins.append(win)
-        # the parts the prompt holds: the keys of the judge's breakdown (of either response; the better one here)
-        for part in task.breakdown(p, p["chosen"] if gc > gr else p["rejected"]) or {}:
-            by_part.setdefault(part, []).append(win)
-    if not wins:
-        return {}
-    out = {"gold_agreement": sum(wins) / len(wins), "gold_pairs": len(wins)}
-    for part, ws in sorted(by_part.items()):
-        out[f"gold_agreement.{part}"], out[f"gold_pairs.{part}"] = sum(ws) / len(ws), len(ws)
-    return out
 
 
 def rebuild_model(cfg: RewardStageConfig, parent, tokenizer, peft_config):

@@ -546,6 +546,7 @@ def headline(methods: list[str]) -> list[str]:
     keys += [
         "reward.gold_agreement",
         "reward.eval_accuracy",
+        *(["dpo.implicit_reward.gold_agreement"] if "dpo" in names else []),
         *(f"{n}.kl_to_sft" for n in names),
         "wall_seconds",
     ]
@@ -561,14 +562,30 @@ def chain_identities(steps: list[Step], seed: int, *, legacy: bool = False) -> d
     return identities
 
 
+def held_out_ranking(stage_metrics: dict) -> dict:
+    """A stage's held-out ranking of the pairs: label accuracy and gold agreement, per part of the judge too."""
+    return {
+        k: v
+        for k, v in stage_metrics.items()
+        if k in ("eval_accuracy", "gold_agreement") or k.startswith("gold_agreement.")
+    }
+
+
 def finalize_metrics(run: Path, step_seconds: dict[str, float], wall: float) -> dict:
-    """Fold the reward stage's held-out accuracies and the timings into report/metrics.json."""
+    """Fold the reward stage's held-out accuracies (and the DPO stage's implicit reward's, when it held out the
+    same pairs) and the timings into report/metrics.json."""
     path = run / "report" / "metrics.json"
     metrics = json.loads(path.read_text())
     rm = checkpoint.require(run / "reward", kind="reward").metrics
-    for key, value in rm.items():  # with the gold agreement per part of the judge (constraint type), if any
-        if key in ("eval_accuracy", "gold_agreement") or key.startswith("gold_agreement."):
-            metrics[f"reward.{key}"] = value
+    for key, value in held_out_ranking(rm).items():  # per part of the judge (constraint type) too, if any
+        metrics[f"reward.{key}"] = value
+    if checkpoint.is_finished(run / "dpo"):
+        dpo = checkpoint.require(run / "dpo", kind="dpo")
+        split = ("pairs_path", "eval_pairs_path", "seed", "eval_fraction")  # what picks the held-out pairs
+        reward_config = checkpoint.require(run / "reward", kind="reward").manifest["config"]
+        if all(dpo.manifest["config"].get(k) == reward_config.get(k) for k in split):
+            for key, value in held_out_ranking(dpo.metrics).items():
+                metrics[f"dpo.implicit_reward.{key}"] = value
     metrics["wall_seconds"] = wall
     metrics.update({f"step_seconds.{k}": v for k, v in step_seconds.items()})
     atomic_write_json(path, metrics)

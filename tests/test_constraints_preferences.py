@@ -8,9 +8,9 @@ import json
 import pytest
 
 from reward.data import load_preferences
-from reward.train import gold_agreement
 from rlhf.annotators import annotate, write_preferences
 from rlhf.errors import UserError
+from rlhf.tasks.agreement import gold_agreement
 from rlhf.tasks.constraints import Item
 from rlhf.tasks.constraints_checks import Constraint
 

@@ -66,6 +66,47 @@ def test_dpo_trains_from_sft_and_learns_the_preferences(trained, tiny_chain):
     assert trained.template == parent.template and trained.manifest["data_fingerprint"]
 
 
+def test_dpo_reads_its_implicit_reward_on_the_reward_stages_held_out_pairs(trained, tiny_chain, prefs):
+    """eval_accuracy and gold_agreement in the manifest are the implicit reward's, beta * (log p_policy - log
+    p_SFT) of each whole response with its EOS, on the pairs the reward stage holds out (same split): checked
+    against a plain one-row-at-a-time forward of both models."""
+    import torch
+
+    import dpo
+    from dpo.implicit_reward import implicit_rewards
+    from rlhf.config import build_config
+    from rlhf.models import load_causal_lm, load_tokenizer
+    from rlhf.preferences import stage_pairs
+    from rlhf.templates import format_prompt
+
+    m = trained.metrics
+    cfg = build_config(dpo.DPOStageConfig, {"config": DPO_YAML, "sft_path": str(tiny_chain["sft"]),
+                                            "pairs_path": str(prefs)})  # fmt: skip
+    _, held_out = stage_pairs(cfg)
+    assert len(held_out) == m["eval_pairs"]
+    tok = load_tokenizer(trained.path)
+    policy, reference = load_causal_lm(trained.path), load_causal_lm(tiny_chain["sft"])
+
+    def logp(model, pair, side) -> float:
+        prompt = tok(format_prompt(pair["instruction"], pair["input"], "alpaca"))["input_ids"]
+        response = tok(pair[side], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1]
+        return float(torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(response)[:, None]).sum())
+
+    beta = cfg.beta
+    expected = {side: [beta * (logp(policy, p, side) - logp(reference, p, side)) for p in held_out]
+                for side in ("chosen", "rejected")}  # fmt: skip
+    chosen, rejected = implicit_rewards(policy, reference, tok, "alpaca", held_out, beta, batch_size=5)
+    assert chosen == pytest.approx(expected["chosen"], abs=1e-4)  # right pair, right side, in the rows' order
+    assert rejected == pytest.approx(expected["rejected"], abs=1e-4)
+    accuracy = sum(c > r for c, r in zip(expected["chosen"], expected["rejected"])) / len(held_out)
+    assert m["eval_accuracy"] == pytest.approx(accuracy) and accuracy > 0.5
+    # Every demo pair's chosen answer is the correct one: the judge separates all, and agrees with each label.
+    assert m["gold_pairs"] == len(held_out) and m["gold_agreement"] == pytest.approx(m["eval_accuracy"])
+    assert "gold_agreement=" in run_cli("inspect", trained.path).stdout
+
+
 def test_dpo_log_plots_as_training_curves(tiny_chain, prefs, tmp_path):
     """The report's training curves (rlhf compare, plots.CURVE_KEYS) read the DPO stage's own log.jsonl: one panel
     per logged key, each a line over the logged steps."""

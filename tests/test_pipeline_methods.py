@@ -134,6 +134,11 @@ def test_rerunning_with_methods_retrains_only_what_changed(tmp_path):
     for m in ("ppo", "dpo", "rloo"):
         assert json.loads((out / m / "rlhf_stage.json").read_text())["stage"] == m
     assert "step_seconds.dpo" in metrics and "step_seconds.rloo" in metrics
+    # DPO's implicit reward read on the reward stage's held-out pairs, next to the reward model's reading
+    dpo_stage = json.loads((out / "dpo" / "rlhf_stage.json").read_text())["metrics"]
+    assert metrics["dpo.implicit_reward.gold_agreement"] == dpo_stage["gold_agreement"]
+    assert metrics["dpo.implicit_reward.eval_accuracy"] == dpo_stage["eval_accuracy"]
+    assert "  dpo.implicit_reward.gold_agreement:" in first and "reward.gold_agreement" in metrics
 
     assert ran(pipeline(path, out)) == set()  # nothing changed: every step skipped
 
