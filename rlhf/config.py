@@ -482,6 +482,10 @@ def fraction(*, below_one: bool = False) -> Domain:
     )
 
 
+def above_zero_fraction() -> Domain:
+    return Domain("a number in (0, 1]", lambda v: _number(v) and 0 < v <= 1)
+
+
 def share_or_count(*, zero: bool) -> Domain:
     """transformers' step settings: a float below 1 is a share of all steps, a whole number a step count."""
     low = "[0, 1)" if zero else "(0, 1)"

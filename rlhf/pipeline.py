@@ -26,8 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlhf import checkpoint
+from rlhf.annotators import PAIRINGS
 from rlhf.argparse_utils import ArgumentParser
-from rlhf.config import build_config, load_yaml_mapping
+from rlhf.config import (
+    Domain,
+    above_zero_fraction,
+    at_least,
+    build_config,
+    fraction,
+    integer_at_least,
+    load_yaml_mapping,
+    one_of,
+)
 from rlhf.distributed import end_of_run
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, sha256_text
@@ -62,6 +72,38 @@ SCHEMA = {
     "compare": {"temperature", "num_samples", "max_new_tokens", "sweep_prompts", "overopt_prompts", "top_p"},
 }
 STATE_FILE = "pipeline_state.json"
+# The values of the sections the pipeline hands to its own steps, checked when the config loads: they are read
+# only after the SFT step, so a bad one would otherwise fail an hour in, named as a command-line flag. (The stage
+# sections' values are checked by the stages' own config checks when the plan is built.) null = the default.
+SECTION_DOMAINS: dict[str, dict[str, Domain]] = {
+    "pairs": {
+        "n": integer_at_least(2),
+        "temperature": at_least(0),
+        "top_p": above_zero_fraction(),
+        "max_new_tokens": integer_at_least(1),
+    },
+    "annotate": {
+        "annotator": Domain(
+            "gold, noisy, human or reward:<reward stage dir>",
+            lambda v: (
+                v in ("gold", "noisy", "human") or (isinstance(v, str) and v.startswith("reward:") and v[7:])
+            ),
+        ),
+        "pool_size": integer_at_least(1),
+        "flip_rate": fraction(),
+        "position_bias": fraction(),
+        "tie_rate": fraction(),
+        "pairing": one_of(*PAIRINGS),
+    },
+    "compare": {
+        "temperature": at_least(0),
+        "num_samples": integer_at_least(1),
+        "max_new_tokens": integer_at_least(1),
+        "sweep_prompts": integer_at_least(0),
+        "overopt_prompts": integer_at_least(0),
+        "top_p": above_zero_fraction(),
+    },
+}
 
 
 def load_pipeline_config(path: str | Path) -> dict:
@@ -70,15 +112,46 @@ def load_pipeline_config(path: str | Path) -> dict:
     value; a value that is a list, or an `overrides` mapping, is replaced whole), so a variant states only what
     differs and its shared steps keep the base's identities."""
     cfg = _with_bases(Path(path), ())
-    methods = pipeline_methods(cfg, path)
+    methods = pipeline_methods(cfg, defining_file(path, "methods"))
     for stage in ("sft", "reward", *(m for m in methods if m in TRAINED_METHODS)):
         if "config" not in cfg.get(stage, {}):
             raise UserError("missing stage config path", path, f"key '{stage}.config'")
     if cfg.get("task", "demo") not in ("demo", "constraints"):
-        raise UserError("expected demo or constraints", path, "key 'task'")
+        raise UserError("expected demo or constraints", defining_file(path, "task"), "key 'task'")
     if not isinstance(cfg["sft"].get("fine_tune", True), bool):
-        raise UserError("expected true or false", path, "key 'sft.fine_tune'")
+        raise UserError("expected true or false", defining_file(path, "sft.fine_tune"), "key 'sft.fine_tune'")
+    for section, domains in SECTION_DOMAINS.items():
+        values = cfg.get(section) or {}
+        for key, domain in domains.items():
+            if values.get(key) is not None and not domain.ok(values[key]):
+                where = f"{section}.{key}"
+                raise UserError(
+                    f"expected {domain.expect}, got {values[key]!r}",
+                    defining_file(path, where),
+                    f"key '{where}'",
+                )
     return cfg
+
+
+def defining_file(path: str | Path, key: str) -> str:
+    """The file of a pipeline config's `base:` chain that sets `key` ("task", "sft.fine_tune", "reward.overrides"):
+    the config itself when it sets it, else the nearest base that does, so an error on a value checked after the
+    merge names the file that holds it. The config itself when no file sets it (where to add it), and `path`
+    unchanged when it is not a file (a config built in Python)."""
+    here: Path | None = Path(path)
+    if not here.is_file():
+        return str(path)
+    head, _, sub = key.partition(".")
+    seen: set[Path] = set()
+    while here is not None and here.is_file() and here.resolve() not in seen:
+        seen.add(here.resolve())
+        cfg = load_yaml_mapping(here)
+        value = cfg.get(head)
+        if head in cfg and (not sub or (isinstance(value, dict) and sub in value)):
+            return str(here)
+        base = cfg.get("base")
+        here = here.parent / base if isinstance(base, str) else None
+    return str(path)
 
 
 def _with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
@@ -411,13 +484,15 @@ def plan(
     def stage(name: str, **paths) -> StageTraining:
         values = {"config": cfg[name]["config"], **paths, "output_dir": run / name, "seed": seed}
         values = {k: _jsonable(v) for k, v in {**values, **(cfg[name].get("overrides") or {})}.items()}
-        return StageTraining.build(name, values, f"{source} ({name})", quiet=quiet)
+        return StageTraining.build(
+            name, values, f"{defining_file(source, name + '.overrides')} ({name})", quiet=quiet
+        )
 
     start_of = _start_constraints if cfg.get("task", "demo") == "constraints" else _start_demo
     start = start_of(cfg, run, seed, stage)
     annotate = cfg.get("annotate", {})
     human = str(annotate.get("annotator", "")) == "human"
-    methods = pipeline_methods(cfg, source)
+    methods = pipeline_methods(cfg, defining_file(source, "methods"))
     # What each training method reads from the shared steps, and the steps that write it.
     on_policy = ({"sft_path": run / "sft", "reward_path": run / "reward", **start.policy_prompts},
                  (*start.policy_after, "sft", "reward"))  # fmt: skip

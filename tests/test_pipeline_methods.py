@@ -224,3 +224,54 @@ def test_a_bad_base_is_one_error_naming_the_file_and_key(tmp_path, files, where,
         load_pipeline_config(tmp_path / "v.yaml")
     text = str(e.value)
     assert message in text and all(w in text for w in where), text
+
+
+DEMO_PIPELINE = REPO / "configs" / "demo" / "pipeline.yaml"
+
+
+@pytest.mark.parametrize(
+    "variant, base, where, message",
+    [
+        # a value checked after the merge is named in the file that holds it: the base ...
+        ("seed: 1\n", "task: democ\n", ("b.yaml", "key 'task'"), "expected demo or constraints"),
+        ("seed: 1\n", "methods: [a2c]\n", ("b.yaml", "key 'methods[0]'"), "unknown method 'a2c'"),
+        ("seed: 1\n", "sft: {fine_tune: 3}\n", ("b.yaml", "key 'sft.fine_tune'"), "expected true or false"),
+        ("seed: 1\n", "pairs: {n: 1}\n", ("b.yaml", "key 'pairs.n'"), "expected an integer >= 2, got 1"),
+        ("seed: 1\n", "annotate: {flip_rate: 1.5}\n", ("b.yaml", "key 'annotate.flip_rate'"),
+         "expected a number in [0, 1], got 1.5"),
+        # ... or the variant, when it sets the key over a good base value
+        ("pairs: {top_p: 0}\n", "pairs: {n: 4}\n", ("v.yaml", "key 'pairs.top_p'"), "expected a number in (0, 1]"),
+        ("annotate: {annotator: oracle}\n", "", ("v.yaml", "key 'annotate.annotator'"),
+         "expected gold, noisy, human or reward:<reward stage dir>, got 'oracle'"),
+        ("compare: {num_samples: 0}\n", "", ("v.yaml", "key 'compare.num_samples'"), "expected an integer >= 1"),
+        ("annotate: {pairing: every}\n", "", ("v.yaml", "key 'annotate.pairing'"), "expected one of"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_is_named_in_the_file_of_the_chain_that_holds_it(tmp_path, variant, base, where, message):
+    """Pairs, annotate and compare values are checked when the config loads (they are read only after the SFT
+    step), and every value checked after the merge names the file of the base chain that sets it."""
+    from rlhf.pipeline import load_pipeline_config
+
+    (tmp_path / "b.yaml").write_text(f"base: {DEMO_PIPELINE}\n{base}")
+    (tmp_path / "v.yaml").write_text(f"base: b.yaml\n{variant}")
+    with pytest.raises(UserError) as e:
+        load_pipeline_config(tmp_path / "v.yaml")
+    text = str(e.value)
+    assert message in text and all(w in text for w in where), text
+    assert str(tmp_path / where[0]) in text  # the full path of that file
+
+
+def test_a_bad_stage_override_in_a_base_names_the_base(tmp_path, monkeypatch):
+    from rlhf.pipeline import load_pipeline_config, plan
+
+    monkeypatch.chdir(REPO)  # stage config paths are relative to the repo root
+
+    reward = "reward: {config: configs/demo/reward.yaml, overrides: {learning_rate: -1}}\n"
+    (tmp_path / "b.yaml").write_text(f"base: {DEMO_PIPELINE}\n{reward}")
+    (tmp_path / "v.yaml").write_text("base: b.yaml\nseed: 1\n")
+    cfg = load_pipeline_config(tmp_path / "v.yaml")
+    with pytest.raises(UserError) as e:
+        plan(cfg, tmp_path / "run", 0, source=str(tmp_path / "v.yaml"), quiet=True)
+    assert str(e.value) == (
+        f"error: {tmp_path / 'b.yaml'} (reward):key 'learning_rate': expected a finite number > 0, got -1"
+    )
