@@ -27,7 +27,7 @@ from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.rollout_prompts import load_prompts, prompt_template, stop_at_end_of_turn, tokenize_prompts
 from rlhf.templates import check_template
-from rlhf.training import lora_config_for
+from rlhf.training import lora_config_for, resumed_progress
 from rlhf.trl_compat import check_trl_version
 
 
@@ -79,6 +79,8 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     # loads, if it was made with other settings.
     resume_from = job.resume_point(required=resume_files(world_size()))
     check_resumable(resume_from, cfg, len(train_ds), world_size())
+    # where a resumed run starts, for its throughput; read now: the run may rotate that checkpoint away
+    first_episode = resumed_progress(resume_from)["episode"]
 
     # Policy and reference start as the SFT model (with LoRA the reference is the policy, adapter disabled);
     # reward and value models both start as the reward model (Huang et al.'s N+ details).
@@ -125,7 +127,7 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     if trained is None:  # not rank 0
         return None
 
-    metrics = run_metrics(out, trainer, train_seconds)
+    metrics = run_metrics(out, trainer, train_seconds, first_episode)
     metrics.update(dropped_prompts=dropped, stopped_early=stopped_early)
     tokenizer.padding_side = "right"
     adapter = cfg.use_lora and not cfg.merge

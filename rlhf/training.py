@@ -55,6 +55,15 @@ def resolve_resume(resume: str | None, output_dir: str | Path, required: tuple[s
     return resume
 
 
+def resumed_progress(resume_from: str | None) -> dict[str, int]:
+    """The update counter and episode count of the checkpoint a run resumes from (zeros for a fresh start): a
+    resumed run's throughput is what this process trained over the time it took, not the whole run's count."""
+    if resume_from is None:
+        return {"global_step": 0, "episode": 0}
+    state = json.loads((Path(resume_from) / TRAINER_STATE).read_text(encoding="utf-8"))
+    return {"global_step": int(state.get("global_step") or 0), "episode": int(state.get("episode") or 0)}
+
+
 def start_log(output_dir: str | Path, resume_from: str | None) -> None:
     """A fresh run starts with no log.jsonl; a resumed one keeps the rows up to its checkpoint's step (later rows
     belong to the part of the run that was lost, and are logged again)."""
@@ -92,6 +101,8 @@ class JsonlLogger(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.time()
+        # a resumed PPO run starts at its checkpoint's episode (ppo/resumable.py restores it before this runs)
+        self.first_episode = getattr(state, "episode", 0) or 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -99,7 +110,7 @@ class JsonlLogger(TrainerCallback):
         row = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time() - self.start, 3)}
         row.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)})
         if "episode" in logs and row["time"] > 0:  # TRL's PPO logs `eps` as an integer; measure it ourselves
-            row["episodes_per_second"] = logs["episode"] / row["time"]
+            row["episodes_per_second"] = (logs["episode"] - getattr(self, "first_episode", 0)) / row["time"]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

@@ -23,7 +23,7 @@ from rlhf.logs import read_log
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
 from rlhf.rollout_prompts import prompt_template, stop_at_end_of_turn
 from rlhf.templates import check_template
-from rlhf.training import lora_config_for
+from rlhf.training import lora_config_for, resumed_progress
 from rloo.config import RLOOStageConfig
 from rloo.prompts import load_prompts, prompt_rows
 from rloo.reward import RewardModelScore
@@ -71,17 +71,20 @@ def rebuild_model(cfg: RLOOStageConfig, sft, peft_config):
     return model
 
 
-def run_metrics(out, trainer, result) -> dict:
-    """The last logged sampling statistics (reward before the KL penalty, KL, response length), and throughput."""
+def run_metrics(out, trainer, result, first_step: int = 0) -> dict:
+    """The last logged sampling statistics (reward before the KL penalty, KL, response length), and throughput:
+    the whole run's episodes, and per second those of the steps this process trained (from `first_step`, where a
+    resumed run started) over train_runtime, which covers only them."""
     last = next((r for r in reversed(read_log(out)) if "reward" in r), {})
     metrics = {k.replace("/", "_"): last[k] for k in LAST_LOGGED if k in last}
-    episodes = trainer.state.global_step * trainer.args.generation_batch_size * trainer.args.world_size
+    per_step = trainer.args.generation_batch_size * trainer.args.world_size
+    episodes = trainer.state.global_step * per_step
     seconds = result.metrics.get("train_runtime") or 0.0
     metrics.update(
         train_loss=result.training_loss,
         episodes=episodes,
         train_seconds=seconds,
-        episodes_per_second=episodes / max(seconds, 1e-9),
+        episodes_per_second=(trainer.state.global_step - first_step) * per_step / max(seconds, 1e-9),
     )
     return metrics
 
@@ -137,12 +140,14 @@ def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
         )
     )
     reward_model.to(trainer.accelerator.device)
+    # where a resumed run starts, for its throughput; read now: the run may rotate that checkpoint away
+    first_step = resumed_progress(job.resume_point())["global_step"]
     result = job.train(trainer)
     final = job.final_model(trainer, lambda: rebuild_model(cfg, sft, peft_config), merge_lora=cfg.use_lora)
     if final is None:  # not rank 0
         return None
 
-    metrics = run_metrics(out, trainer, result)
+    metrics = run_metrics(out, trainer, result, first_step)
     metrics["dropped_prompts"] = dropped
     tokenizer.padding_side = "right"
     job.save(final, tokenizer)

@@ -195,9 +195,12 @@ def test_a_finished_constant_lr_run_continues_to_more_updates(kept_ppo, chain, t
     key = "objective/scores"
     assert [r["step"] for r in got_log if key in r] == [3, 4]  # the new dir logs the updates it ran
     assert [r[key] for r in got_log if key in r] == pytest.approx([r[key] for r in ref_log if key in r][2:])
-    assert {r["lr"] for r in got_log if "lr" in r} == {
-        r["lr"] for r in ref_log if "lr" in r
-    }  # one constant rate
+    assert {r["lr"] for r in got_log if "lr" in r} == {r["lr"] for r in ref_log if "lr" in r}  # one rate
+    # throughput: the 32 episodes this run trained over the time they took, not the whole run's 64
+    m = manifest(longer)["metrics"]
+    assert m["episodes"] == 64 and m["episodes_per_second"] == pytest.approx(32 / m["train_seconds"])
+    rates = [(r["episodes_per_second"], (r["episode"] - 32) / r["time"]) for r in got_log if "episode" in r]
+    assert rates and all(got == pytest.approx(want) for got, want in rates)
 
     linear = stage_args("ppo", chain, tmp_path / "linear") + ["--total_episodes", "64"]
     capsys.readouterr()

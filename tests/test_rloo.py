@@ -139,10 +139,17 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_an_uninterrupted_run
     assert run(rloo_args(tiny_chain, out), tmp_path / "killed.log") == 0, (
         tmp_path / "killed.log"
     ).read_text()
-    assert manifest(out)["resumed_from"].startswith("checkpoint-")
+    resumed_from = manifest(out)["resumed_from"]
+    assert resumed_from.startswith("checkpoint-")
     a, b = manifest(ref)["metrics"], manifest(out)["metrics"]
     for k in ("reward", "kl", "completions_mean_length", "episodes"):
         assert b[k] == pytest.approx(a[k], abs=1e-4), k
+    # throughput counts the episodes of the steps the resumed process trained, over the time they took
+    done, steps = int(resumed_from.removeprefix("checkpoint-")), manifest(out)["config"]["max_steps"]
+    assert 0 < done < steps
+    assert b["episodes_per_second"] == pytest.approx(
+        b["episodes"] * (steps - done) / steps / b["train_seconds"]
+    )
     assert max_weight_difference(ref, out) <= 1e-6
     ref_log = [json.loads(x) for x in (ref / "log.jsonl").read_text().splitlines()]
     got_log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
