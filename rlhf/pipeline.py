@@ -86,7 +86,8 @@ SECTION_DOMAINS: dict[str, dict[str, Domain]] = {
         "annotator": Domain(
             "gold, noisy, human or reward:<reward stage dir>",
             lambda v: (
-                v in ("gold", "noisy", "human") or (isinstance(v, str) and v.startswith("reward:") and v[7:])
+                v in ("gold", "noisy", "human")
+                or (isinstance(v, str) and v.startswith("reward:") and len(v) > 7)
             ),
         ),
         "pool_size": integer_at_least(1),
