@@ -14,18 +14,14 @@ def implicit_rewards(
 ) -> tuple[list[float], list[float]]:
     """The implicit reward of each pair's `chosen` and `rejected` response. Each prompt is rendered from the pair's
     row (a conversation with its history) and each response scored whole, with its end of turn, as DPO trained on
-    it and as the reward stage scores it. Both sides in one length-sorted pass per model (less padding)."""
+    it and as the reward stage scores it. Both sides in one pass per model (response_logprobs sorts by length)."""
     prompts = [render_prompt(as_prompt_row(p), template, tokenizer) for p in pairs] * 2
     responses = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
 
     def logps(model) -> list[float]:
-        got = response_logprobs(model, tokenizer, [prompts[i] for i in order], [responses[i] for i in order],
-                                batch_size=batch_size, template=template)  # fmt: skip
-        out = [0.0] * len(order)
-        for i, value in zip(order, got):
-            out[i] = value
-        return out
+        return response_logprobs(
+            model, tokenizer, prompts, responses, batch_size=batch_size, template=template
+        )
 
     rewards = [beta * (a - b) for a, b in zip(logps(policy), logps(reference))]
     return rewards[: len(pairs)], rewards[len(pairs) :]

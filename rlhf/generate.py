@@ -129,27 +129,30 @@ def response_logprobs(
     device = next(model.parameters()).device
     model.eval()
     end = end_of_turn_id(tokenizer, template)
-    totals: list[float] = []
-    for start in range(0, len(prompts), batch_size):
-        ps, rs = prompts[start : start + batch_size], responses[start : start + batch_size]
-        rows, masks = [], []
-        fins = finished[start : start + batch_size] if finished is not None else [True] * len(ps)
-        for p, r, fin in zip(ps, rs, fins):
-            p_ids = tokenizer(p, **encode_kwargs(template))["input_ids"]
-            r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + ([end] if fin else [])
-            rows.append(p_ids + r_ids)
-            masks.append([0] * len(p_ids) + [1] * len(r_ids))
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-        att = torch.zeros((len(rows), width), dtype=torch.long)
-        resp = torch.zeros((len(rows), width), dtype=torch.bool)
-        for i, (row, m) in enumerate(zip(rows, masks)):  # right padding: positions stay 0..n-1
-            ids[i, : len(row)] = torch.tensor(row)
-            att[i, : len(row)] = 1
-            resp[i, : len(row)] = torch.tensor(m, dtype=torch.bool)
+    fins = finished if finished is not None else [True] * len(prompts)
+    rows, masks = [], []
+    for p, r, fin in zip(prompts, responses, fins):
+        p_ids = tokenizer(p, **encode_kwargs(template))["input_ids"]
+        r_ids = tokenizer(r, add_special_tokens=False)["input_ids"] + ([end] if fin else [])
+        rows.append(p_ids + r_ids)
+        masks.append([0] * len(p_ids) + [1] * len(r_ids))
+    # Sort by length so each batch pads little; scatter back to input order.
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    totals = [0.0] * len(rows)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(rows[i]) for i in idx)
+        ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
+        att = torch.zeros((len(idx), width), dtype=torch.long)
+        resp = torch.zeros((len(idx), width), dtype=torch.bool)
+        for j, i in enumerate(idx):  # right padding: positions stay 0..n-1
+            ids[j, : len(rows[i])] = torch.tensor(rows[i])
+            att[j, : len(rows[i])] = 1
+            resp[j, : len(rows[i])] = torch.tensor(masks[i], dtype=torch.bool)
         logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits.float() / max(
             temperature, 1e-6
         )
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
-        totals.extend((logp * resp[:, 1:].to(device)).sum(-1).tolist())
+        for i, total in zip(idx, (logp * resp[:, 1:].to(device)).sum(-1).tolist()):
+            totals[i] = total
     return totals
