@@ -16,7 +16,7 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
 from rlhf.preferences import stage_pairs
-from rlhf.tasks.agreement import gold_agreement
+from rlhf.tasks.agreement import ranking_metrics
 from rlhf.templates import check_template
 from rlhf.training import lora_config_for
 
@@ -103,8 +103,7 @@ def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
         reference = load_causal_lm(parent.path, trust_remote_code=cfg.trust_remote_code)
         chosen, rejected = implicit_rewards(final, reference, tokenizer, parent.template, eval_pairs, cfg.beta,
                                             batch_size=min(8, cfg.per_device_eval_batch_size))  # fmt: skip
-        metrics["eval_accuracy"] = sum(c > r for c, r in zip(chosen, rejected)) / len(eval_pairs)
-        metrics.update(gold_agreement(eval_pairs, chosen, rejected))
+        metrics.update(ranking_metrics(eval_pairs, chosen, rejected))
     job.save(final, tokenizer)
     return job.finish(
         tokenizer,

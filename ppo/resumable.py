@@ -145,8 +145,12 @@ LENGTH_FREE_SCHEDULES = ("constant", "constant_with_warmup")
 
 
 def run_settings(args, n_prompts: int, n_processes: int) -> dict:
-    # lr_scheduler_type is an enum in TrainingArguments: recorded and compared by its name.
-    out = {k: getattr(getattr(args, k, None), "value", getattr(args, k, None)) for k in SETTINGS}
+    out = {}
+    for key in SETTINGS:
+        value = getattr(args, key, None)
+        out[key] = getattr(
+            value, "value", value
+        )  # an enum (lr_scheduler_type): recorded and compared by name
     out.update(train_prompts=n_prompts, processes=n_processes)
     return out
 

@@ -17,7 +17,7 @@ from rlhf.label_aggregation import aggregate
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
 from rlhf.preferences import stage_pairs
-from rlhf.tasks.agreement import gold_agreement
+from rlhf.tasks.agreement import ranking_metrics
 from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config_for
 
@@ -92,8 +92,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     scored = eval_pairs or pairs[:256]
     chosen, rejected = scorer.pair_scores(scored)
     if len(eval_ds):
-        metrics["eval_accuracy"] = sum(c > r for c, r in zip(chosen, rejected)) / len(scored)
-        metrics.update(gold_agreement(scored, chosen, rejected))
+        metrics.update(ranking_metrics(scored, chosen, rejected))
     metrics.update(reward_statistics(chosen + rejected))
 
     final.config.pad_token_id = tokenizer.pad_token_id

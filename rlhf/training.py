@@ -98,6 +98,7 @@ class JsonlLogger(TrainerCallback):
     def __init__(self, output_dir: str | Path):
         self.path = Path(output_dir) / LOG_FILE
         self.start = time.time()
+        self.first_episode = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.time()
@@ -110,7 +111,7 @@ class JsonlLogger(TrainerCallback):
         row = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time() - self.start, 3)}
         row.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)})
         if "episode" in logs and row["time"] > 0:  # TRL's PPO logs `eps` as an integer; measure it ourselves
-            row["episodes_per_second"] = (logs["episode"] - getattr(self, "first_episode", 0)) / row["time"]
+            row["episodes_per_second"] = (logs["episode"] - self.first_episode) / row["time"]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

@@ -36,3 +36,10 @@ def gold_agreement(pairs: list[dict], chosen: list[float], rejected: list[float]
     for part, ws in sorted(by_part.items()):
         out[f"gold_agreement.{part}"], out[f"gold_pairs.{part}"] = sum(ws) / len(ws), len(ws)
     return out
+
+
+def ranking_metrics(pairs: list[dict], chosen: list[float], rejected: list[float]) -> dict:
+    """A ranking's held-out metrics, as both preference stages record them: `eval_accuracy` (the share of pairs whose
+    labelled `chosen` it scores above `rejected`) and the gold agreement above."""
+    accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+    return {"eval_accuracy": accuracy, **gold_agreement(pairs, chosen, rejected)}
