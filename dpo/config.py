@@ -29,7 +29,11 @@ class DPOStageConfig(StageOptions, DatasetOptions, LoraOptions, DPOConfig):
         },
     )
     eval_pairs_path: str | None = field(
-        default=None, metadata={"help": "Held-out pairs; if unset, eval_fraction of pairs_path is held out."}
+        default=None,
+        metadata={
+            "help": "Held-out pairs (e.g. an earlier run's heldout_pairs.jsonl); pairs_path's pairs of their "
+            "prompts are left out of training. If unset, eval_fraction of pairs_path is held out."
+        },
     )
     # DatasetOptions and LoraOptions (rlhf.config) keys whose help or default is this stage's own.
     dataset_name: str | None = field(

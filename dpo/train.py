@@ -15,7 +15,7 @@ from rlhf.distributed import end_of_run, main_print
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
-from rlhf.preferences import stage_pairs
+from rlhf.preferences import stage_pairs, write_held_out
 from rlhf.tasks.agreement import ranking_metrics
 from rlhf.templates import check_template
 from rlhf.training import lora_config_for
@@ -35,7 +35,7 @@ def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
     """Train the DPO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     parent = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")  # or any causal LM (external)
     job = StageRun("dpo", cfg, parents=[parent])
-    pairs, eval_pairs = stage_pairs(cfg)
+    pairs, eval_pairs, left_out = stage_pairs(cfg)
 
     # Policy and reference both start as the SFT policy, with its tokenizer and prompt template.
     tokenizer = load_tokenizer(parent.path)
@@ -83,6 +83,7 @@ def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
         "train_pairs": len(train_ds),
         "eval_pairs": len(eval_ds),
         "dropped_too_long": dropped + eval_dropped,
+        "dropped_held_out_prompts": left_out,
         "train_loss": result.training_loss,
         "train_runtime": result.metrics.get("train_runtime"),
     }
@@ -104,6 +105,7 @@ def run(cfg: DPOStageConfig) -> checkpoint.Stage | None:
         chosen, rejected = implicit_rewards(final, reference, tokenizer, parent.template, eval_pairs, cfg.beta,
                                             batch_size=min(8, cfg.per_device_eval_batch_size))  # fmt: skip
         metrics.update(ranking_metrics(eval_pairs, chosen, rejected))
+    write_held_out(job.out, eval_pairs)  # other runs can be scored on the same pairs
     job.save(final, tokenizer)
     return job.finish(
         tokenizer,

@@ -16,7 +16,7 @@ from rlhf.io import sha256_text
 from rlhf.label_aggregation import aggregate
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_scalar_head_model, load_tokenizer
-from rlhf.preferences import stage_pairs
+from rlhf.preferences import stage_pairs, write_held_out
 from rlhf.tasks.agreement import ranking_metrics
 from rlhf.templates import check_template, stage_template
 from rlhf.training import lora_config_for
@@ -36,7 +36,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     """Train the reward stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     parent = checkpoint.require_parent(cfg.sft_path, "sft", role="policy")  # or any causal LM (external)
     job = StageRun("reward", cfg, parents=[parent])
-    pairs, eval_pairs = stage_pairs(cfg)
+    pairs, eval_pairs, left_out = stage_pairs(cfg)
     # Training pairs only: the held-out pairs keep their labels, so accuracies stay comparable across settings.
     pairs, aggregation = aggregate(pairs, cfg.label_aggregation)
 
@@ -83,6 +83,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
         **{f"label_aggregation_{k}": v for k, v in aggregation.items()},
         "eval_pairs": len(eval_ds),
         "dropped_too_long": dropped + eval_dropped,
+        "dropped_held_out_prompts": left_out,
         "train_loss": result.training_loss,
         "train_runtime": result.metrics.get("train_runtime"),
     }
@@ -96,6 +97,7 @@ def run(cfg: RewardStageConfig) -> checkpoint.Stage | None:
     metrics.update(reward_statistics(chosen + rejected))
 
     final.config.pad_token_id = tokenizer.pad_token_id
+    write_held_out(job.out, eval_pairs)  # other runs can be scored on the same pairs
     job.save(final, tokenizer)
     data_fp = sha256_text("".join(p["instruction"] + p["input"] + p["chosen"] + p["rejected"] for p in pairs))
     return job.finish(

@@ -22,10 +22,12 @@ import random
 import re
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 from rlhf.data import read_records
 from rlhf.distributed import main_print
 from rlhf.errors import UserError
+from rlhf.io import atomic_write_jsonl
 from rlhf.messages import check_messages, transcript
 from rlhf.sources import stage_sources
 
@@ -219,17 +221,51 @@ def hold_out_by_prompt(pairs: list[dict], n_eval: int) -> tuple[list[dict], list
     return keep, [p for p in pairs if prompt_key(p) in held]
 
 
-def stage_pairs(cfg) -> tuple[list[dict], list[dict]]:
-    """(train, held-out) pairs of a stage reading `pairs_path` / `eval_pairs_path` (or TRL's dataset_* keys), as
-    the reward and DPO stages split them: shuffled with `cfg.seed`; held out from the eval source when there is
-    one, else the first `eval_fraction` of the shuffled pairs; the training pairs capped at `max_pairs`."""
+class StagePairs(NamedTuple):
+    train: list[dict]
+    held_out: list[dict]
+    dropped_held_out_prompts: int  # training pairs left out because their prompt is among the held-out ones
+
+
+def drop_held_out_prompts(pairs: list[dict], held_out: list[dict]) -> tuple[list[dict], int]:
+    """The pairs whose prompt is none of `held_out`'s prompts, and how many were dropped. A stage's own split
+    (hold_out_by_prompt) never trains on a held-out prompt; a held-out file given beside the pairs gets the same
+    guarantee, e.g. an earlier run's heldout_pairs.jsonl beside a pairs file that still holds those pairs."""
+    held = {prompt_key(p) for p in held_out}
+    kept = [p for p in pairs if prompt_key(p) not in held]
+    return kept, len(pairs) - len(kept)
+
+
+def stage_pairs(cfg) -> StagePairs:
+    """(train, held-out, dropped) pairs of a stage reading `pairs_path` / `eval_pairs_path` (or TRL's dataset_*
+    keys), as the reward and DPO stages split them: shuffled with `cfg.seed`; held out from the eval source when
+    there is one (training pairs of its prompts dropped and counted), else the first `eval_fraction` of the shuffled
+    pairs, whole prompts at a time; the training pairs capped at `max_pairs`."""
     source, held_out = stage_sources(cfg, "pairs_path", "eval_pairs_path")
     pairs = load_preferences(source)
     random.Random(cfg.seed).shuffle(pairs)
+    dropped = 0
     if held_out is not None:
         eval_pairs = load_preferences(held_out)
+        pairs, dropped = drop_held_out_prompts(pairs, eval_pairs)
+        if dropped:
+            main_print(
+                f"{source}: {dropped} pairs left out of training: their prompts are held out in {held_out}"
+            )
     else:
         pairs, eval_pairs = hold_out_by_prompt(pairs, int(round(len(pairs) * cfg.eval_fraction)))
     if cfg.max_pairs:
         pairs = pairs[: cfg.max_pairs]
-    return pairs, eval_pairs
+    return StagePairs(pairs, eval_pairs, dropped)
+
+
+HELD_OUT_FILE = "heldout_pairs.jsonl"
+
+
+def write_held_out(out_dir: str | Path, pairs: list[dict]) -> None:
+    """The held-out pairs a stage scored, as read (our pair format), into out_dir/heldout_pairs.jsonl: another
+    run's `eval_pairs_path` then scores it on exactly these pairs (say, a reward model trained on more pairs)."""
+    if pairs:
+        atomic_write_jsonl(
+            Path(out_dir) / HELD_OUT_FILE, [{k: v for k, v in p.items() if k != "format"} for p in pairs]
+        )

@@ -76,14 +76,16 @@ def test_dpo_reads_its_implicit_reward_on_the_reward_stages_held_out_pairs(train
     from dpo.implicit_reward import implicit_rewards
     from rlhf.config import build_config
     from rlhf.models import load_causal_lm, load_tokenizer
-    from rlhf.preferences import stage_pairs
+    from rlhf.preferences import HELD_OUT_FILE, load_preferences, prompt_key, stage_pairs
     from rlhf.templates import format_prompt
 
     m = trained.metrics
     cfg = build_config(dpo.DPOStageConfig, {"config": DPO_YAML, "sft_path": str(tiny_chain["sft"]),
                                             "pairs_path": str(prefs)})  # fmt: skip
-    _, held_out = stage_pairs(cfg)
+    held_out = stage_pairs(cfg).held_out
     assert len(held_out) == m["eval_pairs"]
+    written = load_preferences(trained.path / HELD_OUT_FILE, verbose=False)  # for other runs' eval_pairs_path
+    assert [prompt_key(p) for p in written] == [prompt_key(p) for p in held_out]
     tok = load_tokenizer(trained.path)
     policy, reference = load_causal_lm(trained.path), load_causal_lm(tiny_chain["sft"])
 
