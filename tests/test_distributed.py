@@ -16,6 +16,7 @@ from conftest import REPO
 
 from rlhf import checkpoint
 from rlhf.checkpoint import MANIFEST
+from rlhf.preferences import HELD_OUT_FILE
 
 NPROC = 2
 
@@ -143,10 +144,12 @@ def test_reward_ddp_two_processes(chain, tmp_path):
         "--save_strategy",
         "no",
     )
-    stage = check_stage(out, "reward", chain["reward"])
+    # the chain's own reward stage held no pair out; this one holds some out and writes them (rank 0 alone)
+    stage = check_stage(out, "reward", files(chain["reward"]) | {HELD_OUT_FILE})
     m = stage.metrics
     assert {"eval_accuracy", "reward_mean", "reward_std", "train_loss"} <= set(m)
     assert m["eval_pairs"] > 0 and m["train_pairs"] > 50
+    assert len((out / HELD_OUT_FILE).read_text().splitlines()) == m["eval_pairs"]
     batch = stage.manifest["config"]["per_device_train_batch_size"]  # from configs/demo/reward.yaml
     assert max(r["step"] for r in log_rows(out)) == math.ceil(m["train_pairs"] / (batch * NPROC))
     assert res.stdout.count("reward: finished") == 1
