@@ -248,6 +248,12 @@ def stage_pairs(cfg) -> StagePairs:
     if held_out is not None:
         eval_pairs = load_preferences(held_out)
         pairs, dropped = drop_held_out_prompts(pairs, eval_pairs)
+        if dropped and not pairs:  # else the stage would blame max_length for the empty training set
+            raise UserError(
+                f"every pair's prompt is held out in {held_out}: no training pairs left",
+                str(source),
+                "key 'pairs_path'",
+            )
         if dropped:
             main_print(
                 f"{source}: {dropped} pairs left out of training: their prompts are held out in {held_out}"

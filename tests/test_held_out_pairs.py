@@ -5,10 +5,13 @@ training pairs (as the stage's own split guarantees), so adding pairs to a pairs
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 from _faults import write_prefs
 from conftest import REPO
 
+from rlhf.errors import UserError
 from rlhf.preferences import HELD_OUT_FILE, load_preferences, prompt_key, stage_pairs
 
 REWARD_YAML = REPO / "configs" / "demo" / "reward.yaml"
@@ -29,9 +32,8 @@ def write_jsonl(path, rows):
 def test_training_pairs_of_held_out_prompts_are_left_out_and_counted(tmp_path, capsys):
     pair = lambda i, k: {"instruction": f"q{i}", "chosen": f"good {k}", "rejected": f"bad {k}"}  # noqa: E731
     train = write_jsonl(tmp_path / "pairs.jsonl", [pair(i, k) for i in range(10) for k in range(2)])
-    held = write_jsonl(
-        tmp_path / "held.jsonl", [pair(3, 9), pair(7, 0)]
-    )  # prompt q7's pair (k=0) is in both files
+    # q3's held-out pair is new; q7's (k=0) is in both files
+    held = write_jsonl(tmp_path / "held.jsonl", [pair(3, 9), pair(7, 0)])
     cfg = reward_config(sft_path="unused", pairs_path=str(train), eval_pairs_path=str(held))
     pairs, held_out, left_out = stage_pairs(cfg)
     assert left_out == 4 and len(pairs) == 16 and len(held_out) == 2  # both pairs of q3 and of q7
@@ -41,6 +43,12 @@ def test_training_pairs_of_held_out_prompts_are_left_out_and_counted(tmp_path, c
     cfg = reward_config(sft_path="unused", pairs_path=str(train), eval_pairs_path=None, eval_fraction=0.3)
     pairs, held_out, left_out = stage_pairs(cfg)
     assert left_out == 0 and len(held_out) == 6 and len(pairs) == 14
+    # the pairs file itself as the held-out file: one clear error, not an empty training set
+    cfg = reward_config(sft_path="unused", pairs_path=str(train), eval_pairs_path=str(train))
+    with pytest.raises(
+        UserError, match=re.escape(f"every pair's prompt is held out in {train}: no training pairs left")
+    ):
+        stage_pairs(cfg)
 
 
 def test_a_reward_model_scored_on_an_earlier_runs_held_out_pairs(tiny_chain, tmp_path):
