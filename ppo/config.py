@@ -3,7 +3,7 @@
 The implementation details that matter (Huang et al., "The N+ Implementation Details of RLHF with PPO") are
 all here with their defaults: stop at EOS (`stop_token: eos`) and `missing_eos_penalty`, reward normalisation
 with the reward stage's mean/std (`normalize_reward`), per-token KL penalty (`kl_coef`, `kl_estimator`), the value
-model initialised from the reward model (always), `response_length`, `whiten_rewards` (advantages are always
+model initialised from the reward model (from the policy under `reward_judge`), `response_length`, `whiten_rewards` (advantages are always
 whitened by TRL), `num_ppo_epochs` and `num_mini_batches`.
 """
 
@@ -35,6 +35,15 @@ class PPOStageConfig(StageOptions, DatasetOptions, LoraOptions, PPOConfig):
     )
     reward_path: str = field(
         default="runs/reward", metadata={"help": "Finished reward stage: reward and value model."}
+    )
+    reward_judge: str | None = field(
+        default=None,
+        metadata={
+            "help": "A task (constraints, demo) whose gold judge, a program, rewards PPO instead of a reward model "
+            "(ppo/judge_reward.py): reward_path is not read and the value model starts as the policy with a new "
+            "scalar head; the judge's scores are used as they are (normalize_reward applies to reward models). "
+            "Every prompt must be that task's."
+        },
     )
     sft_model_path: str | None = field(default=None, metadata={"help": "TRL's name for sft_path."})
     reward_model_path: str | None = field(default=None, metadata={"help": "TRL's name for reward_path."})
@@ -78,7 +87,9 @@ class PPOStageConfig(StageOptions, DatasetOptions, LoraOptions, PPOConfig):
     )
     normalize_reward: bool = field(
         default=True,
-        metadata={"help": "Score = (r - mean) / std with the reward stage's held-out statistics."},
+        metadata={
+            "help": "Score = (r - mean) / std with the reward stage's held-out statistics (not with reward_judge)."
+        },
     )
     value_warmup: int = field(
         default=0,

@@ -7,6 +7,7 @@ import time
 import torch
 
 from ppo.config import PPOStageConfig, minibatch_problem
+from ppo.judge_reward import judge_reward
 from ppo.kl_stop import KLStop, KLStopCallback
 from ppo.metrics import run_metrics
 from ppo.models import (
@@ -25,7 +26,14 @@ from rlhf.distributed import deepspeed_launch, end_of_run, main_print, sharded_l
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
-from rlhf.rollout_prompts import load_prompts, prompt_template, stop_at_end_of_turn, tokenize_prompts
+from rlhf.rollout_prompts import (
+    encode_prompts,
+    load_prompts,
+    prompt_template,
+    render_prompts,
+    stop_at_end_of_turn,
+    tokenize_prompts,
+)
 from rlhf.templates import check_template
 from rlhf.training import lora_config_for, resumed_progress
 from rlhf.trl_compat import check_trl_version
@@ -59,10 +67,15 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     check_trl_version()  # the trainer overrides TRL 1.12 internals (rlhf/trl_compat.py)
     refuse_settings_that_would_not_hold(cfg)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    sft, rm = check_chain(cfg)
-    job = StageRun("ppo", cfg, parents=[sft, rm])
+    # reward_judge: the task's gold judge rewards PPO (ppo/judge_reward.py); no reward stage is read
+    sft, rm = (
+        (checkpoint.require_parent(cfg.sft_path, "sft", role="policy"), None)
+        if cfg.reward_judge
+        else check_chain(cfg)
+    )
+    job = StageRun("ppo", cfg, parents=[sft] if rm is None else [sft, rm])
     refuse_sharded_launch(cfg)
-    template = prompt_template(sft, rm, cfg)
+    template = prompt_template(sft, rm or sft, cfg)
     train_rows, eval_rows = load_prompts(cfg)
     tokenizer = load_tokenizer(sft.path, padding_side="left")  # TRL's rollouts need left padding
     check_template(template, tokenizer)
@@ -75,6 +88,10 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
         raise UserError(
             f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts"
         )
+    if cfg.reward_judge:  # every prompt checked before any model loads
+        rows = train_rows + eval_rows
+        ids = encode_prompts(render_prompts(rows, template, tokenizer), tokenizer, template)
+        judge = judge_reward(cfg.reward_judge, rows, ids, tokenizer, cfg.config_path or "command line")
     # A killed run continues from its newest complete checkpoint (resume: auto), refused here, before any model
     # loads, if it was made with other settings.
     resume_from = job.resume_point(required=resume_files(world_size()))
@@ -89,13 +106,20 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     for m in (policy, ref_policy):
         if m is not None:
             sync_special_token_ids(m, tokenizer)
-    reward_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
-    if cfg.normalize_reward:
-        mean, std = rm.metrics.get("reward_mean", 0.0), rm.metrics.get("reward_std", 1.0)
-        reward_model.score = NormalizedScore(reward_model.score, mean, std)
-    value_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
+    if (
+        cfg.reward_judge
+    ):  # the value model: the policy's backbone with a fresh scalar head (TRL's examples' way)
+        reward_model = judge
+        value_model = load_scalar_head_model(sft.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
+    else:
+        reward_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
+        if cfg.normalize_reward:
+            mean, std = rm.metrics.get("reward_mean", 0.0), rm.metrics.get("reward_std", 1.0)
+            reward_model.score = NormalizedScore(reward_model.score, mean, std)
+        value_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
+        if cfg.use_lora:
+            share_reward_backbone(value_model, reward_model)
     if cfg.use_lora:
-        share_reward_backbone(value_model, reward_model)
         value_model = add_lora_to_value_backbone(value_model, cfg)
 
     out = job.begin()

@@ -1,0 +1,82 @@
+"""PPO against a task's gold judge (a program) instead of a trained reward model: `reward_judge: constraints`.
+
+The ablation that tells whether the reward model or PPO limits a run: the same PPO, rewarded by the judge the
+report scores with (reinforcement learning from verifiable rewards). TRL 1.12's PPO loop scores a rollout through
+`get_reward(model, query_response, ...)`, which calls `getattr(model, model.base_model_prefix)(input_ids=...)` and
+then `model.score(hidden_states[-1])` at the response's last token; `JudgeReward` has that shape, so the loop runs
+unchanged. Its "backbone" finds each sequence's prompt (the known prompts' token ids are a prefix of it), decodes
+the response the way the report does (up to the end of turn, special tokens dropped; finished = it ended its
+turn) and hands back the judge's score at every position.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from rlhf.errors import UserError
+
+
+class _JudgeBackbone(nn.Module):
+    def __init__(self, task, prompts: dict[tuple[int, ...], dict], tokenizer):
+        super().__init__()
+        self.task, self.prompts, self.tokenizer = task, prompts, tokenizer
+        self.lengths = sorted({len(k) for k in prompts}, reverse=True)
+
+    def row_and_response(self, ids: list[int]) -> tuple[dict, list[int]]:
+        for n in self.lengths:
+            if (row := self.prompts.get(tuple(ids[:n]))) is not None:
+                return row, ids[n:]
+        raise RuntimeError(
+            "reward_judge: a rollout's prompt is none of the PPO prompts (its token ids differ)"
+        )
+
+    def score(self, ids: list[int]) -> float:
+        row, response = self.row_and_response(ids)
+        eos = self.tokenizer.eos_token_id  # the end of turn: ppo/train.py makes it the rollouts' stop token
+        finished = eos in response
+        text = self.tokenizer.decode(
+            response[: response.index(eos)] if finished else response, skip_special_tokens=True
+        )
+        return float(self.task.judge(row, text, finished))
+
+    def forward(self, input_ids, attention_mask, **_):
+        scores = [self.score(ids[mask].tolist()) for ids, mask in zip(input_ids, attention_mask.bool())]
+        filled = torch.tensor(scores, dtype=torch.float32, device=input_ids.device)[:, None, None]
+        return SimpleNamespace(hidden_states=(filled.expand(-1, input_ids.shape[1], 1),))
+
+
+class JudgeReward(nn.Module):
+    """A reward "model" whose score at every position of a (prompt, response) sequence is the task's gold judge of
+    the response: 1/0 for the constraints task, the demo task's graded score for the demo."""
+
+    base_model_prefix = "backbone"
+
+    def __init__(self, task, prompts: dict[tuple[int, ...], dict], tokenizer):
+        super().__init__()
+        self.backbone = _JudgeBackbone(task, prompts, tokenizer)
+        self.score = nn.Identity()
+
+
+def judge_reward(
+    name: str, rows: list[dict], prompt_ids: list[list[int]], tokenizer, where: str
+) -> JudgeReward:
+    """The judge of task `name` over these PPO prompt rows (with their rendered prompts' token ids); a row the task
+    cannot judge is refused by number, before any model trains."""
+    from rlhf import tasks
+
+    try:
+        task = tasks.get(name)
+    except ValueError as e:
+        raise UserError(str(e), where, "key 'reward_judge'") from None
+    for i, row in enumerate(rows):
+        if task.parse(row) is None:
+            raise UserError(
+                f"prompt row {i} is not a {name} task prompt, so its gold judge cannot score it "
+                f"(instruction: {str(row.get('instruction', ''))[:80]!r})",
+                where,
+                "key 'reward_judge'",
+            )
+    return JudgeReward(task, {tuple(ids): row for ids, row in zip(prompt_ids, rows)}, tokenizer)

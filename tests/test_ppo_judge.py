@@ -1,0 +1,91 @@
+"""PPO against a task's gold judge (`reward_judge`): the judge scores rollouts exactly as the report does, the stage
+trains without a reward stage, and prompts the judge cannot read are refused before anything loads."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from conftest import REPO, run_cli
+from test_ppo import PPO_FAST
+
+from ppo.judge_reward import judge_reward
+from rlhf import checkpoint, tasks
+from rlhf.models import load_tokenizer
+from rlhf.rollout_prompts import encode_prompts
+from rlhf.tasks.demo import make_tasks
+from rlhf.templates import render_prompts
+
+
+def test_judge_scores_rollouts_as_the_report_does(tiny_chain):
+    """Through TRL's own get_reward, on left-padded prompts + responses truncated at EOS and padded, as its PPO
+    loop builds them: a right answer, a wrong one, and a right one that never ends its turn."""
+    from trl.experimental.utils import get_reward
+
+    tok = load_tokenizer(tiny_chain["sft"], padding_side="left")
+    rows = [t.to_row() for t in make_tasks(3, 7, ("largest",))]
+    ids = encode_prompts(render_prompts(rows, "alpaca", tok), tok, "alpaca")
+    task = tasks.get("demo")
+    model = judge_reward("demo", rows, ids, tok, "test")
+    answers = [(rows[0]["output"], True), ("12345", True), (rows[2]["output"], False)]
+    context = max(map(len, ids))
+    seqs = []
+    for prompt, (text, finished) in zip(ids, answers):
+        response = tok(text, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if finished else [])
+        seqs.append([tok.pad_token_id] * (context - len(prompt)) + prompt + response + [tok.pad_token_id] * 3)
+    width = max(map(len, seqs))
+    batch = torch.tensor([s + [tok.pad_token_id] * (width - len(s)) for s in seqs])
+    _, scores, _ = get_reward(model, batch, tok.pad_token_id, context)
+    expected = [task.judge(row, text, finished) for row, (text, finished) in zip(rows, answers)]
+    assert scores.tolist() == expected and expected[0] > 0 and expected[1] == 0 and expected[2] == 0
+
+
+def test_ppo_trains_against_the_judge_without_a_reward_stage(tiny_chain, tmp_path):
+    out = tmp_path / "ppo"
+    run_cli(
+        "ppo",
+        "--config",
+        REPO / "configs/demo/ppo.yaml",
+        "--sft_path",
+        tiny_chain["sft"],
+        "--reward_path",
+        tmp_path / "no-such-reward-stage",
+        "--reward_judge",
+        "demo",
+        "--output_dir",
+        out,
+        *PPO_FAST,
+        "--use_lora",
+        "true",
+    )
+    stage = checkpoint.require(out, kind="ppo")
+    assert [p.kind for p in stage.parents()] == ["sft"]
+    assert stage.metrics["episodes"] == 64
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    # judge scores lie in [0, 1]; missing_eos_penalty (1.0) can take an unfinished answer to -1
+    assert all(-1.0 <= row["objective/scores"] <= 1.0 for row in log if "objective/scores" in row)
+    assert (out / "value_model" / "model.safetensors").is_file()
+
+
+def test_prompts_the_judge_cannot_read_are_refused_before_loading(tiny_chain, tmp_path):
+    res = run_cli(
+        "ppo",
+        "--config",
+        REPO / "configs/demo/ppo.yaml",
+        "--sft_path",
+        tiny_chain["sft"],
+        "--reward_judge",
+        "constraints",
+        "--output_dir",
+        tmp_path / "p",
+        *PPO_FAST,
+        check=False,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "prompt row 0 is not a constraints task prompt" in res.stderr and "reward_judge" in res.stderr
+    assert not (tmp_path / "p").exists()
+    res = run_cli(
+        "ppo", "--config", REPO / "configs/demo/ppo.yaml", "--sft_path", tiny_chain["sft"],
+        "--reward_judge", "nonsense", "--output_dir", tmp_path / "p", *PPO_FAST, check=False,
+    )  # fmt: skip
+    assert res.returncode == 2 and "reward_judge" in res.stderr and not (tmp_path / "p").exists()
