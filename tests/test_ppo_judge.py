@@ -89,3 +89,39 @@ def test_prompts_the_judge_cannot_read_are_refused_before_loading(tiny_chain, tm
         "--reward_judge", "nonsense", "--output_dir", tmp_path / "p", *PPO_FAST, check=False,
     )  # fmt: skip
     assert res.returncode == 2 and "reward_judge" in res.stderr and not (tmp_path / "p").exists()
+
+
+def test_judge_reads_chat_rendered_constraint_prompts(smollm2_tokenizer, shared_data):
+    """The real experiment's case: SmolLM2's chat template, the constraints task, <|im_end|> ending the turn."""
+    import copy
+
+    from trl.experimental.utils import get_reward
+
+    from rlhf.rollout_prompts import stop_at_end_of_turn
+    from rlhf.tasks.constraints import ConstraintsTask
+
+    tok = copy.deepcopy(smollm2_tokenizer)
+    tok.add_special_tokens({"pad_token": "<pad>"})  # distinct from EOS, as PPO requires
+    tok.padding_side = "left"
+    stop_at_end_of_turn(tok, "chat")
+    task = ConstraintsTask(shared_data)
+    rows = task.prompts(2, seed=0, split="train", kinds=("lowercase",))
+    ids = encode_prompts(render_prompts(rows, "chat", tok), tok, "chat")
+    model = judge_reward("constraints", rows, ids, tok, "test")
+    answers = [
+        "here is a short answer, written in small letters only.",
+        "HERE IS A SHORT ANSWER IN CAPITALS.",
+    ]
+    context = max(map(len, ids))
+    seqs = [
+        [tok.pad_token_id] * (context - len(p))
+        + p
+        + tok(a, add_special_tokens=False)["input_ids"]
+        + [tok.eos_token_id]
+        for p, a in zip(ids, answers)
+    ]
+    width = max(map(len, seqs))
+    batch = torch.tensor([s + [tok.pad_token_id] * (width - len(s)) for s in seqs])
+    _, scores, _ = get_reward(model, batch, tok.pad_token_id, context)
+    expected = [task.judge(row, a, True) for row, a in zip(rows, answers)]
+    assert expected == [1.0, 0.0] and scores.tolist() == expected
