@@ -37,6 +37,6 @@ def test_architecture_doc_names_only_paths_that_exist():
 
 def test_user_docs_and_configs_never_point_outside_the_repo():
     """Users do not have the developers' ../shared folder: no doc or config may send them there."""
-    files = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "configs").rglob("*.yaml")]
+    files = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "configs").rglob("*.yaml")]
     offenders = [str(f.relative_to(REPO)) for f in files if "../shared" in f.read_text()]
     assert not offenders, offenders
