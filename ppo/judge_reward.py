@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from rlhf.errors import UserError
+from rlhf.rollout_prompts import encode_prompts
+from rlhf.templates import render_prompts
 
 
 class _JudgeBackbone(nn.Module):
@@ -80,3 +82,10 @@ def judge_reward(
                 "key 'reward_judge'",
             )
     return JudgeReward(task, {tuple(ids): row for ids, row in zip(prompt_ids, rows)}, tokenizer)
+
+
+def judge_for_prompts(cfg, rows: list[dict], template: str, tokenizer) -> JudgeReward:
+    """`cfg.reward_judge`'s judge over PPO's prompt rows (train, then eval), rendered with `template` as the rollouts
+    see them."""
+    ids = encode_prompts(render_prompts(rows, template, tokenizer), tokenizer, template)
+    return judge_reward(cfg.reward_judge, rows, ids, tokenizer, cfg.config_path or "command line")

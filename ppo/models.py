@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 from torch import nn
 
 from rlhf.io import atomic_write_json
+from rlhf.models import load_scalar_head_model
 from rlhf.training import lora_config
 from rlhf.trl_compat import share_parameters, unshare_parameters
 
@@ -21,6 +23,30 @@ class NormalizedScore(nn.Module):
 
     def forward(self, hidden):
         return (self.inner(hidden) - self.mean) / self.std
+
+
+def reward_and_value_models(cfg, sft_path, rm, tokenizer, judge=None):
+    """PPO's reward and value models. From a reward stage `rm`: both load its dir (the reward model's score
+    normalised with the stage's held-out mean/std when `normalize_reward`; under LoRA the value model's frozen
+    backbone shares the reward model's weights). Under `reward_judge` the reward is `judge` and the value model is
+    the policy's backbone with a fresh scalar head (TRL's examples' way). Under LoRA the value backbone gets an
+    adapter."""
+    load = functools.partial(
+        load_scalar_head_model, tokenizer=tokenizer, trust_remote_code=cfg.trust_remote_code
+    )
+    if judge is not None:
+        reward_model, value_model = judge, load(sft_path)
+    else:
+        reward_model = load(rm.path)
+        if cfg.normalize_reward:
+            mean, std = rm.metrics.get("reward_mean", 0.0), rm.metrics.get("reward_std", 1.0)
+            reward_model.score = NormalizedScore(reward_model.score, mean, std)
+        value_model = load(rm.path)
+        if cfg.use_lora:
+            share_reward_backbone(value_model, reward_model)
+    if cfg.use_lora:
+        value_model = add_lora_to_value_backbone(value_model, cfg)
+    return reward_model, value_model
 
 
 def share_reward_backbone(value_model, reward_model) -> None:

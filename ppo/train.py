@@ -7,16 +7,10 @@ import time
 import torch
 
 from ppo.config import PPOStageConfig, minibatch_problem
-from ppo.judge_reward import judge_reward
+from ppo.judge_reward import judge_for_prompts
 from ppo.kl_stop import KLStop, KLStopCallback
 from ppo.metrics import run_metrics
-from ppo.models import (
-    NormalizedScore,
-    add_lora_to_value_backbone,
-    save_value_model,
-    share_reward_backbone,
-    store_adapter_base,
-)
+from ppo.models import reward_and_value_models, save_value_model, store_adapter_base
 from ppo.resumable import ResumablePPOTrainer, check_resumable, resume_files
 from ppo.value_warmup import ValueWarmupCallback
 from rlhf import checkpoint
@@ -25,15 +19,8 @@ from rlhf.config import parse_config
 from rlhf.distributed import deepspeed_launch, end_of_run, main_print, sharded_launch, world_size
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.lifecycle import StageRun
-from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
-from rlhf.rollout_prompts import (
-    encode_prompts,
-    load_prompts,
-    prompt_template,
-    render_prompts,
-    stop_at_end_of_turn,
-    tokenize_prompts,
-)
+from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
+from rlhf.rollout_prompts import load_prompts, prompt_template, stop_at_end_of_turn, tokenize_prompts
 from rlhf.templates import check_template
 from rlhf.training import lora_config_for, resumed_progress
 from rlhf.trl_compat import check_trl_version
@@ -68,11 +55,7 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     refuse_settings_that_would_not_hold(cfg)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     # reward_judge: the task's gold judge rewards PPO (ppo/judge_reward.py); no reward stage is read
-    sft, rm = (
-        (checkpoint.require_parent(cfg.sft_path, "sft", role="policy"), None)
-        if cfg.reward_judge
-        else check_chain(cfg)
-    )
+    sft, rm = check_chain(cfg, reward=not cfg.reward_judge)
     job = StageRun("ppo", cfg, parents=[sft] if rm is None else [sft, rm])
     refuse_sharded_launch(cfg)
     template = prompt_template(sft, rm or sft, cfg)
@@ -88,10 +71,8 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
         raise UserError(
             f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts"
         )
-    if cfg.reward_judge:  # every prompt checked before any model loads
-        rows = train_rows + eval_rows
-        ids = encode_prompts(render_prompts(rows, template, tokenizer), tokenizer, template)
-        judge = judge_reward(cfg.reward_judge, rows, ids, tokenizer, cfg.config_path or "command line")
+    # every prompt checked before any model loads
+    judge = judge_for_prompts(cfg, train_rows + eval_rows, template, tokenizer) if cfg.reward_judge else None
     # A killed run continues from its newest complete checkpoint (resume: auto), refused here, before any model
     # loads, if it was made with other settings.
     resume_from = job.resume_point(required=resume_files(world_size()))
@@ -100,27 +81,13 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     first_episode = resumed_progress(resume_from)["episode"]
 
     # Policy and reference start as the SFT model (with LoRA the reference is the policy, adapter disabled);
-    # reward and value models both start as the reward model (Huang et al.'s N+ details).
+    # reward and value models both start as the reward model (Huang et al.'s N+ details), or the judge and the policy.
     policy = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     ref_policy = None if cfg.use_lora else load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     for m in (policy, ref_policy):
         if m is not None:
             sync_special_token_ids(m, tokenizer)
-    if (
-        cfg.reward_judge
-    ):  # the value model: the policy's backbone with a fresh scalar head (TRL's examples' way)
-        reward_model = judge
-        value_model = load_scalar_head_model(sft.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
-    else:
-        reward_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
-        if cfg.normalize_reward:
-            mean, std = rm.metrics.get("reward_mean", 0.0), rm.metrics.get("reward_std", 1.0)
-            reward_model.score = NormalizedScore(reward_model.score, mean, std)
-        value_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
-        if cfg.use_lora:
-            share_reward_backbone(value_model, reward_model)
-    if cfg.use_lora:
-        value_model = add_lora_to_value_backbone(value_model, cfg)
+    reward_model, value_model = reward_and_value_models(cfg, sft.path, rm, tokenizer, judge)
 
     out = job.begin()
     if not len(eval_ds):

@@ -212,6 +212,7 @@ def test_mismatched_parents_fail_before_loading(tiny_chain, tmp_path, monkeypatc
         "32",
     )
 
+    import ppo.models as ppo_models
     import ppo.train as ppo_train
     from ppo.config import PPOStageConfig
 
@@ -219,7 +220,7 @@ def test_mismatched_parents_fail_before_loading(tiny_chain, tmp_path, monkeypatc
         raise AssertionError("a model was loaded before the chain check")
 
     monkeypatch.setattr(ppo_train, "load_causal_lm", boom)
-    monkeypatch.setattr(ppo_train, "load_scalar_head_model", boom)
+    monkeypatch.setattr(ppo_models, "load_scalar_head_model", boom)  # reward and value models load there
     monkeypatch.setattr(ppo_train, "load_tokenizer", boom)
     cfg = PPOStageConfig(
         output_dir=str(tmp_path / "ppo"),
