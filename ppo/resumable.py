@@ -130,10 +130,10 @@ class PassRecorder:
 
 
 # The settings that shape a PPO run's data stream and updates: a checkpoint only continues a run that has the same.
-# (lr_scheduler_type joined later: a checkpoint that does not record it is not checked on it.)
+# (lr_scheduler_type and reward_judge joined later: a checkpoint that does not record one is not checked on it.)
 SETTINGS = ("seed", "total_episodes", "per_device_train_batch_size", "gradient_accumulation_steps",
             "num_mini_batches", "num_ppo_epochs", "learning_rate", "lr_scheduler_type", "use_lora",
-            "value_warmup")  # fmt: skip
+            "value_warmup", "reward_judge")  # fmt: skip
 
 # Learning-rate schedules that do not depend on the run's length. Under one of them the first N updates of a longer
 # run are those of an N-update run, so a finished run's checkpoint may be continued with a larger total_episodes

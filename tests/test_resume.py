@@ -157,6 +157,9 @@ def test_resume_refuses_a_checkpoint_from_other_settings(kept_ppo, chain, tmp_pa
         f"error: {ckpt}:key 'resume': checkpoint was written with per_device_train_batch_size 16, this run has 8: "
         "rerun with the settings it was made with, or pass --resume never to start over"
     )
+    # a run against the gold judge does not continue one against a reward model (other reward, other value model)
+    assert run_here(args + ["--reward_judge", "demo"]) == 2
+    assert "checkpoint was written with reward_judge None, this run has 'demo'" in capsys.readouterr().err
     assert run_here(args + ["--resume", out / "nope"]) == 2
     assert "not a complete trainer checkpoint" in capsys.readouterr().err
     (ckpt / "value_model.safetensors").unlink()  # an old-style checkpoint: not resumable, refused by name
