@@ -3,8 +3,8 @@
 The implementation details that matter (Huang et al., "The N+ Implementation Details of RLHF with PPO") are
 all here with their defaults: stop at EOS (`stop_token: eos`) and `missing_eos_penalty`, reward normalisation
 with the reward stage's mean/std (`normalize_reward`), per-token KL penalty (`kl_coef`, `kl_estimator`), the value
-model initialised from the reward model (from the policy under `reward_judge`), `response_length`, `whiten_rewards` (advantages are always
-whitened by TRL), `num_ppo_epochs` and `num_mini_batches`.
+model initialised from the reward model (from the policy under `reward_judge`), `response_length`,
+`whiten_rewards` (advantages are always whitened by TRL), `num_ppo_epochs` and `num_mini_batches`.
 """
 
 from __future__ import annotations

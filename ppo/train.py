@@ -81,7 +81,8 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     first_episode = resumed_progress(resume_from)["episode"]
 
     # Policy and reference start as the SFT model (with LoRA the reference is the policy, adapter disabled);
-    # reward and value models both start as the reward model (Huang et al.'s N+ details), or the judge and the policy.
+    # reward and value models both start as the reward model (Huang et al.'s N+ details); under reward_judge the
+    # reward is the judge and the value model starts as the policy.
     policy = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     ref_policy = None if cfg.use_lora else load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     for m in (policy, ref_policy):
