@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import torch
-from conftest import REPO, run_cli
-from test_ppo import PPO_FAST
+from test_ppo import ppo
 
 from ppo.judge_reward import judge_reward
 from rlhf import checkpoint, tasks
@@ -42,22 +41,8 @@ def test_judge_scores_rollouts_as_the_report_does(tiny_chain):
 
 def test_ppo_trains_against_the_judge_without_a_reward_stage(tiny_chain, tmp_path):
     out = tmp_path / "ppo"
-    run_cli(
-        "ppo",
-        "--config",
-        REPO / "configs/demo/ppo.yaml",
-        "--sft_path",
-        tiny_chain["sft"],
-        "--reward_path",
-        tmp_path / "no-such-reward-stage",
-        "--reward_judge",
-        "demo",
-        "--output_dir",
-        out,
-        *PPO_FAST,
-        "--use_lora",
-        "true",
-    )
+    no_reward = tiny_chain | {"reward": tmp_path / "no-such-reward-stage"}  # reward_path is not read
+    ppo(no_reward, out, "--reward_judge", "demo", "--use_lora", "true")
     stage = checkpoint.require(out, kind="ppo")
     assert [p.kind for p in stage.parents()] == ["sft"]
     assert stage.metrics["episodes"] == 64
@@ -68,26 +53,11 @@ def test_ppo_trains_against_the_judge_without_a_reward_stage(tiny_chain, tmp_pat
 
 
 def test_prompts_the_judge_cannot_read_are_refused_before_loading(tiny_chain, tmp_path):
-    res = run_cli(
-        "ppo",
-        "--config",
-        REPO / "configs/demo/ppo.yaml",
-        "--sft_path",
-        tiny_chain["sft"],
-        "--reward_judge",
-        "constraints",
-        "--output_dir",
-        tmp_path / "p",
-        *PPO_FAST,
-        check=False,
-    )
+    res = ppo(tiny_chain, tmp_path / "p", "--reward_judge", "constraints", check=False)
     assert res.returncode == 2, res.stderr
     assert "prompt row 0 is not a constraints task prompt" in res.stderr and "reward_judge" in res.stderr
     assert not (tmp_path / "p").exists()
-    res = run_cli(
-        "ppo", "--config", REPO / "configs/demo/ppo.yaml", "--sft_path", tiny_chain["sft"],
-        "--reward_judge", "nonsense", "--output_dir", tmp_path / "p", *PPO_FAST, check=False,
-    )  # fmt: skip
+    res = ppo(tiny_chain, tmp_path / "p", "--reward_judge", "nonsense", check=False)
     assert res.returncode == 2 and "reward_judge" in res.stderr and not (tmp_path / "p").exists()
 
 
