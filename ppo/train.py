@@ -58,7 +58,7 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     sft, rm = check_chain(cfg, reward=not cfg.reward_judge)
     job = StageRun("ppo", cfg, parents=[sft] if rm is None else [sft, rm])
     refuse_sharded_launch(cfg)
-    template = prompt_template(sft, rm or sft, cfg)
+    template = prompt_template(sft, rm, cfg)
     train_rows, eval_rows = load_prompts(cfg)
     tokenizer = load_tokenizer(sft.path, padding_side="left")  # TRL's rollouts need left padding
     check_template(template, tokenizer)

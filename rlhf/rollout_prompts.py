@@ -21,9 +21,10 @@ from rlhf.templates import (
 
 def prompt_template(sft, rm, cfg) -> str:
     """The template the policy was trained with: the sft stage's, else (a policy without a manifest) the reward
-    stage's, else `template` (default alpaca). A reward stage trained with another template is refused."""
+    stage's, else `template` (default alpaca). A reward stage trained with another template is refused; `rm` is None
+    when PPO's reward is a judge."""
     where = cfg.config_path or "command line"
-    recorded = {p.template for p in (sft, rm) if p.kind != "external"}
+    recorded = {p.template for p in (sft, rm) if p is not None and p.kind != "external"}
     if len(recorded) > 1:
         raise UserError(
             f"the policy uses template {sft.template!r} but the reward model was trained with {rm.template!r}",
