@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from rlhf.errors import UserError
+from rlhf.generate import read_response
 from rlhf.rollout_prompts import encode_prompts
 from rlhf.templates import render_prompts
 
@@ -37,12 +38,9 @@ class _JudgeBackbone(nn.Module):
 
     def score(self, ids: list[int]) -> float:
         row, response = self.row_and_response(ids)
-        eos = self.tokenizer.eos_token_id  # the end of turn: ppo/train.py makes it the rollouts' stop token
-        finished = eos in response
-        text = self.tokenizer.decode(
-            response[: response.index(eos)] if finished else response, skip_special_tokens=True
-        )
-        return float(self.task.judge(row, text, finished))
+        # the end of turn is the tokenizer's EOS: ppo/train.py makes it the rollouts' stop token
+        reply = read_response(self.tokenizer, response, self.tokenizer.eos_token_id)
+        return float(self.task.judge(row, reply.text, reply.finished))
 
     def forward(self, input_ids, attention_mask, **_):
         scores = [self.score(ids[mask].tolist()) for ids, mask in zip(input_ids, attention_mask.bool())]

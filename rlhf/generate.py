@@ -36,6 +36,16 @@ class Completion:
     num_tokens: int
 
 
+def read_response(tokenizer, ids: list[int], eos: int) -> Completion:
+    """A reply's new token ids as every judge reads them: up to its end of turn `eos` (dropped; finished = it was
+    there), pads dropped, special tokens dropped from the text. Sampling here and PPO's gold-judge reward
+    (ppo/judge_reward.py) both read replies through this, so the two score the same text."""
+    finished = eos in ids
+    ids = ids[: ids.index(eos)] if finished else ids
+    ids = [t for t in ids if t != tokenizer.pad_token_id]
+    return Completion(tokenizer.decode(ids, skip_special_tokens=True), finished, len(ids))
+
+
 def _sampling_kwargs(params: SamplingParams) -> dict:
     if params.temperature <= 0:
         return {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
@@ -94,12 +104,7 @@ def generate(
                 for ids in new_tokens[i * per_prompt : (i + 1) * per_prompt] * (
                     params.num_samples // per_prompt
                 ):
-                    finished = eos in ids
-                    ids = ids[: ids.index(eos)] if finished else ids
-                    ids = [t for t in ids if t != tokenizer.pad_token_id]
-                    samples.append(
-                        Completion(tokenizer.decode(ids, skip_special_tokens=True), finished, len(ids))
-                    )
+                    samples.append(read_response(tokenizer, ids, eos))
                 out.append(samples)
             bar.update(len(chunk))
         bar.close()
