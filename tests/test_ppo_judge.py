@@ -14,6 +14,7 @@ from rlhf.models import load_tokenizer
 from rlhf.rollout_prompts import encode_prompts
 from rlhf.tasks.demo import make_tasks
 from rlhf.templates import render_prompts
+from tests.conftest import run_cli
 
 
 def test_judge_scores_rollouts_as_the_report_does(tiny_chain):
@@ -50,6 +51,20 @@ def test_ppo_trains_against_the_judge_without_a_reward_stage(tiny_chain, tmp_pat
     # judge scores lie in [0, 1]; missing_eos_penalty (1.0) can take an unfinished answer to -1
     assert all(-1.0 <= row["objective/scores"] <= 1.0 for row in log if "objective/scores" in row)
     assert (out / "value_model" / "model.safetensors").is_file()
+
+    # Compared without a reward model, its saved checkpoints still get a curve: their gold scores alone.
+    report = tmp_path / "report"
+    run_cli("compare", tiny_chain["sft"], out, "--prompts", tiny_chain["prompts"], "--out", report, "--limit", "6",
+            "--num-samples", "1", "--sweep-prompts", "0", "--overopt-prompts", "6")  # fmt: skip
+    metrics = json.loads((report / "metrics.json").read_text())
+    points = metrics["ppo.checkpoints"]
+    assert [p["label"] for p in points] == ["sft", "checkpoint-2", "final"]
+    assert all(set(p) == {"label", "gold_score"} and 0 <= p["gold_score"] <= 1 for p in points)
+    # the first and last points: the same greedy answers as the report's own sft and ppo rows
+    assert points[0]["gold_score"] == metrics["sft.gold_score"]
+    assert points[-1]["gold_score"] == metrics["ppo.gold_score"]
+    assert "ppo.overoptimisation" not in metrics
+    assert (report / "checkpoints_ppo.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_prompts_the_judge_cannot_read_are_refused_before_loading(tiny_chain, tmp_path):

@@ -8,7 +8,8 @@ distinct-1/2, ROUGE-L against reference outputs, KL to a reference checkpoint. B
 matrices by gold judge and by reward model with bootstrap CIs. Per method against the baseline (the SFT policy):
 one comparison table (win-rates, KL, length, the wall time and peak memory its stage recorded, tokens generated
 per answer) and a headline sentence (rlhf.evaluation.table). Plus a temperature x top-p sweep, training curves
-and reward over-optimisation for trained stages. Writes metrics.json, report.md, a self-contained report.html
+and reward over-optimisation for trained stages (their saved checkpoints' gold score against reward-model score;
+gold score alone when no reward model is given). Writes metrics.json, report.md, a self-contained report.html
 (plots inlined as PNG data URIs, a per-prompt explorer) and responses.jsonl (every response generated, with its
 scores); optionally each checkpoint's greedy answers as AlpacaEval `model_outputs.json`.
 """
@@ -25,7 +26,13 @@ from rlhf import tasks
 from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.evaluation import best_of_n
-from rlhf.evaluation.plots import plot_overoptimisation, plot_sweep, plot_training_curves, plot_winrates
+from rlhf.evaluation.plots import (
+    plot_gold_by_checkpoint,
+    plot_overoptimisation,
+    plot_sweep,
+    plot_training_curves,
+    plot_winrates,
+)
 from rlhf.evaluation.report import report_files
 from rlhf.evaluation.stats import bootstrap_ci, distinct_n, winrate_matrix
 from rlhf.evaluation.table import comparison_rows, explorer_rows, headlines, prompt_outcomes
@@ -504,6 +511,8 @@ def compare(
 
     plots: dict[str, bytes] = {}
     # Trained stages (ppo, dpo, rloo, ...): training curves, and reward over-optimisation across saved checkpoints.
+    # Without a reward model (a run rewarded by the judge itself, say) the checkpoints' gold scores alone still show
+    # where training helped and where it stopped: `<name>.checkpoints` and its plot.
     base = next((p for p in policies if p.name == baseline), None)
     for pol in policies:
         if pol.best_of or pol.manifest is None or pol.kind == "sft":
@@ -512,7 +521,7 @@ def compare(
         if log.is_file() and (png := plot_training_curves(log, pol.kind)):
             plots[f"{pol.kind}_curves_{pol.name}"] = png
         ckpts = complete_checkpoints(pol.path)
-        if ckpts and scorer is not None and overopt_prompts:
+        if ckpts and (scorer is not None or task is not None) and overopt_prompts:
             sub = prompts[:overopt_prompts]
             points = []
             chain = (
@@ -524,13 +533,20 @@ def compare(
                 r = run_policy(p, sub, greedy, scorer, batch_size, task)
                 if label not in ("sft", "final"):  # those two answered these prompts greedily above
                     responses += response_rows(f"{pol.name}/{label}", p.path, sub, r, "greedy", greedy, task)
-                point = {"label": label, "rm_score": statistics.fmean(x[0] for x in r.rm)}
+                point = {"label": label}
+                if r.rm is not None:
+                    point["rm_score"] = statistics.fmean(x[0] for x in r.rm)
                 if r.gold is not None:
                     point["gold_score"] = statistics.fmean(x[0] for x in r.gold)
                 points.append(point)
-            metrics[f"{pol.name}.overoptimisation"] = points
-            if png := plot_overoptimisation(points, pol.kind):
-                plots[f"overoptimisation_{pol.name}"] = png
+            if scorer is not None:
+                metrics[f"{pol.name}.overoptimisation"] = points
+                if png := plot_overoptimisation(points, pol.kind):
+                    plots[f"overoptimisation_{pol.name}"] = png
+            else:
+                metrics[f"{pol.name}.checkpoints"] = points
+                if png := plot_gold_by_checkpoint(points, pol.kind):
+                    plots[f"checkpoints_{pol.name}"] = png
     if png := plot_winrates(metrics, names, baseline):
         plots["winrates"] = png
     if png := plot_sweep(sweep):
@@ -673,7 +689,13 @@ def cli(argv=None, prog="rlhf compare") -> int:
         default=100,
         help="prompts per sweep point (0 disables the sweep)",
     )
-    p.add_argument("--overopt-prompts", type=int_at_least(0), default=100)
+    p.add_argument(
+        "--overopt-prompts",
+        type=int_at_least(0),
+        default=100,
+        help="prompts each saved checkpoint of a trained stage answers (greedy) for the over-optimisation plot: gold "
+        "against reward-model score, or gold alone without --reward (0 disables it)",
+    )
     p.add_argument("--labels-db", help="labeling app db: include the human win-rate")
     p.add_argument(
         "--export-pairs", help="write the first two checkpoints' responses for blind human comparison"

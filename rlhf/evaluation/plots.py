@@ -1,5 +1,6 @@
 """The report's plots as PNG bytes (matplotlib, Agg): training curves, win-rates against the baseline, the sampling
-sweep, reward over-optimisation. Each `*_figure` builds the figure (tests measure its labels); `plot_*` renders it.
+sweep, reward over-optimisation (gold score by checkpoint without a reward model). Each `*_figure` builds the
+figure (tests measure its labels); `plot_*` renders it.
 
 Point labels are placed by `place_labels`: each tries offsets around its point, nearest first, until its box meets
 no other label, the legend or the axes' edge, so labels of close points never stack on one another."""
@@ -221,4 +222,23 @@ def overoptimisation_figure(points: list[dict], kind: str = "ppo"):
 
 def plot_overoptimisation(points: list[dict], kind: str = "ppo") -> bytes | None:
     fig = overoptimisation_figure(points, kind)
+    return _png(fig) if fig is not None else None
+
+
+def gold_by_checkpoint_figure(points: list[dict], kind: str = "ppo"):
+    """Gold score per saved checkpoint, in training order (a run compared without a reward model)."""
+    if len(points) < 2 or "gold_score" not in points[0]:
+        return None
+    fig, ax = _figure((6.5, 4.2))
+    ax.plot(range(len(points)), [p["gold_score"] for p in points], "o-")
+    ax.set_xticks(range(len(points)), [p["label"] for p in points], rotation=30, ha="right")
+    ax.set_xlabel("checkpoint")
+    ax.set_ylabel("gold score (true objective)")
+    ax.set_title(f"Gold score across {kind.upper()} checkpoints")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_gold_by_checkpoint(points: list[dict], kind: str = "ppo") -> bytes | None:
+    fig = gold_by_checkpoint_figure(points, kind)
     return _png(fig) if fig is not None else None

@@ -163,6 +163,11 @@ def caption(plot: str, baseline: str) -> str:
             f"{display_name(plot.removeprefix('overoptimisation_'))}: gold score against reward-model score across "
             "its saved checkpoints; the reward rising while the gold score falls is over-optimisation."
         )
+    if plot.startswith("checkpoints_"):
+        return (
+            f"{display_name(plot.removeprefix('checkpoints_'))}: gold score across its saved checkpoints, in training "
+            "order (no reward model given)."
+        )
     return plot
 
 
