@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from rlhf.errors import UserError
 from rlhf.generate import read_response
+from rlhf.judge_rewards import judge_task
 from rlhf.rollout_prompts import encode_prompts
 from rlhf.templates import render_prompts
 
@@ -64,21 +64,8 @@ def judge_reward(
     name: str, rows: list[dict], prompt_ids: list[list[int]], tokenizer, where: str
 ) -> JudgeReward:
     """The judge of task `name` over these PPO prompt rows (with their rendered prompts' token ids); a row the task
-    cannot judge is refused by number, before any model trains."""
-    from rlhf import tasks
-
-    try:
-        task = tasks.get(name)
-    except ValueError as e:
-        raise UserError(str(e), where, "key 'reward_judge'") from None
-    for i, row in enumerate(rows):
-        if task.parse(row) is None:
-            raise UserError(
-                f"prompt row {i} is not a {name} task prompt, so its gold judge cannot score it "
-                f"(instruction: {str(row.get('instruction', ''))[:80]!r})",
-                where,
-                "key 'reward_judge'",
-            )
+    cannot judge is refused by number, before any model trains (rlhf.judge_rewards)."""
+    task = judge_task(name, rows, where)
     return JudgeReward(task, {tuple(ids): row for ids, row in zip(prompt_ids, rows)}, tokenizer)
 
 

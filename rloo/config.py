@@ -37,6 +37,15 @@ class RLOOStageConfig(StageOptions, DatasetOptions, LoraOptions, RLOOConfig):
         default="runs/reward",
         metadata={"help": "Finished reward stage, or any one-output sequence-classification model."},
     )
+    reward_judge: str | None = field(
+        default=None,
+        metadata={
+            "help": "A task (constraints, demo) whose gold judge, a program, is the reward instead of a reward "
+            "model (rloo/reward.py JudgeScore, as PPO's reward_judge): reward_path is not read; the judge's "
+            "scores are used as they are (normalize_reward applies to reward models), minus "
+            "missing_eos_penalty for a reply that never ends. Every prompt must be that task's."
+        },
+    )
     sft_model_path: str | None = field(default=None, metadata={"help": "TRL's name for sft_path."})
     reward_model_path: str | None = field(default=None, metadata={"help": "TRL's name for reward_path."})
     prompts_path: str | None = field(

@@ -12,7 +12,9 @@ __all__ = ["load_prompts", "prompt_rows"]
 
 
 def prompt_rows(rows: list[dict], tokenizer, template: str, max_len: int) -> tuple[Dataset, int]:
-    """{"prompt": ...} rows for RLOOTrainer. Under alpaca the formatted prompt text, which TRL tokenizes with the
+    """{"prompt": ..., "row": i} rows for RLOOTrainer (`row`: the prompt's index in `rows`, which a judge reward
+    reads; RLOOTrainer passes a dataset's other columns to reward functions). Under alpaca the formatted prompt
+    text, which TRL tokenizes with the
     tokenizer's special tokens (as SFT's preprocess did); under chat the prompt messages, which TRL renders with
     the chat template and its generation prompt and tokenizes without adding special tokens: the ids of
     `render_prompt`'s text, as PPO's rollouts and the reward stage see them (handing TRL the rendered text instead
@@ -21,5 +23,5 @@ def prompt_rows(rows: list[dict], tokenizer, template: str, max_len: int) -> tup
     texts = render_prompts(rows, template, tokenizer)
     lengths = [len(ids) for ids in encode_prompts(texts, tokenizer, template)]
     prompts = [prompt_messages(r) for r in rows] if template == "chat" else texts
-    kept = [p for p, n in zip(prompts, lengths) if n <= max_len]
-    return Dataset.from_dict({"prompt": kept}), len(prompts) - len(kept)
+    kept = [i for i, n in enumerate(lengths) if n <= max_len]
+    return Dataset.from_dict({"prompt": [prompts[i] for i in kept], "row": kept}), len(prompts) - len(kept)

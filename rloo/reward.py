@@ -5,13 +5,17 @@ reward stage's held-out mean/std, minus `missing_eos_penalty` for a response tha
 Those ids are the sequence the reward stage trained on (rlhf.evaluation.scoring.encode_example): the prompt rendered
 with the template (a chat prompt through the chat template, generation prompt included), the reply, and the token
 that ends a reply (EOS under Alpaca, the chat template's end of turn under chat: where rollouts stop). TRL's own
-reward-model path would decode the response and re-tokenize prompt + response text, which is not that sequence."""
+reward-model path would decode the response and re-tokenize prompt + response text, which is not that sequence.
+
+Under `reward_judge: <task>` the reward is the task's gold judge instead (`JudgeScore`), as in PPO: the reply read
+as the report reads it, minus `missing_eos_penalty` for a reply that never ended."""
 
 from __future__ import annotations
 
 import torch
 
 from rlhf.evaluation.scoring import pad_right
+from rlhf.generate import read_response
 from rlhf.rollout_prompts import encode_prompts
 from rlhf.templates import end_of_turn_id, render_chat
 
@@ -51,3 +55,50 @@ class RewardModelScore:
                 s - self.missing_eos_penalty * (self.end_id not in c) for s, c in zip(scores, completion_ids)
             ]
         return scores
+
+
+class JudgeScore:
+    """A TRL reward function backed by a task's gold judge. Each reply is read as the report reads it
+    (rlhf.generate.read_response: up to the end of turn, special tokens dropped; finished = it ended its turn) and
+    judged against its prompt row, found by the dataset's `row` column (rloo.prompts.prompt_rows), which
+    RLOOTrainer hands reward functions as a keyword argument."""
+
+    __name__ = "judge"  # logged as rewards/judge/mean
+
+    def __init__(
+        self, task, rows: list[dict], tokenizer, *, template: str = "alpaca", missing_eos_penalty=None
+    ):
+        self.task, self.rows, self.tokenizer = task, rows, tokenizer
+        self.end_id = end_of_turn_id(tokenizer, template)
+        self.missing_eos_penalty = missing_eos_penalty or 0.0
+
+    def __call__(
+        self, prompts: list, completions: list, completion_ids: list[list[int]], row: list[int], **_
+    ):
+        scores = []
+        for i, ids in zip(row, completion_ids):
+            reply = read_response(self.tokenizer, list(ids), self.end_id)
+            judged = float(self.task.judge(self.rows[i], reply.text, reply.finished))
+            scores.append(judged - self.missing_eos_penalty * (not reply.finished))
+        return scores
+
+
+def reward_function(cfg, rm, task, rows: list[dict], tokenizer, template: str):
+    """What RLOO optimises: `task`'s judge under reward_judge (rows: the training prompts, by `row` index), else
+    the reward stage `rm`'s score, normalised with its held-out mean/std when normalize_reward is set."""
+    if task is not None:
+        return JudgeScore(
+            task, rows, tokenizer, template=template, missing_eos_penalty=cfg.missing_eos_penalty
+        )
+    from rlhf.models import load_scalar_head_model
+
+    model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
+    stats = rm.metrics if cfg.normalize_reward else {}
+    return RewardModelScore(
+        model,
+        tokenizer,
+        template=template,
+        mean=stats.get("reward_mean", 0.0),
+        std=stats.get("reward_std", 1.0),
+        missing_eos_penalty=cfg.missing_eos_penalty,
+    )

@@ -18,15 +18,16 @@ from rlhf.chain import check_chain
 from rlhf.config import parse_config
 from rlhf.distributed import end_of_run
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.judge_rewards import judge_task
 from rlhf.lifecycle import StageRun
 from rlhf.logs import read_log
-from rlhf.models import load_causal_lm, load_scalar_head_model, load_tokenizer, sync_special_token_ids
+from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
 from rlhf.rollout_prompts import prompt_template, stop_at_end_of_turn
 from rlhf.templates import check_template
 from rlhf.training import lora_config_for, resumed_progress
 from rloo.config import RLOOStageConfig
 from rloo.prompts import load_prompts, prompt_rows
-from rloo.reward import RewardModelScore
+from rloo.reward import RewardModelScore, reward_function
 
 LAST_LOGGED = ("reward", "reward_std", "kl", "completions/mean_length", "completions/clipped_ratio")
 
@@ -91,8 +92,9 @@ def run_metrics(out, trainer, result, first_step: int = 0) -> dict:
 
 def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
     """Train the RLOO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
-    sft, rm = check_chain(cfg)  # the same parents PPO accepts
-    job = StageRun("rloo", cfg, parents=[sft, rm])
+    # the same parents PPO accepts; under reward_judge the task's gold judge is the reward and no reward stage is read
+    sft, rm = check_chain(cfg, reward=not cfg.reward_judge)
+    job = StageRun("rloo", cfg, parents=[sft] if rm is None else [sft, rm])
     refuse_unresumable_checkpoints(cfg)
     # As in PPO: the policy's template, which the reward model must share.
     template = prompt_template(sft, rm, cfg)
@@ -111,20 +113,18 @@ def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
             f"no prompt fits max_prompt_length={cfg.max_prompt_length}", cfg.prompts_path or "prompts"
         )
 
+    # every prompt checked against the judge before any model loads
+    task = (
+        judge_task(cfg.reward_judge, train_rows, cfg.config_path or "command line")
+        if cfg.reward_judge
+        else None
+    )
+
     # The policy starts as the SFT model; RLOOTrainer loads the reference from the same dir (with LoRA: the policy,
-    # adapter disabled). The reward model scores as in PPO (rloo/reward.py).
+    # adapter disabled). The reward model (or the judge) scores as in PPO (rloo/reward.py).
     policy = load_causal_lm(sft.path, trust_remote_code=cfg.trust_remote_code)
     sync_special_token_ids(policy, tokenizer)
-    reward_model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
-    stats = rm.metrics if cfg.normalize_reward else {}
-    score = RewardModelScore(
-        reward_model,
-        tokenizer,
-        template=template,
-        mean=stats.get("reward_mean", 0.0),
-        std=stats.get("reward_std", 1.0),
-        missing_eos_penalty=cfg.missing_eos_penalty,
-    )
+    score = reward_function(cfg, rm, task, train_rows, tokenizer, template)
 
     out = job.begin()
     peft_config = lora_config_for(cfg, "CAUSAL_LM")
@@ -139,7 +139,8 @@ def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
             callbacks=job.callbacks(),
         )
     )
-    reward_model.to(trainer.accelerator.device)
+    if isinstance(score, RewardModelScore):
+        score.model.to(trainer.accelerator.device)
     # where a resumed run starts, for its throughput; read now: the run may rotate that checkpoint away
     first_step = resumed_progress(job.resume_point())["global_step"]
     result = job.train(trainer)
