@@ -4,15 +4,13 @@ stages check the same things before any model loads: the task exists and can jud
 
 from __future__ import annotations
 
+from rlhf import tasks
 from rlhf.errors import UserError
-from rlhf.tasks import Task
 
 
-def judge_task(name: str, rows: list[dict], where: str) -> Task:
+def judge_task(name: str, rows: list[dict], where: str) -> tasks.Task:
     """Task `name`, whose judge will score rollouts of `rows`; an unknown task, or a row the task cannot judge
     (named by number), is refused naming the key `reward_judge`."""
-    from rlhf import tasks
-
     try:
         task = tasks.get(name)
     except ValueError as e:
