@@ -146,6 +146,6 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf ppo") -> int:
         m = stage.metrics
         print(
             f"ppo: finished {stage.path} (score {m.get('objective_scores', float('nan')):.3f}, "
-            f"kl {m.get('objective_kl', float('nan')):.3f}, {m['episodes_per_second']:.1f} episodes/s)"
+            f"kl {m.get('objective_kl', float('nan')):.3f}, {m['episodes_per_second']:.3g} episodes/s)"
         )
     return 0

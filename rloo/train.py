@@ -164,6 +164,6 @@ def cli(argv: list[str] | None = None, prog: str = "rlhf rloo") -> int:
         m = stage.metrics
         print(
             f"rloo: finished {stage.path} (reward {m.get('reward', float('nan')):.3f}, "
-            f"kl {m.get('kl', float('nan')):.3f}, {m['episodes_per_second']:.1f} episodes/s)"
+            f"kl {m.get('kl', float('nan')):.3f}, {m['episodes_per_second']:.3g} episodes/s)"
         )
     return 0
