@@ -16,6 +16,7 @@ import torch
 
 from rlhf.evaluation.scoring import pad_right
 from rlhf.generate import read_response
+from rlhf.models import load_scalar_head_model
 from rlhf.rollout_prompts import encode_prompts
 from rlhf.templates import end_of_turn_id, render_chat
 
@@ -90,8 +91,6 @@ def reward_function(cfg, rm, task, rows: list[dict], tokenizer, template: str):
         return JudgeScore(
             task, rows, tokenizer, template=template, missing_eos_penalty=cfg.missing_eos_penalty
         )
-    from rlhf.models import load_scalar_head_model
-
     model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
     stats = rm.metrics if cfg.normalize_reward else {}
     return RewardModelScore(
