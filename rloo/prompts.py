@@ -16,10 +16,9 @@ def prompt_rows(rows: list[dict], tokenizer, template: str, max_len: int) -> tup
     reads; RLOOTrainer passes a dataset's other columns to reward functions). Under alpaca the formatted prompt
     text, which TRL tokenizes with the tokenizer's special tokens (as SFT's preprocess did); under chat the prompt
     messages, which TRL renders with the chat template and its generation prompt and tokenizes without adding
-    special tokens: the ids of
-    `render_prompt`'s text, as PPO's rollouts and the reward stage see them (handing TRL the rendered text instead
-    would add a BOS a chat template already writes). Prompts over max_len tokens, counted as a rollout sees them
-    (`encode_prompts`), are dropped and counted."""
+    special tokens: the ids of `render_prompt`'s text, as PPO's rollouts and the reward stage see them (handing TRL
+    the rendered text instead would add a BOS a chat template already writes). Prompts over max_len tokens, counted
+    as a rollout sees them (`encode_prompts`), are dropped and counted."""
     texts = render_prompts(rows, template, tokenizer)
     lengths = [len(ids) for ids in encode_prompts(texts, tokenizer, template)]
     prompts = [prompt_messages(r) for r in rows] if template == "chat" else texts
