@@ -4,6 +4,7 @@ trains without a reward stage, and prompts the judge cannot read are refused bef
 from __future__ import annotations
 
 import json
+import statistics
 
 import torch
 from test_ppo import ppo
@@ -55,14 +56,18 @@ def test_ppo_trains_against_the_judge_without_a_reward_stage(tiny_chain, tmp_pat
     # Compared without a reward model, its saved checkpoints still get a curve: their gold scores alone.
     report = tmp_path / "report"
     run_cli("compare", tiny_chain["sft"], out, "--prompts", tiny_chain["prompts"], "--out", report, "--limit", "6",
-            "--num-samples", "1", "--sweep-prompts", "0", "--overopt-prompts", "6")  # fmt: skip
+            "--num-samples", "1", "--sweep-prompts", "0", "--overopt-prompts", "4")  # fmt: skip
     metrics = json.loads((report / "metrics.json").read_text())
     points = metrics["ppo.checkpoints"]
     assert [p["label"] for p in points] == ["sft", "checkpoint-2", "final"]
     assert all(set(p) == {"label", "gold_score"} and 0 <= p["gold_score"] <= 1 for p in points)
-    # the first and last points: the same greedy answers as the report's own sft and ppo rows
-    assert points[0]["gold_score"] == metrics["sft.gold_score"]
-    assert points[-1]["gold_score"] == metrics["ppo.gold_score"]
+    # the first and last points reuse the report's own sft and ppo greedy answers to the first 4 prompts; only the
+    # saved checkpoint answers them anew
+    rows = [json.loads(x) for x in (report / "responses.jsonl").read_text().splitlines()]
+    greedy = {n: [r["gold_score"] for r in rows if r["checkpoint"] == n and r["setting"] == "greedy"]
+              for n in ("sft", "ppo/checkpoint-2", "ppo")}  # fmt: skip
+    assert [len(v) for v in greedy.values()] == [6, 4, 6]
+    assert [p["gold_score"] for p in points] == [statistics.fmean(v[:4]) for v in greedy.values()]
     assert "ppo.overoptimisation" not in metrics
     assert (report / "checkpoints_ppo.png").read_bytes().startswith(b"\x89PNG")
 

@@ -78,6 +78,11 @@ class Run:
     parts: list[list[dict[str, bool]]] | None = None  # the gold judgement's parts, when the task has them
 
 
+def first_prompts(run: Run, n: int) -> Run:
+    """`run` cut to its first `n` prompts (every per-prompt list cut alike)."""
+    return Run(run.samples[:n], *(None if xs is None else xs[:n] for xs in (run.gold, run.rm, run.parts)))
+
+
 # ----------------------------------------------------------------------------------------------- evaluation
 
 
@@ -524,15 +529,20 @@ def compare(
         if ckpts and (scorer is not None or task is not None) and overopt_prompts:
             sub = prompts[:overopt_prompts]
             points = []
-            chain = (
-                ([("sft", base)] if base is not None and base.kind == "sft" else [])
-                + [(d.name, load_policy(d)) for d in ckpts]
-                + [("final", pol)]
-            )
-            for label, p in chain:
-                r = run_policy(p, sub, greedy, scorer, batch_size, task)
-                if label not in ("sft", "final"):  # those two answered these prompts greedily above
-                    responses += response_rows(f"{pol.name}/{label}", p.path, sub, r, "greedy", greedy, task)
+            # The start and the final policy answered these prompts greedily above: their points reuse those
+            # answers (the report's own numbers on this subset). Each saved checkpoint is loaded, run and let go
+            # in turn, so a long run's checkpoints never sit in memory together.
+            labelled = []
+            if base is not None and base.kind == "sft":
+                labelled.append(("sft", first_prompts(runs[base.name]["greedy"], len(sub))))
+            for d in ckpts:
+                ckpt = load_policy(d)
+                r = run_policy(ckpt, sub, greedy, scorer, batch_size, task)
+                responses += response_rows(f"{pol.name}/{d.name}", ckpt.path, sub, r, "greedy", greedy, task)
+                labelled.append((d.name, r))
+                del ckpt
+            labelled.append(("final", first_prompts(runs[pol.name]["greedy"], len(sub))))
+            for label, r in labelled:
                 point = {"label": label}
                 if r.rm is not None:
                     point["rm_score"] = statistics.fmean(x[0] for x in r.rm)
