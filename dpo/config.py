@@ -17,6 +17,9 @@ class DPOStageConfig(StageOptions, DatasetOptions, LoraOptions, DPOConfig):
 
     # TRL's names (its DPO script's) for our keys; rlhf.config.resolve_aliases.
     KEY_ALIASES: ClassVar[dict[str, str]] = {"use_peft": "use_lora", "dataset_name": "pairs_path"}
+    # What shapes a run besides rlhf.resume_settings.TRAINER_SETTINGS: recorded in each checkpoint, and a run
+    # resumes only from a checkpoint with the same (rlhf.lifecycle.StageRun).
+    RESUME_SETTINGS: ClassVar[tuple[str, ...]] = ("max_length", "max_pairs", "beta", "loss_type")
 
     sft_path: str = field(
         default="runs/sft", metadata={"help": "Finished sft stage (or any causal LM): policy and reference."}

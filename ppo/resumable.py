@@ -31,6 +31,8 @@ import torch
 from transformers import TrainerCallback
 
 from rlhf.errors import UserError
+from rlhf.resume_settings import check_settings as check_recorded
+from rlhf.resume_settings import settings_of
 from rlhf.training import TRAINER_STATE
 from rlhf.trl_compat import PPOTrainerCompat
 
@@ -135,47 +137,19 @@ SETTINGS = ("seed", "total_episodes", "per_device_train_batch_size", "gradient_a
             "num_mini_batches", "num_ppo_epochs", "learning_rate", "lr_scheduler_type", "use_lora",
             "value_warmup", "reward_judge")  # fmt: skip
 
-# Learning-rate schedules that do not depend on the run's length. Under one of them the first N updates of a longer
-# run are those of an N-update run, so a finished run's checkpoint may be continued with a larger total_episodes
-# (e.g. `--resume old/checkpoint-20 --total_episodes 1280 --output_dir new`); exactly so without sample tables
-# (num_sample_generations 0), which TRL places at fractions of the run and which draw from the RNG. Under linear or
-# cosine decay the learning rate at every update depends on the total: continuing would not be the longer run, so
-# it is refused. A checkpoint from before lr_scheduler_type was recorded is taken at this run's word.
-LENGTH_FREE_SCHEDULES = ("constant", "constant_with_warmup")
+# A finished run's checkpoint may be continued with a larger total_episodes under a length-free schedule
+# (rlhf.resume_settings; e.g. `--resume old/checkpoint-20 --total_episodes 1280 --output_dir new`): exactly so
+# without sample tables (num_sample_generations 0), which TRL places at fractions of the run and which draw from the
+# RNG. A checkpoint from before lr_scheduler_type was recorded is taken at this run's word.
+LENGTH_KEYS = ("total_episodes",)
 
 
 def run_settings(args, n_prompts: int, n_processes: int) -> dict:
-    out = {}
-    for key in SETTINGS:
-        value = getattr(args, key, None)
-        out[key] = getattr(
-            value, "value", value
-        )  # an enum (lr_scheduler_type): recorded and compared by name
-    out.update(train_prompts=n_prompts, processes=n_processes)
-    return out
+    return settings_of(args, SETTINGS, train_prompts=n_prompts, processes=n_processes)
 
 
 def check_settings(ckpt: Path, meta: dict[str, str], now: dict) -> None:
-    saved = json.loads(meta.get("settings", "{}"))
-    for key, value in now.items():
-        if key not in saved or saved[key] == value:
-            continue
-        if (
-            key == "total_episodes"
-            and value > saved[key]
-            and now.get("lr_scheduler_type") in LENGTH_FREE_SCHEDULES
-        ):
-            continue  # a longer run under a length-free schedule: the checkpoint continues it
-        hint = ""
-        if key == "total_episodes" and value > saved[key]:
-            schedules = " or ".join(LENGTH_FREE_SCHEDULES)
-            hint = f" (a run continues to more episodes only under lr_scheduler_type {schedules})"
-        raise UserError(
-            f"checkpoint was written with {key} {saved[key]!r}, this run has {value!r}{hint}: rerun with the "
-            "settings it was made with, or pass --resume never to start over",
-            ckpt,
-            "key 'resume'",
-        )
+    check_recorded(ckpt, json.loads(meta.get("settings", "{}")), now, LENGTH_KEYS)
 
 
 def check_resumable(resume_from: str | None, args, n_prompts: int, n_processes: int) -> None:

@@ -16,6 +16,15 @@ class RewardStageConfig(StageOptions, DatasetOptions, LoraOptions, RewardConfig)
 
     # TRL's names (its reward script's) for our keys; rlhf.config.resolve_aliases.
     KEY_ALIASES: ClassVar[dict[str, str]] = {"use_peft": "use_lora", "dataset_name": "pairs_path"}
+    # What shapes a run besides rlhf.resume_settings.TRAINER_SETTINGS: recorded in each checkpoint, and a run
+    # resumes only from a checkpoint with the same (rlhf.lifecycle.StageRun).
+    RESUME_SETTINGS: ClassVar[tuple[str, ...]] = (
+        "max_length",
+        "template",
+        "max_pairs",
+        "label_aggregation",
+        "center_rewards_coefficient",
+    )
 
     sft_path: str = field(
         default="runs/sft", metadata={"help": "A finished sft stage dir: backbone and tokenizer."}

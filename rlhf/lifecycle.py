@@ -27,10 +27,17 @@ from transformers import set_seed
 
 from rlhf import checkpoint
 from rlhf.config import config_to_dict
-from rlhf.distributed import final_model, gather_state_dict, is_main_process, main_print
+from rlhf.distributed import final_model, gather_state_dict, is_main_process, main_print, world_size
 from rlhf.hub import push_target, upload_stage
 from rlhf.paths import check_stage_paths
 from rlhf.resume_metrics import train_reporting_whole_run
+from rlhf.resume_settings import (
+    TRAINER_LENGTH_KEYS,
+    TRAINER_SETTINGS,
+    RecordSettings,
+    check_checkpoint_settings,
+    settings_of,
+)
 from rlhf.training import JsonlLogger, quiet_trainer, remove_checkpoints, resolve_resume, start_log
 
 
@@ -91,6 +98,13 @@ class StageRun:
 
     def __init__(self, kind: str, cfg, *, parents: list[checkpoint.Stage] = ()):
         self.kind, self.cfg, self.parents = kind, cfg, list(parents)
+        # The settings that shape the run (TRAINER_SETTINGS and the config's RESUME_SETTINGS): recorded in each
+        # checkpoint and checked when a run resumes from one (rlhf.resume_settings). PPO's config has none: its
+        # checkpoints record their own (ppo/resumable.py).
+        keys = getattr(cfg, "RESUME_SETTINGS", None)
+        self.settings = (
+            None if keys is None else settings_of(cfg, TRAINER_SETTINGS + keys, processes=world_size())
+        )
         self.started = time.time()
         apply_runtime_settings(cfg)  # before torch loads (PeakMemory below imports it)
         self.memory = PeakMemory()  # model loading included
@@ -104,6 +118,8 @@ class StageRun:
         cfg.push_to_hub = False
         self.out = Path(cfg.output_dir)
         self._resume: tuple[str | None] | None = None  # resolved once: (checkpoint dir or None,)
+        if self.settings is not None:
+            self.resume_point()  # a checkpoint made with other settings: refused before any loading
 
     def resume_point(self, required: tuple[str, ...] = ()) -> str | None:
         """The checkpoint-N dir this run continues from (per the `resume` option), or None for a fresh start.
@@ -112,6 +128,8 @@ class StageRun:
         if self._resume is None:
             fresh = checkpoint.is_finished(self.out)
             self._resume = (None if fresh else resolve_resume(self.cfg.resume, self.out, required=required),)
+            if self.settings is not None:
+                check_checkpoint_settings(self._resume[0], self.settings, TRAINER_LENGTH_KEYS)
         return self._resume[0]
 
     def begin(self) -> Path:
@@ -125,8 +143,10 @@ class StageRun:
         return self.out
 
     def callbacks(self, *extra) -> list:
-        """Trainer callbacks every stage uses (metrics to log.jsonl), then the stage's own."""
-        return [JsonlLogger(self.out), *extra]
+        """Trainer callbacks every stage uses (metrics to log.jsonl; the run's settings into each checkpoint),
+        then the stage's own."""
+        record = [RecordSettings(self.settings)] if self.settings is not None else []
+        return [JsonlLogger(self.out), *record, *extra]
 
     def attach(self, trainer):
         """The stage's trainer, with the run's output settings applied (`quiet`: no log printer either)."""

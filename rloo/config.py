@@ -29,6 +29,19 @@ class RLOOStageConfig(StageOptions, DatasetOptions, LoraOptions, RLOOConfig):
         "sft_model_path": "sft_path",
         "reward_model_path": "reward_path",
     }
+    # What shapes a run besides rlhf.resume_settings.TRAINER_SETTINGS: recorded in each checkpoint, and a run
+    # resumes only from a checkpoint with the same (rlhf.lifecycle.StageRun).
+    RESUME_SETTINGS: ClassVar[tuple[str, ...]] = (
+        "reward_judge",
+        "num_generations",
+        "steps_per_generation",
+        "num_iterations",
+        "beta",
+        "temperature",
+        "max_completion_length",
+        "normalize_reward",
+        "missing_eos_penalty",
+    )
 
     sft_path: str = field(
         default="runs/sft", metadata={"help": "Finished sft stage (or any causal LM): policy and reference."}

@@ -16,6 +16,9 @@ class SFTStageConfig(StageOptions, DatasetOptions, LoraOptions, TrainingArgument
 
     # TRL's names (its SFT script's) for our keys; rlhf.config.resolve_aliases.
     KEY_ALIASES: ClassVar[dict[str, str]] = {"use_peft": "use_lora", "dataset_name": "data_path"}
+    # What shapes a run besides rlhf.resume_settings.TRAINER_SETTINGS: recorded in each checkpoint, and a run
+    # resumes only from a checkpoint with the same (rlhf.lifecycle.StageRun).
+    RESUME_SETTINGS: ClassVar[tuple[str, ...]] = ("max_length", "template", "eval_fraction")
 
     model_name_or_path: str = field(
         default="facebook/opt-125m", metadata={"help": "Base model: a hub id or a local HF dir."}

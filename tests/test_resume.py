@@ -210,8 +210,8 @@ def test_a_finished_constant_lr_run_continues_to_more_updates(kept_ppo, chain, t
     assert run_here(linear + ["--resume", kept_ppo / "checkpoint-2"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: {kept_ppo / 'checkpoint-2'}:key 'resume': checkpoint was written with total_episodes 32, this run "
-        "has 64 (a run continues to more episodes only under lr_scheduler_type constant or constant_with_warmup): "
-        "rerun with the settings it was made with, or pass --resume never to start over"
+        "has 64 (a run continues to a larger total_episodes only under lr_scheduler_type constant or "
+        "constant_with_warmup): rerun with the settings it was made with, or pass --resume never to start over"
     )
     switched = linear + ["--resume", kept_ppo / "checkpoint-2", "--lr_scheduler_type", "constant"]
     assert run_here(switched) == 2  # nor may a decaying run's checkpoint go on at a constant rate
@@ -310,3 +310,34 @@ def test_a_resumed_log_keeps_the_rows_up_to_its_checkpoint(tmp_path):
     assert (tmp_path / LOG_FILE).read_text().splitlines() == rows[:3]
     start_log(tmp_path, None)  # a fresh run starts a fresh log
     assert not (tmp_path / LOG_FILE).exists()
+
+
+def test_recorded_settings_are_checked_key_by_key(tmp_path):
+    """rlhf.resume_settings, as every Trainer stage (SFT, reward, DPO, RLOO) uses it on resume."""
+    from rlhf.resume_settings import SETTINGS_FILE, TRAINER_LENGTH_KEYS, check_checkpoint_settings
+
+    ckpt = tmp_path / "checkpoint-2"
+    ckpt.mkdir()
+    now = {"seed": 0, "max_steps": 8, "lr_scheduler_type": "linear", "beta": 0.05}
+    check_checkpoint_settings(ckpt, now, TRAINER_LENGTH_KEYS)  # an older checkpoint records none: not checked
+    check_checkpoint_settings(None, now, TRAINER_LENGTH_KEYS)  # a fresh start
+    (ckpt / SETTINGS_FILE).write_text(json.dumps({**now, "max_steps": 4, "extra": 1}))
+    with pytest.raises(
+        UserError, match=r"max_steps 4, this run has 8 \(a run continues to a larger max_steps only"
+    ):
+        check_checkpoint_settings(ckpt, now, TRAINER_LENGTH_KEYS)
+    (ckpt / SETTINGS_FILE).write_text(json.dumps({**now, "max_steps": 4, "lr_scheduler_type": "constant"}))
+    check_checkpoint_settings(
+        ckpt, now | {"lr_scheduler_type": "constant"}, TRAINER_LENGTH_KEYS
+    )  # a longer run
+    with pytest.raises(UserError, match="max_steps 4, this run has 2"):  # a shorter one is another run
+        check_checkpoint_settings(
+            ckpt, now | {"lr_scheduler_type": "constant", "max_steps": 2}, TRAINER_LENGTH_KEYS
+        )
+    with pytest.raises(UserError, match="beta 0.05, this run has 0.1"):
+        check_checkpoint_settings(
+            ckpt, now | {"lr_scheduler_type": "constant", "beta": 0.1}, TRAINER_LENGTH_KEYS
+        )
+    (ckpt / SETTINGS_FILE).write_text('{"seed": ')
+    with pytest.raises(UserError, match="unreadable settings record"):
+        check_checkpoint_settings(ckpt, now, TRAINER_LENGTH_KEYS)

@@ -158,6 +158,32 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_an_uninterrupted_run
     )
 
 
+def test_a_checkpoint_records_its_settings_and_resumes_only_a_run_with_the_same(tiny_chain, tmp_path, capsys):
+    out = tmp_path / "rloo"
+    assert run_here(rloo_args(tiny_chain, out, "--max_steps", "2", "--keep_checkpoints", "true")) == 0
+    ckpt = out / "checkpoint-2"
+    recorded = json.loads((ckpt / "rlhf_settings.json").read_text())
+    assert recorded["reward_judge"] is None and recorded["seed"] == 0 and recorded["processes"] == 1
+    assert recorded["num_generations"] == 4 and recorded["lr_scheduler_type"] == "constant"
+    (out / "rlhf_stage.json").unlink()  # as if killed after its last checkpoint
+    capsys.readouterr()
+    # a run against the gold judge does not continue one against the reward model: refused before any loading
+    assert run_here(rloo_args(tiny_chain, out, "--max_steps", "2", "--reward_judge", "demo")) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {ckpt}:key 'resume': checkpoint was written with reward_judge None, this run has 'demo': rerun "
+        "with the settings it was made with, or pass --resume never to start over"
+    )
+    # a longer run continues a checkpoint only where the learning rate does not depend on the run's length
+    assert run_here(rloo_args(tiny_chain, out, "--max_steps", "4", "--lr_scheduler_type", "linear")) == 2
+    assert (
+        "checkpoint was written with max_steps 2, this run has 4 (a run continues to a larger max_steps only under "
+        "lr_scheduler_type constant or constant_with_warmup)" in capsys.readouterr().err
+    )
+    # under the constant schedule the same run continues to more steps
+    assert run_here(rloo_args(tiny_chain, out, "--max_steps", "4")) == 0
+    assert manifest(out)["resumed_from"] == "checkpoint-2" and manifest(out)["metrics"]["episodes"] == 64
+
+
 def test_bad_prompts_are_refused_with_file_and_row(tiny_chain, tmp_path):
     bad = tmp_path / "prompts.json"
     bad.write_text(json.dumps([{"instruction": "Pick one.", "input": "1, 2"}, {"input": "3, 4"}]))
