@@ -394,7 +394,7 @@ class Compare:
     prompts_path: Path
     out: Path
     reference: Path
-    reward: Path
+    reward: Path | None  # None: no method reads a reward model (every one rewarded by the judge)
     seed: int
     temperature: float | None = None
     top_p: float | None = None
@@ -503,20 +503,37 @@ def plan(
         "rloo": on_policy,
     }
     trained = tuple(m for m in methods if m in TRAINED_METHODS)
+    # A method rewarded by the task's gold judge (`reward_judge`) reads no reward model. When no method reads one
+    # (Best-of-N reranks by it; DPO reads the preferences instead), the chain has no reward step, and without DPO
+    # no pairs or annotate step either: the judge-rewarded ablation costs only its own training.
+    built = {m: stage(m, **inputs[m][0]) for m in trained}
+    judged = {m for m in trained if m != "dpo" and getattr(built[m].config, "reward_judge", None)}
+    for m in judged:
+        paths = {k: v for k, v in inputs[m][0].items() if k != "reward_path"}
+        built[m], inputs[m] = stage(m, **paths), (paths, tuple(a for a in inputs[m][1] if a != "reward"))
+    reads_reward = any(m not in judged and m != "dpo" for m in methods)
+    reads_prefs = reads_reward or "dpo" in trained
     method_steps = [
-        Step(m, [stage(m, **inputs[m][0])], [(run / m, _stage)], [Path(cfg[m]["config"])], after=inputs[m][1])
+        Step(m, [built[m]], [(run / m, _stage)], [Path(cfg[m]["config"])], after=inputs[m][1])
         for m in trained
     ]
     # The policies compared, in the order listed: SFT, then each method (a trained stage dir, or Best-of-N over SFT).
     compared = [str(run / "sft")] + [
         str(run / m) if m in TRAINED_METHODS else f"{run / 'sft'}+{m}" for m in methods
     ]
-    return [
-        *start.steps,
+    preference_steps = [
         Step(
             "pairs",
-            [Pairs(run / "sft", start.pair_prompts, run / "pairs.jsonl", seed, **cfg.get("pairs", {}),
-                   progress=False)],
+            [
+                Pairs(
+                    run / "sft",
+                    start.pair_prompts,
+                    run / "pairs.jsonl",
+                    seed,
+                    **cfg.get("pairs", {}),
+                    progress=False,
+                )
+            ],
             [(run / "pairs.jsonl", _file)],
             after=("data", "sft"),
         ),
@@ -526,20 +543,26 @@ def plan(
             [(run / "prefs.jsonl", _file)],
             after=("pairs",),
         ),
-        Step(
-            "reward",
-            [stage("reward", sft_path=run / "sft", pairs_path=run / "prefs.jsonl")],
-            [(run / "reward", _stage)],
-            [Path(cfg["reward"]["config"])],
-            after=("sft", "annotate"),
-        ),
+    ]
+    reward_step = Step(
+        "reward",
+        [stage("reward", sft_path=run / "sft", pairs_path=run / "prefs.jsonl")],
+        [(run / "reward", _stage)],
+        [Path(cfg["reward"]["config"])],
+        after=("sft", "annotate"),
+    )
+    reward = run / "reward" if reads_reward else None
+    return [
+        *start.steps,
+        *(preference_steps if reads_prefs else []),
+        *([reward_step] if reads_reward else []),
         *method_steps,
         Step(
             "compare",
-            [Compare(tuple(compared), start.eval_prompts, run / "report", run / "sft", run / "reward", seed,
+            [Compare(tuple(compared), start.eval_prompts, run / "report", run / "sft", reward, seed,
                      **cfg.get("compare", {}))],
             [(run / "report", _report)],
-            after=("data", "sft", "reward", *trained),
+            after=("data", "sft", *(["reward"] if reads_reward else []), *trained),
         ),
     ]  # fmt: skip
 
@@ -647,15 +670,16 @@ def held_out_ranking(stage_metrics: dict) -> dict:
     }
 
 
-def finalize_metrics(run: Path, step_seconds: dict[str, float], wall: float) -> dict:
+def finalize_metrics(run: Path, step_seconds: dict[str, float], wall: float, *, reward: bool = True) -> dict:
     """Fold the reward stage's held-out accuracies (and the DPO stage's implicit reward's, when it held out the
-    same pairs) and the timings into report/metrics.json."""
+    same pairs) and the timings into report/metrics.json; `reward`: whether the chain has a reward step."""
     path = run / "report" / "metrics.json"
     metrics = json.loads(path.read_text())
-    rm = checkpoint.require(run / "reward", kind="reward").metrics
-    for key, value in held_out_ranking(rm).items():  # per part of the judge (constraint type) too, if any
-        metrics[f"reward.{key}"] = value
-    if checkpoint.is_finished(run / "dpo"):
+    if reward:
+        rm = checkpoint.require(run / "reward", kind="reward").metrics
+        for key, value in held_out_ranking(rm).items():  # per part of the judge (constraint type) too, if any
+            metrics[f"reward.{key}"] = value
+    if reward and checkpoint.is_finished(run / "dpo"):
         dpo = checkpoint.require(run / "dpo", kind="dpo")
         split = ("pairs_path", "eval_pairs_path", "seed", "eval_fraction")  # what picks the held-out pairs
         reward_config = checkpoint.require(run / "reward", kind="reward").manifest["config"]
@@ -726,7 +750,8 @@ def run_pipeline(
         state[step.name] = {"identity": ident, "seconds": step_seconds[step.name], "finished_at": time.time()}
         atomic_write_json(state_path, state)
         print(f"pipeline: {step.name}: done in {step_seconds[step.name]:.1f} s")
-    metrics = finalize_metrics(run, step_seconds, time.time() - started)
+    has_reward = any(step.name == "reward" for step in steps)
+    metrics = finalize_metrics(run, step_seconds, time.time() - started, reward=has_reward)
     print(f"\npipeline: report: {run / 'report' / 'report.html'}")
     for key in headline(pipeline_methods(cfg, config_path)):
         if key in metrics:

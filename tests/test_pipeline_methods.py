@@ -70,6 +70,32 @@ def test_without_methods_the_plan_is_the_ppo_chain(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "methods, steps",
+    [(["ppo", "rloo"], []),  # every method rewarded by the judge: no pairs, labels or reward model
+     (["ppo", "dpo"], ["pairs", "annotate"]),  # DPO still learns from the labelled pairs
+     (["ppo", "bon:4"], ["pairs", "annotate", "reward"])],  # Best-of-N still reranks by the reward model
+)  # fmt: skip
+def test_methods_rewarded_by_the_judge_skip_the_steps_nothing_reads(tmp_path, methods, steps):
+    from rlhf.pipeline import load_pipeline_config, plan
+
+    judged = {"reward_judge": "demo"}
+    _, path = tiny_config(tmp_path, methods)
+    cfg = load_pipeline_config(path)
+    for m in ("ppo", "rloo"):
+        cfg[m]["overrides"].update(judged)
+    run = tmp_path / "run"
+    plan_steps = {s.name: s for s in plan(cfg, run, seed=0)}
+    trained = [m for m in methods if not m.startswith("bon")]
+    assert list(plan_steps) == ["data", "base", "sft", *steps, *trained, "compare"]
+    for m in ("ppo", "rloo"):
+        if m in plan_steps:
+            assert plan_steps[m].after == ("sft",) and plan_steps[m].actions[0].config.reward_judge == "demo"
+    (compare,) = plan_steps["compare"].actions
+    assert (compare.reward == run / "reward") == ("reward" in steps)
+    assert ("reward" in plan_steps["compare"].after) == ("reward" in steps)
+
+
+@pytest.mark.parametrize(
     "methods, where, message",
     [
         (["ppo", "a2c"], "key 'methods[1]'", "unknown method 'a2c'; expected ppo, dpo, rloo or bon:N"),
@@ -152,6 +178,22 @@ def test_rerunning_with_methods_retrains_only_what_changed(tmp_path):
     assert ran(pipeline(path, out, "--force", "reward")) == {"reward", "ppo", "rloo", "compare"}  # not dpo
 
 
+def test_a_chain_rewarded_by_the_judge_runs_without_pairs_labels_or_reward_model(tmp_path):
+    cfg, path = tiny_config(tmp_path, ["ppo"])
+    cfg["ppo"]["overrides"]["reward_judge"] = "demo"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    first = pipeline(path, out)
+    assert ran(first) == {"data", "base", "sft", "ppo", "compare"}
+    assert not any((out / name).exists() for name in ("pairs.jsonl", "prefs.jsonl", "reward"))
+    assert json.loads((out / "ppo" / "rlhf_stage.json").read_text())["config"]["reward_judge"] == "demo"
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert 0 <= metrics["ppo.gold_winrate_vs_sft"] <= 1 and "  ppo.gold_winrate_vs_sft:" in first
+    assert not [k for k in metrics if k.startswith("reward.") or "rm_" in k]  # nothing read a reward model
+    assert "step_seconds.ppo" in metrics and "step_seconds.reward" not in metrics
+    assert ran(pipeline(path, out)) == set()
+
+
 # `base:` lets a variant config state only what differs from the chain it extends.
 
 
@@ -178,6 +220,33 @@ def test_a_methods_config_shares_every_step_identity_with_the_chain_it_extends(
     assert {s: ids[variant][s] for s in shared} == {s: ids[base][s] for s in shared}
     assert {"dpo", "rloo"} <= set(ids[variant]) and not {"dpo", "rloo"} & set(ids[base])
     assert ids[variant]["compare"] != ids[base]["compare"]
+
+
+def test_the_judge_ablation_config_shares_the_start_and_trains_against_the_judge(
+    shared_data, monkeypatch, tmp_path
+):
+    """configs/experiments/constraints_judge.yaml: the experiment's data, base model and start policy (same
+    identities), PPO and RLOO rewarded by the gold judge, and no pairs, labels or reward model."""
+    from rlhf.pipeline import chain_identities, load_pipeline_config, plan
+
+    monkeypatch.setenv("RLHF_SHARED_DATA", str(shared_data))
+    monkeypatch.chdir(REPO)
+    run, ids, steps = tmp_path / "run", {}, {}
+    for path in ("configs/experiments/constraints_judge.yaml", "configs/experiments/constraints.yaml"):
+        steps[path] = plan(load_pipeline_config(REPO / path), run, 0, source=path, quiet=True)
+        ids[path] = chain_identities(steps[path], 0)
+    judge, experiment = ids.values()
+    assert list(judge) == ["data", "base", "sft", "ppo", "rloo", "compare"]
+    assert {s: judge[s] for s in ("data", "base", "sft")} == {
+        s: experiment[s] for s in ("data", "base", "sft")
+    }
+    by_name = {s.name: s for s in steps["configs/experiments/constraints_judge.yaml"]}
+    for m in ("ppo", "rloo"):
+        assert by_name[m].actions[0].config.reward_judge == "constraints" and by_name[m].after == (
+            "data",
+            "sft",
+        )
+    assert by_name["compare"].actions[0].reward is None
 
 
 def test_a_variant_replaces_only_the_keys_it_gives(tmp_path):
