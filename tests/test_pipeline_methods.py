@@ -225,14 +225,14 @@ def test_a_methods_config_shares_every_step_identity_with_the_chain_it_extends(
 def test_the_judge_ablation_config_shares_the_start_and_trains_against_the_judge(
     shared_data, monkeypatch, tmp_path
 ):
-    """configs/experiments/constraints_judge.yaml: the experiment's data, base model and start policy (same
+    """configs/experiments/judge.yaml: the experiment's data, base model and start policy (same
     identities), PPO and RLOO rewarded by the gold judge, and no pairs, labels or reward model."""
     from rlhf.pipeline import chain_identities, load_pipeline_config, plan
 
     monkeypatch.setenv("RLHF_SHARED_DATA", str(shared_data))
     monkeypatch.chdir(REPO)
     run, ids, steps = tmp_path / "run", {}, {}
-    for path in ("configs/experiments/constraints_judge.yaml", "configs/experiments/constraints.yaml"):
+    for path in ("configs/experiments/judge.yaml", "configs/experiments/constraints.yaml"):
         steps[path] = plan(load_pipeline_config(REPO / path), run, 0, source=path, quiet=True)
         ids[path] = chain_identities(steps[path], 0)
     judge, experiment = ids.values()
@@ -240,7 +240,7 @@ def test_the_judge_ablation_config_shares_the_start_and_trains_against_the_judge
     assert {s: judge[s] for s in ("data", "base", "sft")} == {
         s: experiment[s] for s in ("data", "base", "sft")
     }
-    by_name = {s.name: s for s in steps["configs/experiments/constraints_judge.yaml"]}
+    by_name = {s.name: s for s in steps["configs/experiments/judge.yaml"]}
     for m in ("ppo", "rloo"):
         assert by_name[m].actions[0].config.reward_judge == "constraints" and by_name[m].after == (
             "data",
