@@ -24,7 +24,6 @@ SETTINGS_FILE = "rlhf_settings.json"
 # at every step depends on the total: continuing would not be the longer run, so it is refused.
 LENGTH_FREE_SCHEDULES = ("constant", "constant_with_warmup")
 
-
 # What shapes any transformers-Trainer stage's run (SFT, reward, DPO, RLOO); each stage adds its own keys.
 TRAINER_SETTINGS = ("seed", "max_steps", "num_train_epochs", "per_device_train_batch_size",
                     "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type", "use_lora")  # fmt: skip
@@ -48,7 +47,8 @@ def check_settings(ckpt: str | Path, saved: dict, now: dict, length_keys: tuple[
     for key, value in now.items():
         if key not in saved or saved[key] == value:
             continue
-        longer = key in length_keys and isinstance(value, (int, float)) and value > saved[key]
+        numbers = all(isinstance(v, (int, float)) for v in (value, saved[key]))
+        longer = key in length_keys and numbers and value > saved[key]
         if longer and now.get("lr_scheduler_type") in LENGTH_FREE_SCHEDULES:
             continue
         hint = ""

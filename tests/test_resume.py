@@ -338,6 +338,11 @@ def test_recorded_settings_are_checked_key_by_key(tmp_path):
         check_checkpoint_settings(
             ckpt, now | {"lr_scheduler_type": "constant", "beta": 0.1}, TRAINER_LENGTH_KEYS
         )
+    (ckpt / SETTINGS_FILE).write_text(
+        json.dumps({**now, "max_steps": None})
+    )  # not a number: a plain mismatch
+    with pytest.raises(UserError, match=r"max_steps None, this run has 8: rerun"):
+        check_checkpoint_settings(ckpt, now, TRAINER_LENGTH_KEYS)
     (ckpt / SETTINGS_FILE).write_text('{"seed": ')
     with pytest.raises(UserError, match="unreadable settings record"):
         check_checkpoint_settings(ckpt, now, TRAINER_LENGTH_KEYS)
