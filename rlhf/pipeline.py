@@ -544,18 +544,22 @@ def plan(
             after=("pairs",),
         ),
     ]
-    reward_step = Step(
-        "reward",
-        [stage("reward", sft_path=run / "sft", pairs_path=run / "prefs.jsonl")],
-        [(run / "reward", _stage)],
-        [Path(cfg["reward"]["config"])],
-        after=("sft", "annotate"),
-    )
+    reward_steps = []
+    if reads_reward:  # only then is the reward stage's config built (its YAML read and checked)
+        reward_steps.append(
+            Step(
+                "reward",
+                [stage("reward", sft_path=run / "sft", pairs_path=run / "prefs.jsonl")],
+                [(run / "reward", _stage)],
+                [Path(cfg["reward"]["config"])],
+                after=("sft", "annotate"),
+            )
+        )
     reward = run / "reward" if reads_reward else None
     return [
         *start.steps,
         *(preference_steps if reads_prefs else []),
-        *([reward_step] if reads_reward else []),
+        *reward_steps,
         *method_steps,
         Step(
             "compare",
