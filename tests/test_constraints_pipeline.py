@@ -217,6 +217,10 @@ def test_toy_pipeline_runs_every_step_with_the_constraints_judge(shared_data, tm
             for mode in ("", "_sampled"):
                 assert 0.0 <= metrics[f"{name}.constraint_rate{mode}.{part}"] <= 1.0, (name, mode, part)
     assert '<table id="breakdown">' in (out / "report" / "report.html").read_text()
+    # answers on topic (a lexical proxy; the judge does not check relevance), and on topic and judged correct
+    for name in ("sft", "ppo", "bon2"):
+        assert 0.0 <= metrics[f"{name}.gold_accuracy_on_topic"] <= metrics[f"{name}.on_topic"] <= 1.0, name
+        assert metrics[f"{name}.gold_accuracy_on_topic"] <= metrics[f"{name}.gold_accuracy"], name
     # the reward model's held-out gold agreement per constraint type, in the stage and in the report
     rm = json.loads((out / "reward" / "rlhf_stage.json").read_text())["metrics"]
     per_type = {k.split(".", 1)[1]: v for k, v in rm.items() if k.startswith("gold_agreement.")}
@@ -231,6 +235,7 @@ def test_toy_pipeline_runs_every_step_with_the_constraints_judge(shared_data, tm
     assert (out / "report" / "overoptimisation_ppo.png").is_file()
     responses = [json.loads(line) for line in (out / "report" / "responses.jsonl").read_text().splitlines()]
     assert {r["task"] for r in responses} == {"constraints"}
+    assert all(isinstance(r["on_topic"], bool) for r in responses)
     assert {r["checkpoint"] for r in responses} >= {"sft", "ppo", "bon2", "ppo/checkpoint-1"}
     # the report's gold scores are the task judge's, Best-of-N's and the checkpoints' included
     task = ConstraintsTask(shared_data)

@@ -3,7 +3,9 @@
 A checkpoint may also be `<policy>+bon:N`: Best-of-N over that policy, its answers picked by `--reward`
 (rlhf.evaluation.best_of_n). Per checkpoint: reward-model score (mean, 95% bootstrap CI), gold-judge accuracy (when the prompts are a task's
 with a gold judge, see rlhf.tasks) and, when the task's judge has parts (the constraints task's constraint types),
-the rate of each part, greedy and sampled; response length,
+the rate of each part, greedy and sampled; for a task that names what an answer should be about, the share of
+answers on topic by a lexical proxy and of those both on topic and judged correct (rlhf.evaluation.on_topic);
+response length,
 distinct-1/2, ROUGE-L against reference outputs, KL to a reference checkpoint. Between checkpoints: win-rate
 matrices by gold judge and by reward model with bootstrap CIs. Per method against the baseline (the SFT policy):
 one comparison table (win-rates, KL, length, the wall time and peak memory its stage recorded, tokens generated
@@ -26,6 +28,7 @@ from rlhf import tasks
 from rlhf.argparse_utils import ArgumentParser, float_in, int_at_least
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.evaluation import best_of_n
+from rlhf.evaluation.on_topic import on_topic
 from rlhf.evaluation.plots import (
     plot_gold_by_checkpoint,
     plot_overoptimisation,
@@ -76,11 +79,18 @@ class Run:
     gold: list[list[float]] | None = None
     rm: list[list[float]] | None = None
     parts: list[list[dict[str, bool]]] | None = None  # the gold judgement's parts, when the task has them
+    on_topic: list[list[bool]] | None = (
+        None  # per answer, when the task names a topic (rlhf.evaluation.on_topic)
+    )
+
+    def per_prompt(self) -> tuple:
+        """Every per-prompt list after `samples`, in field order (None where absent)."""
+        return self.gold, self.rm, self.parts, self.on_topic
 
 
 def first_prompts(run: Run, n: int) -> Run:
     """`run` cut to its first `n` prompts (every per-prompt list cut alike)."""
-    return Run(run.samples[:n], *(None if xs is None else xs[:n] for xs in (run.gold, run.rm, run.parts)))
+    return Run(run.samples[:n], *(None if xs is None else xs[:n] for xs in run.per_prompt()))
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -133,7 +143,7 @@ def _subset(run: Run, keep: list[list[int]]) -> Run:
     def take(rows):
         return None if rows is None else [[row[j] for j in ks] for row, ks in zip(rows, keep)]
 
-    return Run(take(run.samples), take(run.gold), take(run.rm), take(run.parts))
+    return Run(take(run.samples), *(take(xs) for xs in run.per_prompt()))
 
 
 def generated_tokens(run: Run) -> int:
@@ -169,6 +179,9 @@ def run_policy(
         run.gold = [[task.judge(p, c.text, c.finished) for c in s] for p, s in zip(prompts, samples)]
         if task.breakdown_metric:
             run.parts = [[task.breakdown(p, c.text, c.finished) for c in s] for p, s in zip(prompts, samples)]
+        topics = [task.topic(p) for p in prompts]
+        if any(t is not None for t in topics):
+            run.on_topic = [[on_topic(t, c.text) for c in s] for t, s in zip(topics, samples)]
     if scorer is not None:
         flat_p = [p for p, s in zip(prompts, samples) for _ in s]
         flat = scorer.score(flat_p, [c.text for s in samples for c in s])
@@ -211,6 +224,7 @@ def response_rows(
             "finished": c.finished,
             "num_tokens": c.num_tokens,
             "gold_score": run.gold[i][j] if run.gold is not None else None,
+            "on_topic": run.on_topic[i][j] if run.on_topic is not None else None,
             "reward_score": run.rm[i][j] if run.rm is not None else None,
         }
         for i, (p, samples) in enumerate(zip(prompts, run.samples))
@@ -278,6 +292,14 @@ def summarise(name: str, run: Run, refs: list[str] | None, suffix: str = "") -> 
         flat_gold = [g for gs in run.gold for g in gs]
         m[f"{name}.gold_accuracy{suffix}"] = sum(g > 0 for g in flat_gold) / len(flat_gold)
         m[f"{name}.gold_score{suffix}"] = statistics.fmean(flat_gold)
+    if run.on_topic is not None:
+        # Answers sharing a content word with their instruction, and those that also satisfy the judge: how much of
+        # a gold gain is answers that no longer address the instruction (the judge does not check relevance).
+        flat_topic = [t for ts in run.on_topic for t in ts]
+        m[f"{name}.on_topic{suffix}"] = sum(flat_topic) / len(flat_topic)
+        if run.gold is not None:
+            met = sum(g > 0 and t for g, t in zip(flat_gold, flat_topic))
+            m[f"{name}.gold_accuracy_on_topic{suffix}"] = met / len(flat_topic)
     if run.rm is not None:
         per_prompt = [statistics.fmean(r) for r in run.rm]
         m[f"{name}.rm_score_mean{suffix}"] = statistics.fmean(per_prompt)

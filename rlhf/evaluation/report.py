@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import html
 
-from rlhf.evaluation.table import TABLE_NOTES, breakdown_table, display_name, table_cells, table_header
+from rlhf.evaluation.table import TABLE_NOTES, breakdown_table, display_name, table_body, table_header
 
 
 def _fmt(v) -> str:
@@ -69,11 +69,10 @@ def report_md(metrics: dict, plots: dict[str, bytes], explorer: list[dict], name
     ]
     md += [f"- {h}" for h in metrics.get("headlines", [])]
     if comparison:
-        gpu = any(r["peak_gpu_mib"] is not None for r in comparison)
         header = table_header(comparison)
         md += ["", f"## Methods against {display_name(metrics.get('baseline', ''))}", ""]
         md += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-        md += ["| " + " | ".join(_md_cell(c) for c in table_cells(r, gpu)) + " |" for r in comparison]
+        md += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in table_body(comparison)]
         md += ["", TABLE_NOTES]
     if parts := breakdown_table(metrics, names):
         title, header, rows = parts
@@ -215,16 +214,12 @@ def report_html(metrics: dict, plots: dict[str, bytes], explorer: list[dict], na
     lead = "".join(f"<li>{esc(h)}</li>" for h in metrics.get("headlines", []))
     table = ""
     if comparison:
-        gpu = any(r["peak_gpu_mib"] is not None for r in comparison)
         header = "".join(f"<th>{esc(h)}</th>" for h in table_header(comparison))
         rows = "".join(
             "<tr>"
-            + "".join(
-                f"<td{'' if j == 0 else ' class=num'}>{esc(c)}</td>"
-                for j, c in enumerate(table_cells(r, gpu))
-            )
+            + "".join(f"<td{'' if j == 0 else ' class=num'}>{esc(c)}</td>" for j, c in enumerate(cells))
             + "</tr>"
-            for r in comparison
+            for cells in table_body(comparison)
         )
         table = (
             f"<h2>Methods against {esc(display_name(baseline))}</h2>"

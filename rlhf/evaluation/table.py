@@ -89,6 +89,9 @@ def comparison_rows(
             ("candidates_rm_agreement", "candidates_rm_agreement"),
             ("candidates_shorter_agreement", "candidates_shorter_agreement"),
             ("candidates_oracle_accuracy", "candidates_oracle_accuracy"),
+            ("gold_accuracy", "gold_accuracy"),
+            ("on_topic", "on_topic"),
+            ("gold_accuracy_on_topic", "gold_accuracy_on_topic"),
         ):
             row[field] = metrics.get(f"{name}.{key}")
         row["cost_measured"] = "evaluation" if bon else "stage" if row["wall_seconds"] is not None else None
@@ -172,6 +175,10 @@ def table_header(rows: list[dict]) -> list[str]:
         "RM − gold (reward hacking)",
         f"KL to {base} (nats)",
         "mean length (words)",
+    ]
+    if any(r["on_topic"] is not None for r in rows):
+        header.append("on topic, greedy")
+    header += [
         "wall time",
         "peak RAM",
     ]
@@ -180,7 +187,7 @@ def table_header(rows: list[dict]) -> list[str]:
     return header + ["tokens generated per answer"]
 
 
-def table_cells(row: dict, with_gpu: bool) -> list[str]:
+def table_cells(row: dict, with_gpu: bool, with_topic: bool = False) -> list[str]:
     def wr(field):
         v, ci = row[field], row[field + "_ci"]
         if v is None:
@@ -201,6 +208,10 @@ def table_cells(row: dict, with_gpu: bool) -> list[str]:
         "—" if gap is None else f"{100 * gap:+.0f} pts",
         "—" if row["kl"] is None else ("≤ " if row["kl_is_bound"] else "") + f"{row['kl']:.3f}",
         num(row["response_length"], "{:.1f}"),
+    ]
+    if with_topic:
+        cells.append("—" if row["on_topic"] is None else _pct(row["on_topic"]))
+    cells += [
         "—" if row["wall_seconds"] is None else format_seconds(row["wall_seconds"]) + mark,
         "—" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:,.0f} MiB{mark}",
     ]
@@ -209,13 +220,23 @@ def table_cells(row: dict, with_gpu: bool) -> list[str]:
     return cells + [num(row["generated_tokens_per_answer"], "{:.1f}")]
 
 
+def table_body(rows: list[dict]) -> list[list[str]]:
+    """Every row's cells, with the optional columns (peak GPU, on topic) where any row has a value for them, as
+    `table_header` names them."""
+    gpu = any(r["peak_gpu_mib"] is not None for r in rows)
+    topic = any(r["on_topic"] is not None for r in rows)
+    return [table_cells(r, gpu, topic) for r in rows]
+
+
 TABLE_NOTES = (
     "Win-rates count ties as 0.5; brackets are 95% bootstrap CIs over prompts. RM − gold: how much more the reward "
     "model prefers the method than the gold judge does (greedy answers); a large positive gap is reward hacking. "
     "Wall time and peak RAM/GPU: the method's stage as its manifest records them (from the stage's start, model "
     "loading included). * Best-of-N trains nothing: its figures are its sampling and reward scoring inside compare "
     "(peak RAM of the compare process, every loaded model included), its KL the bound log N − (N−1)/N. Tokens "
-    "generated per answer: at the sampling settings, all N samples for Best-of-N."
+    "generated per answer: at the sampling settings, all N samples for Best-of-N. On topic (where the task names "
+    "what an answer should be about): the share of greedy answers sharing a content word with the instruction "
+    "without its constraints, a lexical proxy for answers the gold judge cannot tell from off-topic ones."
 )
 
 

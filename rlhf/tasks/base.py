@@ -10,6 +10,9 @@ A task family (the embedded demo, or verifiable instructions with checkable cons
 - `judge(row, response, finished=True)`: the gold score in [0, 1]; a response cut at the length limit
   (`finished=False`) is judged as the task decides (the demo scores it 0).
 - `reference(row)`: an optional reference answer (None when the task has none).
+- `topic(row)`: optional, what an answer to the row should be about (the constraints task: the instruction without
+  its constraints, and its input), for compare's lexical on-topic check (`rlhf.evaluation.on_topic`) where the
+  judge does not check relevance; None (the default) when the task has no such check.
 - `breakdown(row, response, finished=True)`: optional, for a task whose judge combines parts (the constraints
   task: one result per constraint type): each part's result, so a report can give per-part rates. A task with
   parts names the rate's metric in `breakdown_metric`; the default is no breakdown.
@@ -58,6 +61,10 @@ class Task(ABC):
 
     def reference(self, row: dict) -> str | None:
         """A reference answer for `row` (e.g. for ROUGE), or None when the task has none."""
+        return None
+
+    def topic(self, row: dict) -> str | None:
+        """What an answer to `row` should be about, for the on-topic check; None when the task has none."""
         return None
 
     def recognises(self, rows: list[dict]) -> bool:

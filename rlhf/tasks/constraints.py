@@ -390,6 +390,11 @@ class ConstraintsTask(Task):
     def breakdown(self, row: dict, response: str, finished: bool = True) -> dict[str, bool]:
         return self.check(row, response, finished)
 
+    def topic(self, row: dict) -> str:
+        """The instruction without its constraints (and its input): the judge checks the constraints, not whether
+        the answer is about this, so compare measures that apart (`rlhf.evaluation.on_topic`)."""
+        return "\n".join(filter(None, (self._item(row).base, row.get("input", ""))))
+
 
 def write_rows(
     out: str | Path,
