@@ -4,6 +4,8 @@ content word with the instruction without its constraints, and of answers both o
 
 from __future__ import annotations
 
+import json
+
 from rlhf import tasks
 from rlhf.evaluation.compare import Run, _subset, first_prompts, response_rows, summarise
 from rlhf.evaluation.on_topic import content_words, on_topic
@@ -12,6 +14,7 @@ from rlhf.evaluation.table import comparison_rows, table_body, table_header
 from rlhf.generate import Completion, SamplingParams
 from rlhf.tasks.constraints import ConstraintsTask, Item
 from rlhf.tasks.constraints_checks import Constraint
+from tests.conftest import run_cli
 
 PARADE = "Devise a plan for a victory parade for a sports team."
 START = Constraint("start_with", 0, (("phrase", "In short"),))
@@ -95,3 +98,22 @@ def test_the_table_has_an_on_topic_column_only_when_measured():
     rows = comparison_rows(metrics, ["sft", "rloo"], "sft", {}, "gold")
     assert "on topic, greedy" not in table_header(rows)
     assert all(len(cells) == len(table_header(rows)) for cells in table_body(rows))
+
+
+def test_compare_reports_on_topic_for_constraints_prompts(tiny_chain, tmp_path):
+    """End to end on the tiny demo model, whatever it answers: the metrics, the rows of
+    responses.jsonl and the report's column."""
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps(ROWS))
+    report = tmp_path / "report"
+    run_cli("compare", tiny_chain["sft"], "--prompts", prompts, "--out", report, "--num-samples", "1",
+            "--max-new-tokens", "8", "--sweep-prompts", "0", "--overopt-prompts", "0")  # fmt: skip
+    metrics = json.loads((report / "metrics.json").read_text())
+    rows = [json.loads(x) for x in (report / "responses.jsonl").read_text().splitlines()]
+    task = ConstraintsTask()
+    for mode, suffix in (("greedy", ""), ("sampled", "_sampled")):
+        flags = [r["on_topic"] for r in rows if r["setting"] == mode]
+        assert flags == [on_topic(task.topic(r), r["response"]) for r in rows if r["setting"] == mode]
+        assert metrics[f"sft.on_topic{suffix}"] == sum(flags) / len(flags)
+        assert metrics[f"sft.gold_accuracy_on_topic{suffix}"] <= metrics[f"sft.gold_accuracy{suffix}"]
+    assert "on topic, greedy" in (report / "report.md").read_text()
