@@ -21,7 +21,7 @@ from tests.conftest import run_cli
 
 ROW_FIELDS = {
     "prompt_index", "instruction", "input", "prompt", "task", "checkpoint", "checkpoint_path", "setting",
-    "sampling", "sample_index", "response", "finished", "num_tokens", "gold_score", "reward_score",
+    "sampling", "sample_index", "response", "finished", "num_tokens", "gold_score", "reward_score", "on_topic",
 }  # fmt: skip
 
 
@@ -147,6 +147,7 @@ def test_responses_jsonl_has_every_answer_with_its_scores(compared, tiny_chain, 
     # per checkpoint: 5 greedy + 5 x 2 sampled + 3 sweep answers
     assert len(rows) == 2 * (5 + 10 + 3)
     assert all(set(r) == ROW_FIELDS for r in rows)
+    assert {r["on_topic"] for r in rows} == {None}  # the demo task names no topic (tests/test_on_topic.py)
     keys = {(r["prompt_index"], r["checkpoint"], r["setting"], json.dumps(r["sampling"]), r["sample_index"])
             for r in rows}  # fmt: skip
     assert len(keys) == len(rows)
