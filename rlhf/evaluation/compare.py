@@ -5,8 +5,7 @@ A checkpoint may also be `<policy>+bon:N`: Best-of-N over that policy, its answe
 with a gold judge, see rlhf.tasks) and, when the task's judge has parts (the constraints task's constraint types),
 the rate of each part, greedy and sampled; for a task that names what an answer should be about, the share of
 answers on topic by a lexical proxy and of those both on topic and judged correct (rlhf.evaluation.on_topic);
-response length,
-distinct-1/2, ROUGE-L against reference outputs, KL to a reference checkpoint. Between checkpoints: win-rate
+response length, distinct-1/2, ROUGE-L against reference outputs, KL to a reference checkpoint. Between checkpoints: win-rate
 matrices by gold judge and by reward model with bootstrap CIs. Per method against the baseline (the SFT policy):
 one comparison table (win-rates, KL, length, the wall time and peak memory its stage recorded, tokens generated
 per answer) and a headline sentence (rlhf.evaluation.table). Plus a temperature x top-p sweep, training curves
@@ -79,9 +78,8 @@ class Run:
     gold: list[list[float]] | None = None
     rm: list[list[float]] | None = None
     parts: list[list[dict[str, bool]]] | None = None  # the gold judgement's parts, when the task has them
-    on_topic: list[list[bool]] | None = (
-        None  # per answer, when the task names a topic (rlhf.evaluation.on_topic)
-    )
+    # per answer, when the task names what an answer should be about (rlhf.evaluation.on_topic)
+    on_topic: list[list[bool]] | None = None
 
     def per_prompt(self) -> tuple:
         """Every per-prompt list after `samples`, in field order (None where absent)."""
