@@ -89,9 +89,7 @@ def comparison_rows(
             ("candidates_rm_agreement", "candidates_rm_agreement"),
             ("candidates_shorter_agreement", "candidates_shorter_agreement"),
             ("candidates_oracle_accuracy", "candidates_oracle_accuracy"),
-            ("gold_accuracy", "gold_accuracy"),
             ("on_topic", "on_topic"),
-            ("gold_accuracy_on_topic", "gold_accuracy_on_topic"),
         ):
             row[field] = metrics.get(f"{name}.{key}")
         row["cost_measured"] = "evaluation" if bon else "stage" if row["wall_seconds"] is not None else None
@@ -164,6 +162,14 @@ def format_seconds(s: float) -> str:
 
 
 # The comparison table as the report shows it: header cells, then one list of cells per row.
+def optional_columns(rows: list[dict]) -> tuple[bool, bool]:
+    """Whether the table has its peak GPU and its on-topic column: some row has a value for it."""
+    return (
+        any(r["peak_gpu_mib"] is not None for r in rows),
+        any(r["on_topic"] is not None for r in rows),
+    )
+
+
 def table_header(rows: list[dict]) -> list[str]:
     base = next((r["label"] for r in rows if r["baseline"]), "baseline")
     header = [
@@ -176,13 +182,14 @@ def table_header(rows: list[dict]) -> list[str]:
         f"KL to {base} (nats)",
         "mean length (words)",
     ]
-    if any(r["on_topic"] is not None for r in rows):
+    gpu, topic = optional_columns(rows)
+    if topic:
         header.append("on topic, greedy")
     header += [
         "wall time",
         "peak RAM",
     ]
-    if any(r["peak_gpu_mib"] is not None for r in rows):
+    if gpu:
         header.append("peak GPU")
     return header + ["tokens generated per answer"]
 
@@ -221,10 +228,8 @@ def table_cells(row: dict, with_gpu: bool, with_topic: bool = False) -> list[str
 
 
 def table_body(rows: list[dict]) -> list[list[str]]:
-    """Every row's cells, with the optional columns (peak GPU, on topic) where any row has a value for them, as
-    `table_header` names them."""
-    gpu = any(r["peak_gpu_mib"] is not None for r in rows)
-    topic = any(r["on_topic"] is not None for r in rows)
+    """Every row's cells, with the optional columns `table_header` names."""
+    gpu, topic = optional_columns(rows)
     return [table_cells(r, gpu, topic) for r in rows]
 
 
