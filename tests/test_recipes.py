@@ -72,6 +72,15 @@ def test_every_stage_yaml_is_named_after_its_stage():
 
 
 @pytest.mark.parametrize("path", STAGE_YAMLS, ids=rel)
+def test_kept_checkpoints_are_all_kept(path):
+    """keep_checkpoints is for compare's checkpoint curve, which wants every checkpoint: a save_total_limit would
+    leave it the newest 2 (the trainers' default), as constraints_rloo.yaml once did."""
+    cfg, values = parse_recipe(path)
+    if values.get("keep_checkpoints"):
+        assert cfg.save_total_limit is None, f"{rel(path)}: keep_checkpoints needs save_total_limit: null"
+
+
+@pytest.mark.parametrize("path", STAGE_YAMLS, ids=rel)
 def test_stage_yaml_parses_and_every_value_lands(path):
     cfg, values = parse_recipe(path)
     assert cfg.config_path == str(path)
