@@ -274,7 +274,11 @@ class StageOptions:
         },
     )
     keep_checkpoints: bool = dataclasses.field(
-        default=False, metadata={"help": "Keep the intermediate checkpoint-N dirs after a finished run."}
+        default=False,
+        metadata={
+            "help": "Keep the intermediate checkpoint-N dirs after a finished run: those save_total_limit left "
+            "(set it to null to keep every one)."
+        },
     )
     quiet: bool = dataclasses.field(default=False, metadata={"help": "Silence progress bars."})
     trust_remote_code: bool = dataclasses.field(
