@@ -92,6 +92,18 @@ def _rss_peak_mib() -> float:
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def warn_limited_checkpoints(kind: str, cfg) -> None:
+    """keep_checkpoints keeps what the trainer's save_total_limit left: with a limit set, only the newest N. Said
+    once at the start (stderr), because a run that meant to keep every checkpoint finds out only at the end."""
+    limit = getattr(cfg, "save_total_limit", None)
+    if cfg.keep_checkpoints and limit is not None and getattr(cfg, "save_strategy", "steps") != "no":
+        main_print(
+            f"{kind}: warning: keep_checkpoints keeps only the newest {limit} checkpoint-N dirs "
+            f"(save_total_limit: {limit}); set save_total_limit: null to keep every one",
+            file=sys.stderr,
+        )
+
+
 class StageRun:
     """The lifecycle of one stage run: prepare output -> trainer -> resume + log start -> train -> gather ->
     rank 0 only -> final model -> save -> remove checkpoints -> manifest last."""
@@ -117,6 +129,7 @@ class StageRun:
         self.push_to = push_target(cfg)
         cfg.push_to_hub = False
         self.out = Path(cfg.output_dir)
+        warn_limited_checkpoints(kind, cfg)
         self._resume: tuple[str | None] | None = None  # resolved once: (checkpoint dir or None,)
         if self.settings is not None:
             self.resume_point()  # a checkpoint made with other settings: refused before any loading

@@ -82,6 +82,28 @@ def test_kept_checkpoints_are_all_kept(path):
         )
 
 
+@pytest.mark.parametrize("stage", ["rloo", "ppo"])
+def test_a_run_keeping_checkpoints_under_a_limit_is_warned_at_its_start(stage, capsys):
+    """A user's own config with keep_checkpoints and the trainer's save_total_limit would find only the newest N
+    checkpoints at the end of the run: it is told at the start, on stderr; with no limit nothing is said."""
+    from rlhf.lifecycle import warn_limited_checkpoints
+
+    argv = ["--config", str(CONFIGS / "experiments" / f"constraints_{stage}.yaml")]
+    (cfg,) = parse_config([STAGES[stage]], argv + ["--keep_checkpoints", "true"], prog=f"rlhf {stage}")
+    assert cfg.save_total_limit is None
+    warn_limited_checkpoints(stage, cfg)
+    assert capsys.readouterr().err == ""
+    (cfg,) = parse_config([STAGES[stage]], argv + ["--keep_checkpoints", "true", "--save_total_limit", "2"])
+    warn_limited_checkpoints(stage, cfg)
+    assert capsys.readouterr().err == (
+        f"{stage}: warning: keep_checkpoints keeps only the newest 2 checkpoint-N dirs (save_total_limit: 2); set "
+        "save_total_limit: null to keep every one\n"
+    )
+    cfg.keep_checkpoints = False  # the checkpoints are removed at the end anyway
+    warn_limited_checkpoints(stage, cfg)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("path", STAGE_YAMLS, ids=rel)
 def test_stage_yaml_parses_and_every_value_lands(path):
     cfg, values = parse_recipe(path)
