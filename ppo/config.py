@@ -45,6 +45,14 @@ class PPOStageConfig(StageOptions, DatasetOptions, LoraOptions, PPOConfig):
             "Every prompt must be that task's."
         },
     )
+    judge_credit: str = field(
+        default="all",
+        metadata={
+            "choices": ["all", "partial"],
+            "help": "Under reward_judge, what a rollout earns: all = the gold judge's score (what the report "
+            "counts); partial = the share of the judge's parts (e.g. constraints) it meets (rlhf/judge_rewards.py).",
+        },
+    )
     sft_model_path: str | None = field(default=None, metadata={"help": "TRL's name for sft_path."})
     reward_model_path: str | None = field(default=None, metadata={"help": "TRL's name for reward_path."})
     prompts_path: str | None = field(

@@ -132,10 +132,11 @@ class PassRecorder:
 
 
 # The settings that shape a PPO run's data stream and updates: a checkpoint only continues a run that has the same.
-# (lr_scheduler_type and reward_judge joined later: a checkpoint that does not record one is not checked on it.)
+# (lr_scheduler_type, reward_judge and judge_credit joined later: a checkpoint that does not record one is not
+# checked on it.)
 SETTINGS = ("seed", "total_episodes", "per_device_train_batch_size", "gradient_accumulation_steps",
             "num_mini_batches", "num_ppo_epochs", "learning_rate", "lr_scheduler_type", "use_lora",
-            "value_warmup", "reward_judge")  # fmt: skip
+            "value_warmup", "reward_judge", "judge_credit")  # fmt: skip
 
 # A finished run's checkpoint may be continued with a larger total_episodes under a length-free schedule
 # (rlhf.resume_settings; e.g. `--resume old/checkpoint-20 --total_episodes 1280 --output_dir new`): exactly so

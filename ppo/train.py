@@ -18,6 +18,7 @@ from rlhf.chain import check_chain
 from rlhf.config import parse_config
 from rlhf.distributed import deepspeed_launch, end_of_run, main_print, sharded_launch, world_size
 from rlhf.errors import UserError, exit_on_user_error
+from rlhf.judge_rewards import refuse_credit_without_judge
 from rlhf.lifecycle import StageRun
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
 from rlhf.rollout_prompts import load_prompts, prompt_template, stop_at_end_of_turn, tokenize_prompts
@@ -55,6 +56,7 @@ def run(cfg: PPOStageConfig) -> checkpoint.Stage | None:
     refuse_settings_that_would_not_hold(cfg)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     # reward_judge: the task's gold judge rewards PPO (ppo/judge_reward.py); no reward stage is read
+    refuse_credit_without_judge(cfg)
     sft, rm = check_chain(cfg, reward=not cfg.reward_judge)
     job = StageRun("ppo", cfg, parents=[sft] if rm is None else [sft, rm])
     refuse_sharded_launch(cfg)

@@ -568,6 +568,7 @@ DOMAINS: dict[str, Domain] = {
     "max_prompt_length": integer_at_least(1),
     "kl_stop": greater_than(0),
     "value_warmup": integer_at_least(0),
+    "judge_credit": one_of("all", "partial"),
     # TRL's PPOConfig
     "num_ppo_epochs": integer_at_least(1),
     "num_mini_batches": integer_at_least(1),

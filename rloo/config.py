@@ -33,6 +33,7 @@ class RLOOStageConfig(StageOptions, DatasetOptions, LoraOptions, RLOOConfig):
     # resumes only from a checkpoint with the same (rlhf.lifecycle.StageRun).
     RESUME_SETTINGS: ClassVar[tuple[str, ...]] = (
         "reward_judge",
+        "judge_credit",
         "num_generations",
         "steps_per_generation",
         "num_iterations",
@@ -57,6 +58,14 @@ class RLOOStageConfig(StageOptions, DatasetOptions, LoraOptions, RLOOConfig):
             "model (rloo/reward.py JudgeScore, as PPO's reward_judge): reward_path is not read; the judge's "
             "scores are used as they are (normalize_reward applies to reward models), minus "
             "missing_eos_penalty for a reply that never ends. Every prompt must be that task's."
+        },
+    )
+    judge_credit: str = field(
+        default="all",
+        metadata={
+            "choices": ["all", "partial"],
+            "help": "Under reward_judge, what a reply earns: all = the gold judge's score (what the report "
+            "counts); partial = the share of the judge's parts (e.g. constraints) it meets (rlhf/judge_rewards.py).",
         },
     )
     sft_model_path: str | None = field(default=None, metadata={"help": "TRL's name for sft_path."})

@@ -16,6 +16,7 @@ import torch
 
 from rlhf.evaluation.scoring import pad_right
 from rlhf.generate import read_response
+from rlhf.judge_rewards import credited_score
 from rlhf.models import load_scalar_head_model
 from rlhf.rollout_prompts import encode_prompts
 from rlhf.templates import end_of_turn_id, render_chat
@@ -62,26 +63,60 @@ class JudgeScore:
     """A TRL reward function backed by a task's gold judge. Each reply is read as the report reads it
     (rlhf.generate.read_response: up to the end of turn, special tokens dropped; finished = it ended its turn) and
     judged against its prompt row, found by the dataset's `row` column (rloo.prompts.prompt_rows), which
-    RLOOTrainer hands reward functions as a keyword argument."""
+    RLOOTrainer hands reward functions as a keyword argument. `credit` (rlhf.judge_rewards): the gold judge's
+    score, or partial credit per part of it.
+
+    Besides the reward it logs, through TRL's `log_metric`, what each step's samples hold for learning:
+    `judge/tied_groups`, the share of prompts whose `num_generations` replies all earn the same reward (judge score
+    less any missing-EOS penalty: their leave-one-out advantages are then KL noise alone; TRL's own
+    frac_reward_zero_std counts the KL penalty in, so it never ties), and `judge/gold`, the gold judge's mean
+    (under partial credit the reward's own mean differs)."""
 
     __name__ = "judge"  # logged as rewards/judge/mean
 
     def __init__(
-        self, task, rows: list[dict], tokenizer, *, template: str = "alpaca", missing_eos_penalty=None
-    ):
+        self, task, rows: list[dict], tokenizer, *, template: str = "alpaca", missing_eos_penalty=None,
+        credit: str = "all", num_generations: int = 1,
+    ):  # fmt: skip
         self.task, self.rows, self.tokenizer = task, rows, tokenizer
         self.end_id = end_of_turn_id(tokenizer, template)
         self.missing_eos_penalty = missing_eos_penalty or 0.0
+        self.credit, self.num_generations = credit, num_generations
 
     def __call__(
-        self, prompts: list, completions: list, completion_ids: list[list[int]], row: list[int], **_
-    ):
-        scores = []
+        self, prompts: list, completions: list, completion_ids: list[list[int]], row: list[int], log_metric=None,
+        **_,
+    ):  # fmt: skip
+        scores, gold = [], []
         for i, ids in zip(row, completion_ids):
             reply = read_response(self.tokenizer, list(ids), self.end_id)
-            judged = float(self.task.judge(self.rows[i], reply.text, reply.finished))
+            judged = credited_score(self.task, self.rows[i], reply.text, reply.finished, self.credit)
             scores.append(judged - self.missing_eos_penalty * (not reply.finished))
+            gold.append(
+                judged
+                if self.credit == "all"
+                else float(self.task.judge(self.rows[i], reply.text, reply.finished))
+            )
+        if log_metric is not None and scores:
+            groups = prompt_groups(row, self.num_generations)
+            log_metric(
+                "judge/tied_groups", sum(len({scores[j] for j in g}) == 1 for g in groups) / len(groups)
+            )
+            log_metric("judge/gold", sum(gold) / len(gold))
         return scores
+
+
+def prompt_groups(rows: list[int], k: int) -> list[list[int]]:
+    """Positions of one prompt's samples, for a batch laid out as RLOOTrainer lays it out (each prompt's k
+    samples back to back): runs of the same row index, cut into groups of at most k (a prompt drawn twice in a
+    row is two groups)."""
+    groups: list[list[int]] = []
+    for j, r in enumerate(rows):
+        if groups and rows[groups[-1][0]] == r and len(groups[-1]) < max(k, 1):
+            groups[-1].append(j)
+        else:
+            groups.append([j])
+    return groups
 
 
 def reward_function(cfg, rm, task, rows: list[dict], tokenizer, template: str):
@@ -89,8 +124,9 @@ def reward_function(cfg, rm, task, rows: list[dict], tokenizer, template: str):
     the reward stage `rm`'s score, normalised with its held-out mean/std when normalize_reward is set."""
     if task is not None:
         return JudgeScore(
-            task, rows, tokenizer, template=template, missing_eos_penalty=cfg.missing_eos_penalty
-        )
+            task, rows, tokenizer, template=template, missing_eos_penalty=cfg.missing_eos_penalty,
+            credit=cfg.judge_credit, num_generations=cfg.num_generations or 1,
+        )  # fmt: skip
     model = load_scalar_head_model(rm.path, tokenizer, trust_remote_code=cfg.trust_remote_code)
     stats = rm.metrics if cfg.normalize_reward else {}
     return RewardModelScore(

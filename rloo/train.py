@@ -18,7 +18,7 @@ from rlhf.chain import check_chain
 from rlhf.config import parse_config
 from rlhf.distributed import end_of_run
 from rlhf.errors import UserError, exit_on_user_error
-from rlhf.judge_rewards import judge_task
+from rlhf.judge_rewards import judge_task, refuse_credit_without_judge
 from rlhf.lifecycle import StageRun
 from rlhf.logs import read_log
 from rlhf.models import load_causal_lm, load_tokenizer, sync_special_token_ids
@@ -93,6 +93,7 @@ def run_metrics(out, trainer, result, first_step: int = 0) -> dict:
 def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
     """Train the RLOO stage into cfg.output_dir; the finished Stage on rank 0, None on other ranks."""
     # the same parents PPO accepts; under reward_judge the task's gold judge is the reward and no reward stage is read
+    refuse_credit_without_judge(cfg)
     sft, rm = check_chain(cfg, reward=not cfg.reward_judge)
     job = StageRun("rloo", cfg, parents=[sft] if rm is None else [sft, rm])
     refuse_unresumable_checkpoints(cfg)
@@ -115,7 +116,7 @@ def run(cfg: RLOOStageConfig) -> checkpoint.Stage | None:
 
     # every prompt checked against the judge before any model loads
     task = (
-        judge_task(cfg.reward_judge, train_rows, cfg.config_path or "command line")
+        judge_task(cfg.reward_judge, train_rows, cfg.config_path or "command line", cfg.judge_credit)
         if cfg.reward_judge
         else None
     )

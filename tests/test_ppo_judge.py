@@ -41,6 +41,31 @@ def test_judge_scores_rollouts_as_the_report_does(tiny_chain):
     assert scores.tolist() == expected and expected[0] > 0 and expected[1] == 0 and expected[2] == 0
 
 
+def test_partial_credit_scores_the_share_of_constraints_met(tiny_chain):
+    """judge_credit partial through TRL's get_reward: one of two constraints met earns 0.5 (the gold judge: 0)."""
+    from test_rloo_judge import BOTH, ONE_OF_TWO, TWO_CONSTRAINTS
+    from trl.experimental.utils import get_reward
+
+    tok = load_tokenizer(tiny_chain["sft"], padding_side="left")
+    rows = [TWO_CONSTRAINTS]
+    ids = encode_prompts(render_prompts(rows, "alpaca", tok), tok, "alpaca")
+    model = judge_reward("constraints", rows, ids, tok, "test", credit="partial")
+    replies = [ONE_OF_TWO, BOTH, ""]
+    seqs = [ids[0] + tok(r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for r in replies]
+    width = max(map(len, seqs))
+    batch = torch.tensor([s + [tok.pad_token_id] * (width - len(s)) for s in seqs])
+    _, scores, _ = get_reward(model, batch, tok.pad_token_id, len(ids[0]))
+    assert scores.tolist() == [0.5, 1.0, 0.0]
+
+
+def test_partial_credit_is_refused_without_a_judge_with_parts(tiny_chain, tmp_path):
+    res = ppo(tiny_chain, tmp_path / "p", "--reward_judge", "demo", "--judge_credit", "partial", check=False)
+    assert res.returncode == 2 and "no parts to give partial credit" in res.stderr, res.stderr
+    res = ppo(tiny_chain, tmp_path / "p", "--judge_credit", "partial", check=False)
+    assert res.returncode == 2 and "applies only under reward_judge" in res.stderr, res.stderr
+    assert "key 'judge_credit'" in res.stderr and not (tmp_path / "p").exists()
+
+
 def test_ppo_trains_against_the_judge_without_a_reward_stage(tiny_chain, tmp_path):
     out = tmp_path / "ppo"
     no_reward = tiny_chain | {"reward": tmp_path / "no-such-reward-stage"}  # reward_path is not read

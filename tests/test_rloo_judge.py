@@ -9,10 +9,11 @@ from conftest import run_cli
 from test_rloo import rloo_args, train
 
 from rlhf import checkpoint, tasks
+from rlhf.logs import read_log
 from rlhf.models import load_tokenizer
 from rlhf.tasks.demo import make_tasks
 from rloo.prompts import prompt_rows
-from rloo.reward import JudgeScore
+from rloo.reward import JudgeScore, prompt_groups
 
 
 def test_judge_score_reads_each_reply_against_its_own_row(tiny_chain):
@@ -47,6 +48,10 @@ def test_rloo_trains_against_the_judge_without_a_reward_stage(tiny_chain, tmp_pa
     assert checkpoint.require(stage.path, kind="rloo").metrics["episodes"] == 2 * 16
     # the judge's scores (in [0, 1]) less the missing-EOS penalty of 1
     assert -1.0 <= stage.metrics["reward"] <= 1.0
+    # each logged step says how many prompts' samples tied (no signal but KL) and the gold judge's mean
+    steps = [r for r in read_log(stage.path) if "judge/tied_groups" in r]
+    assert len(steps) == 2
+    assert all(0 <= r["judge/tied_groups"] <= 1 and 0 <= r["judge/gold"] <= 1 for r in steps)
 
 
 @pytest.mark.parametrize(
@@ -61,4 +66,61 @@ def test_prompts_the_judge_cannot_read_are_refused_before_loading(tiny_chain, tm
     res = run_cli(*rloo_args(tiny_chain, out, "--reward_judge", judge), check=False)
     assert res.returncode == 2, res.stderr
     assert message in res.stderr and "key 'reward_judge'" in res.stderr and res.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+# Two constraints the judge reads back from the instruction (no source data needed): at most 25 words, no commas.
+TWO_CONSTRAINTS = {
+    "instruction": "Name three famous painters.\n\nAnswer in at most 25 words.\nDo not use any commas in your response.",
+    "input": "",
+}
+ONE_OF_TWO = "Monet, Rembrandt and Vermeer painted light like no one else."  # short, but a comma
+BOTH = "Monet and Rembrandt and Vermeer painted light like no one else."
+
+
+def test_partial_credit_is_the_share_of_constraints_met_and_the_gold_judge_stays_all_or_nothing(tiny_chain):
+    tok = load_tokenizer(tiny_chain["sft"], padding_side="left")
+    task = tasks.get("constraints")
+    rows = [TWO_CONSTRAINTS]
+    logged: dict[str, list[float]] = {}
+    score = JudgeScore(task, rows, tok, missing_eos_penalty=1.0, credit="partial", num_generations=2)
+    replies = [(ONE_OF_TWO, True), (BOTH, True), (BOTH, False), ("", True)]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] * ended for t, ended in replies]
+    got = score(
+        prompts=[], completions=[], completion_ids=ids, row=[0] * 4,
+        log_metric=lambda name, value: logged.setdefault(name, []).append(value),
+    )  # fmt: skip
+    # a degenerate reply (unfinished, empty) meets no constraint, whatever its text would satisfy
+    assert got == [0.5, 1.0, -1.0, 0.0]
+    assert [task.judge(TWO_CONSTRAINTS, t, ended) for t, ended in replies] == [0.0, 1.0, 0.0, 0.0]
+    # two groups of two: (0.5, 1.0) differ, (-1.0, 0.0) differ; the gold judge's mean is 1 of 4
+    assert logged == {"judge/tied_groups": [0.0], "judge/gold": [0.25]}
+    all_or_nothing = JudgeScore(task, rows, tok, credit="all", num_generations=2)
+    logged.clear()
+    same = all_or_nothing(
+        prompts=[], completions=[], completion_ids=[ids[0], ids[3], ids[0], ids[1]], row=[0] * 4,
+        log_metric=lambda name, value: logged.setdefault(name, []).append(value),
+    )  # fmt: skip
+    assert same == [0.0, 0.0, 0.0, 1.0] and logged == {"judge/tied_groups": [0.5], "judge/gold": [0.25]}
+
+
+def test_prompt_groups_are_each_prompts_samples_back_to_back():
+    assert prompt_groups([3, 3, 3, 3, 1, 1, 1, 1], 4) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    # a prompt drawn twice in a row is two groups; a group cut by a process boundary is what this process holds
+    assert prompt_groups([2, 2, 2, 2, 2, 2], 3) == [[0, 1, 2], [3, 4, 5]]
+    assert prompt_groups([5, 5, 7, 7, 7], 4) == [[0, 1], [2, 3, 4]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--reward_judge", "demo"), "the demo task's judge has no parts to give partial credit for"),
+        ((), "judge_credit 'partial' applies only under reward_judge"),
+    ],
+)
+def test_partial_credit_without_a_judge_with_parts_is_refused(tiny_chain, tmp_path, extra, message):
+    out = tmp_path / "rloo"
+    res = run_cli(*rloo_args(tiny_chain, out, *extra, "--judge_credit", "partial"), check=False)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr and "key 'judge_credit'" in res.stderr and res.stderr.count("\n") == 1
     assert not out.exists()
