@@ -16,6 +16,7 @@ from typing import ClassVar
 from trl.experimental.ppo import PPOConfig
 
 from rlhf.config import DatasetOptions, LoraOptions, StageOptions
+from rlhf.judge_rewards import judge_credit_field
 
 
 @dataclass
@@ -45,14 +46,7 @@ class PPOStageConfig(StageOptions, DatasetOptions, LoraOptions, PPOConfig):
             "Every prompt must be that task's."
         },
     )
-    judge_credit: str = field(
-        default="all",
-        metadata={
-            "choices": ["all", "partial"],
-            "help": "Under reward_judge, what a rollout earns: all = the gold judge's score (what the report "
-            "counts); partial = the share of the judge's parts (e.g. constraints) it meets (rlhf/judge_rewards.py).",
-        },
-    )
+    judge_credit: str = judge_credit_field()
     sft_model_path: str | None = field(default=None, metadata={"help": "TRL's name for sft_path."})
     reward_model_path: str | None = field(default=None, metadata={"help": "TRL's name for reward_path."})
     prompts_path: str | None = field(

@@ -11,10 +11,24 @@ carry no signal."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from rlhf import tasks
 from rlhf.errors import UserError
 
 CREDITS = ("all", "partial")
+
+
+def judge_credit_field():
+    """The `judge_credit` key of the PPO and RLOO configs."""
+    return dataclasses.field(
+        default="all",
+        metadata={
+            "choices": list(CREDITS),
+            "help": "Under reward_judge, what a reply earns: all = the gold judge's score (what the report "
+            "counts); partial = the share of the judge's parts (e.g. constraints) it meets (rlhf/judge_rewards.py).",
+        },
+    )
 
 
 def judge_task(name: str, rows: list[dict], where: str, credit: str = "all") -> tasks.Task:
