@@ -6,8 +6,8 @@ stages check the same things before any model loads: the task exists and can jud
 constraints task: every constraint met or not). "partial": the share of the row's parts (the task's `breakdown`,
 e.g. its constraints) the reply meets, so a reply meeting one of two constraints earns 0.5 where the gold judge
 gives 0; a degenerate reply meets none. A training-side choice only: the report still scores with the gold judge.
-Why offer it: with two constraints and a weak start policy, most groups of samples all score 0 under "all" and
-carry no signal."""
+Why offer it: under "all" a prompt whose samples all fall short of one of its constraints gives them all 0, and
+that group teaches nothing but KL, though some samples met more of its constraints than others."""
 
 from __future__ import annotations
 
