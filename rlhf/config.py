@@ -24,6 +24,7 @@ from rlhf.argparse_utils import usage_error
 from rlhf.data import MAX_DEPTH, check_value
 from rlhf.distributed import configure_launch
 from rlhf.errors import UserError
+from rlhf.judge_rewards import CREDITS
 from rlhf.label_aggregation import AGGREGATIONS
 
 # Keys that take one name or several (a YAML list, a comma-separated string, or several words after the flag).
@@ -568,7 +569,7 @@ DOMAINS: dict[str, Domain] = {
     "max_prompt_length": integer_at_least(1),
     "kl_stop": greater_than(0),
     "value_warmup": integer_at_least(0),
-    "judge_credit": one_of("all", "partial"),
+    "judge_credit": one_of(*CREDITS),
     # TRL's PPOConfig
     "num_ppo_epochs": integer_at_least(1),
     "num_mini_batches": integer_at_least(1),

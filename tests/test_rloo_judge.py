@@ -124,3 +124,16 @@ def test_partial_credit_without_a_judge_with_parts_is_refused(tiny_chain, tmp_pa
     assert res.returncode == 2, res.stderr
     assert message in res.stderr and "key 'judge_credit'" in res.stderr and res.stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_an_unknown_judge_credit_is_refused_by_flag_and_in_a_config_built_in_python(tiny_chain, tmp_path):
+    from rlhf.config import check_config
+    from rlhf.errors import UserError
+    from rloo.config import RLOOStageConfig
+
+    res = run_cli(*rloo_args(tiny_chain, tmp_path / "rloo", "--judge_credit", "half"), check=False)
+    assert res.returncode == 2 and "--judge_credit" in res.stderr and "'half'" in res.stderr, res.stderr
+    cfg = RLOOStageConfig(output_dir=str(tmp_path / "rloo"))
+    cfg.judge_credit = "half"
+    with pytest.raises(UserError, match=r"expected one of \['all', 'partial'\], got 'half'"):
+        check_config(cfg)
