@@ -19,12 +19,14 @@ from rlhf.argparse_utils import ArgumentParser
 from rlhf.data import read_records
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, atomic_write_jsonl
+from rlhf.judge_rewards import CREDITS, credited_score
 from rlhf.paths import refuse_overlap
 from rlhf.tasks import Task
 
 
-def gold_label(row: dict, a: int, b: int, task: Task | None = None) -> str:
-    """The gold judge's label for responses a and b of `row`, by `task` (default: the task that recognises it)."""
+def gold_label(row: dict, a: int, b: int, task: Task | None = None, credit: str = "all") -> str:
+    """The gold judge's label for responses a and b of `row`, by `task` (default: the task that recognises it);
+    `credit="partial"`: by the share of the row's parts each response meets (see the module doc)."""
     task = task or tasks.detect([row])
     if task is None:
         raise UserError(
@@ -33,7 +35,8 @@ def gold_label(row: dict, a: int, b: int, task: Task | None = None) -> str:
             row.get("_row"),
         )
     fin = row.get("finished") or [True] * len(row["responses"])
-    sa, sb = task.judge(row, row["responses"][a], fin[a]), task.judge(row, row["responses"][b], fin[b])
+    sa = credited_score(task, row, row["responses"][a], fin[a], credit)
+    sb = credited_score(task, row, row["responses"][b], fin[b], credit)
     return "tie" if sa == sb else ("A" if sa > sb else "B")
 
 
@@ -47,12 +50,13 @@ class NoisyAnnotator:
     task: Task | None = (
         None  # whose gold judge the noise is applied to (default: the one recognising each row)
     )
+    credit: str = "all"  # what the judge compares: its score, or the share of the row's parts met
 
     def __post_init__(self):
         self.rng = random.Random(self.seed)
 
     def label(self, row: dict, a: int, b: int) -> str:
-        gold = gold_label(row, a, b, self.task)
+        gold = gold_label(row, a, b, self.task, self.credit)
         if gold == "tie":
             return "tie"
         u = self.rng.random()
@@ -129,20 +133,34 @@ def annotate(
     tie_rate: float = 0.0,
     seed: int = 0,
     pairing: str = "disjoint",
+    credit: str = "all",
 ) -> tuple[list[dict], dict]:
-    """Label every pair (`pairing`: which responses of a row are paired, see pair_indices); returns (preference
-    rows without ties, stats)."""
+    """Label every pair (`pairing`: which responses of a row are paired, see pair_indices; `credit`: what the gold
+    and noisy annotators compare, see the module doc); returns (preference rows without ties, stats). The stats'
+    agreement with gold is always against the gold judge's own score, the one the report counts."""
     idx = pair_indices(rows, pairing)
     task = tasks.detect(rows)  # None here: gold_label names the first row no task recognises
+    if credit not in CREDITS:
+        raise UserError(f"unknown credit {credit!r}; expected one of {', '.join(CREDITS)}", "command line",
+                        "--credit")  # fmt: skip
+    if credit == "partial" and (annotator.startswith("reward:") or not (task and task.breakdown_metric)):
+        raise UserError(
+            "partial credit applies only to the gold and noisy annotators on a task whose judge has parts "
+            f"(the constraints task){'' if task is None else f'; these are {task.name} prompts'}",
+            "command line",
+            "--credit",
+        )
     gold = (
         [gold_label(rows[r], a, b, task) for r, a, b in idx] if not annotator.startswith("reward:") else None
     )
+    credited = gold if credit == "all" or gold is None else [gold_label(rows[r], a, b, task, credit)
+                                                              for r, a, b in idx]  # fmt: skip
     pool_labels: dict[str, list[str]] = {}
     if annotator == "gold":
-        labels, names = gold, ["gold"] * len(idx)
+        labels, names = credited, ["gold"] * len(idx)
     elif annotator == "noisy":
         pool = [
-            NoisyAnnotator(f"noisy-{k}", seed * 1000 + k, flip_rate, position_bias, tie_rate, task)
+            NoisyAnnotator(f"noisy-{k}", seed * 1000 + k, flip_rate, position_bias, tie_rate, task, credit)
             for k in range(pool_size)
         ]
         # Every annotator labels every pair (cheap: it is simulated) so agreement can be measured; each pair's
@@ -197,7 +215,10 @@ def annotate(
         "empty_dropped": empty,
         "preferences": len(prefs),
         "labels": dict(Counter(labels)),
+        "credit": credit,
     }
+    if credit != "all" and gold is not None:  # the pairs partial credit decides that the gold judge ties
+        stats["decided_by_partial_credit"] = sum(g == "tie" != c for g, c in zip(gold, credited))
     if gold is not None:
         decided = [(lab, g) for lab, g in zip(labels, gold) if lab != "tie" and g != "tie"]
         stats["agreement_with_gold"] = sum(lab == g for lab, g in decided) / max(1, len(decided))
@@ -228,6 +249,11 @@ def cli(argv=None, prog="rlhf annotate") -> int:
         "--pairing", choices=PAIRINGS, default="disjoint",
         help="disjoint: responses 0-1, 2-3, ... of each row; all: every pair of them",
     )  # fmt: skip
+    p.add_argument(
+        "--credit", choices=CREDITS, default="all",
+        help="gold, noisy: what the judge compares: all = its score; partial = the share of the prompt's "
+        "constraints each reply meets (decides pairs the all-or-nothing judge ties)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -241,6 +267,7 @@ def cli(argv=None, prog="rlhf annotate") -> int:
         tie_rate=a.tie_rate,
         seed=a.seed,
         pairing=a.pairing,
+        credit=a.credit,
     )
     print(
         f"annotate: {stats['preferences']} preferences -> {a.out}; {stats['ties_dropped']} ties dropped"
@@ -250,6 +277,10 @@ def cli(argv=None, prog="rlhf annotate") -> int:
             else ""
         )
     )
+    if "decided_by_partial_credit" in stats:
+        print(
+            f"annotate: {stats['decided_by_partial_credit']} pairs decided by partial credit that the judge ties"
+        )
     for key in ("agreement_with_gold", "inter_annotator_agreement"):
         if key in stats:
             print(f"annotate: {key.replace('_', ' ')}: {stats[key]:.3f}")
@@ -267,6 +298,7 @@ def write_preferences(
     tie_rate: float = 0.0,
     seed: int = 0,
     pairing: str = "disjoint",
+    credit: str = "all",
 ) -> dict:
     """Label the pairs file `pairs` (from `rlhf pairs`) and write the preferences to `out` (jsonl), their stats to
     `out`.stats.json; returns the stats."""
@@ -291,6 +323,7 @@ def write_preferences(
         tie_rate=tie_rate,
         seed=seed,
         pairing=pairing,
+        credit=credit,
     )
     if not prefs:
         raise UserError(

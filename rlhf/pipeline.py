@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlhf import checkpoint
-from rlhf.annotators import PAIRINGS
+from rlhf.annotators import CREDITS, PAIRINGS
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.config import (
     Domain,
@@ -64,7 +64,7 @@ SCHEMA = {
     "model": {"vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "convert"},
     "sft": {"config", "overrides", "fine_tune"},
     "pairs": {"n", "temperature", "top_p", "max_new_tokens"},
-    "annotate": {"annotator", "pool_size", "flip_rate", "position_bias", "tie_rate", "pairing"},
+    "annotate": {"annotator", "pool_size", "flip_rate", "position_bias", "tie_rate", "pairing", "credit"},
     "reward": {"config", "overrides"},
     "ppo": {"config", "overrides"},
     "dpo": {"config", "overrides"},
@@ -95,6 +95,7 @@ SECTION_DOMAINS: dict[str, dict[str, Domain]] = {
         "position_bias": fraction(),
         "tie_rate": fraction(),
         "pairing": one_of(*PAIRINGS),
+        "credit": one_of(*CREDITS),
     },
     "compare": {
         "temperature": at_least(0),
@@ -373,6 +374,7 @@ class Annotate:
     position_bias: float | None = None
     tie_rate: float | None = None
     pairing: str | None = None
+    credit: str | None = None
 
     def run(self) -> str:
         from rlhf.annotators import write_preferences
@@ -383,7 +385,12 @@ class Annotate:
             if "agreement_with_gold" in stats
             else ""
         )
-        return f"annotate: {stats['preferences']} preferences -> {self.out}{gold}"
+        partial = (
+            f", {stats['decided_by_partial_credit']} decided by partial credit"
+            if "decided_by_partial_credit" in stats
+            else ""
+        )
+        return f"annotate: {stats['preferences']} preferences -> {self.out}{gold}{partial}"
 
 
 @dataclass(frozen=True)

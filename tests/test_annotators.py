@@ -120,3 +120,72 @@ def test_held_out_pairs_never_share_a_prompt_with_training_pairs():
     unique = [{"instruction": f"q{i}", "input": "", "chosen": "c", "rejected": "r"} for i in range(10)]
     assert hold_out_by_prompt(unique, 3) == (unique[3:], unique[:3])
     assert hold_out_by_prompt(unique, 0) == (unique, [])
+
+
+# The constraints task's judge reads its constraints back from the instruction (no source data needed).
+TWO_CONSTRAINTS = {
+    "instruction": "Name three famous painters.\n\nAnswer in at most 25 words.\nDo not use any commas in your response.",
+    "input": "",
+}
+NONE_MET = "Monet, Rembrandt and Vermeer, " + "and many more painters who worked in oils " * 4  # long, commas
+ONE_MET = "Monet, Rembrandt and Vermeer painted light like no one else."  # short, but a comma
+BOTH_MET = "Monet and Rembrandt and Vermeer painted light like no one else."
+
+
+def _constraint_rows(n: int) -> list[dict]:
+    return [{"id": f"c{i}", **TWO_CONSTRAINTS, "responses": [NONE_MET, ONE_MET, BOTH_MET]} for i in range(n)]
+
+
+def test_partial_credit_decides_the_pairs_the_all_or_nothing_judge_ties():
+    row = _constraint_rows(1)[0]
+    assert gold_label(row, 0, 1) == "tie"  # both miss a constraint: the judge gives both 0
+    assert gold_label(row, 0, 1, credit="partial") == "B"  # 0 of 2 vs 1 of 2
+    # where the judge decides, partial credit agrees with it
+    assert gold_label(row, 2, 1, credit="partial") == gold_label(row, 2, 1) == "A"
+    row["finished"] = [True, False, True]  # a reply without EOS meets nothing, whatever its text
+    assert gold_label(row, 0, 1, credit="partial") == "tie"
+
+    rows = _constraint_rows(3)
+    _, all_stats = annotate(rows, "gold", pairing="all")
+    prefs, stats = annotate(rows, "gold", pairing="all", credit="partial")
+    assert all_stats["preferences"] == 6 and all_stats["ties_dropped"] == 3
+    assert (
+        stats["preferences"] == 9 and stats["decided_by_partial_credit"] == 3 and stats["credit"] == "partial"
+    )
+    assert {(p["chosen"], p["rejected"]) for p in prefs} == {(ONE_MET, NONE_MET), (BOTH_MET, NONE_MET),
+                                                             (BOTH_MET, ONE_MET)}  # fmt: skip
+    # agreement is still measured against the gold judge's own verdicts (the pairs it decides)
+    assert stats["agreement_with_gold"] == 1.0
+
+
+def test_noisy_annotators_flip_partial_credit_labels_at_the_configured_rate():
+    rows = _constraint_rows(2000)
+    prefs, stats = annotate(
+        rows, "noisy", pool_size=3, flip_rate=0.25, seed=3, pairing="all", credit="partial"
+    )
+    assert stats["preferences"] == 6000 and stats["decided_by_partial_credit"] == 2000
+    wrong = sum((p["chosen"], p["rejected"]) in {(NONE_MET, ONE_MET), (NONE_MET, BOTH_MET), (ONE_MET, BOTH_MET)}
+                for p in prefs)  # fmt: skip
+    assert wrong / len(prefs) == pytest.approx(0.25, abs=0.02)
+    assert stats["flipped_vs_gold"] == pytest.approx(0.25, abs=0.03)  # on the 4,000 pairs the judge decides
+
+
+def test_partial_credit_is_refused_where_there_are_no_parts_to_credit(tmp_path):
+    from conftest import run_cli
+
+    from rlhf.errors import UserError
+
+    with pytest.raises(UserError, match="partial credit applies only .* these are demo prompts"):
+        annotate(_rows(3), "gold", credit="partial")
+    with pytest.raises(UserError, match="unknown credit 'half'"):
+        annotate(_constraint_rows(1), "gold", credit="half")
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _constraint_rows(2)))
+    res = run_cli("annotate", path, "--annotator", "reward:somewhere", "--credit", "partial",
+                  "--out", tmp_path / "prefs.jsonl", check=False)  # fmt: skip
+    assert res.returncode == 2 and "--credit" in res.stderr and "gold and noisy" in res.stderr, res.stderr
+    assert not (tmp_path / "prefs.jsonl").exists()
+    res = run_cli("annotate", path, "--annotator", "gold", "--credit", "partial", "--pairing", "all",
+                  "--out", tmp_path / "prefs.jsonl")  # fmt: skip
+    assert "2 pairs decided by partial credit" in res.stdout, res.stdout
+    assert json.loads((tmp_path / "prefs.jsonl.stats.json").read_text())["preferences"] == 6

@@ -314,6 +314,7 @@ DEMO_PIPELINE = REPO / "configs" / "demo" / "pipeline.yaml"
          "expected gold, noisy, human or reward:<reward stage dir>, got 'oracle'"),
         ("compare: {num_samples: 0}\n", "", ("v.yaml", "key 'compare.num_samples'"), "expected an integer >= 1"),
         ("annotate: {pairing: every}\n", "", ("v.yaml", "key 'annotate.pairing'"), "expected one of"),
+        ("annotate: {credit: some}\n", "", ("v.yaml", "key 'annotate.credit'"), "expected one of"),
     ],
 )  # fmt: skip
 def test_a_bad_value_is_named_in_the_file_of_the_chain_that_holds_it(tmp_path, variant, base, where, message):
