@@ -123,6 +123,20 @@ def pair_indices(rows: list[dict], pairing: str = "disjoint") -> list[tuple[int,
     return [(r, i, i + 1) for r, row in enumerate(rows) for i in range(0, len(row["responses"]) - 1, 2)]
 
 
+def check_credit(credit: str, annotator: str, task: Task | None, where: str, key: str) -> None:
+    """Refuse, naming `key` in `where`, a credit that is not one of CREDITS, or partial credit where it would be
+    ignored or has nothing to count: an annotator other than gold or noisy, or a task whose judge has no parts."""
+    if credit not in CREDITS:
+        raise UserError(f"unknown credit {credit!r}; expected one of {', '.join(CREDITS)}", where, key)
+    if credit == "partial" and (annotator not in ("gold", "noisy") or not (task and task.breakdown_metric)):
+        raise UserError(
+            "partial credit applies only to the gold and noisy annotators on a task whose judge has parts "
+            f"(the constraints task){'' if task is None else f'; these are {task.name} prompts'}",
+            where,
+            key,
+        )
+
+
 def annotate(
     rows: list[dict],
     annotator: str,
@@ -140,16 +154,7 @@ def annotate(
     agreement with gold is always against the gold judge's own score, the one the report counts."""
     idx = pair_indices(rows, pairing)
     task = tasks.detect(rows)  # None here: gold_label names the first row no task recognises
-    if credit not in CREDITS:
-        raise UserError(f"unknown credit {credit!r}; expected one of {', '.join(CREDITS)}", "command line",
-                        "--credit")  # fmt: skip
-    if credit == "partial" and (annotator.startswith("reward:") or not (task and task.breakdown_metric)):
-        raise UserError(
-            "partial credit applies only to the gold and noisy annotators on a task whose judge has parts "
-            f"(the constraints task){'' if task is None else f'; these are {task.name} prompts'}",
-            "command line",
-            "--credit",
-        )
+    check_credit(credit, annotator, task, "command line", "--credit")
     gold = (
         [gold_label(rows[r], a, b, task) for r, a, b in idx] if not annotator.startswith("reward:") else None
     )

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlhf import checkpoint
-from rlhf.annotators import CREDITS, PAIRINGS
+from rlhf import checkpoint, tasks
+from rlhf.annotators import PAIRINGS, check_credit
 from rlhf.argparse_utils import ArgumentParser
 from rlhf.config import (
     Domain,
@@ -41,6 +41,7 @@ from rlhf.config import (
 from rlhf.distributed import end_of_run
 from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, sha256_text
+from rlhf.judge_rewards import CREDITS
 from rlhf.paths import refuse_overlap
 
 STEPS = ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "dpo", "rloo", "compare")
@@ -132,6 +133,14 @@ def load_pipeline_config(path: str | Path) -> dict:
                     defining_file(path, where),
                     f"key '{where}'",
                 )
+    # refused now, not after the SFT step: which task and annotator the credit applies to is known already
+    annotate = cfg.get("annotate") or {}
+    if annotate.get("credit") is not None:
+        task = tasks.get(cfg.get("task", "demo"))
+        where = defining_file(path, "annotate.credit")
+        check_credit(
+            annotate["credit"], str(annotate.get("annotator", "noisy")), task, where, "key 'annotate.credit'"
+        )
     return cfg
 
 

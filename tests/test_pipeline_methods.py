@@ -345,3 +345,20 @@ def test_a_bad_stage_override_in_a_base_names_the_base(tmp_path, monkeypatch):
     assert str(e.value) == (
         f"error: {tmp_path / 'b.yaml'} (reward):key 'learning_rate': expected a finite number > 0, got -1"
     )
+
+
+@pytest.mark.parametrize(
+    "variant, message",
+    [("annotate: {credit: partial}\n", "these are demo prompts"),  # the demo judge has no parts to credit
+     ("task: constraints\nannotate: {credit: partial, annotator: human}\n", "only to the gold and noisy annotators")],
+)  # fmt: skip
+def test_partial_credit_the_annotate_step_could_not_give_is_refused_when_the_config_loads(
+    tmp_path, variant, message
+):
+    from rlhf.pipeline import load_pipeline_config
+
+    (tmp_path / "v.yaml").write_text(f"base: {DEMO_PIPELINE}\n{variant}")
+    with pytest.raises(UserError) as e:
+        load_pipeline_config(tmp_path / "v.yaml")
+    assert message in str(e.value) and "key 'annotate.credit'" in str(e.value), str(e.value)
+    assert str(tmp_path / "v.yaml") in str(e.value)
