@@ -12,7 +12,8 @@ that comments do not count, and the identities of the steps it depends on) is un
 depends on ran; `--force STEP` reruns that step and every step that depends on it. So changing one method's settings
 retrains that method only (and reruns the comparison). The state lives in `<run>/pipeline_state.json`, written after
 each finished step, so a killed pipeline resumes at the step that was interrupted (stages resume from their own
-checkpoints).
+checkpoints). `--reuse-from RUN` copies the steps another run finished with the same settings instead of running
+them (rlhf.pipeline_reuse).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, sha256_text
 from rlhf.judge_rewards import CREDITS
 from rlhf.paths import refuse_overlap
+from rlhf.pipeline_reuse import reuse_finished_steps
 
 STEPS = ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "dpo", "rloo", "compare")
 TRAINED_METHODS = ("ppo", "dpo", "rloo")  # stages that train a policy from the shared steps
@@ -719,6 +721,7 @@ def run_pipeline(
     seed: int | None = None,
     force: str | None = None,
     quiet: bool = False,
+    reuse_from: str | Path | None = None,
 ) -> dict | None:
     cfg = load_pipeline_config(config_path)
     seed = int(cfg.get("seed", 0) if seed is None else seed)
@@ -739,6 +742,10 @@ def run_pipeline(
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     identities = chain_identities(steps, seed)
     legacy = chain_identities(steps, seed, legacy=True)  # as state files written before 2026-12-03 hold them
+    if reuse_from is not None:  # copy the finished steps another run made under these settings
+        twins = plan(cfg, Path(reuse_from), seed, source=str(config_path), quiet=quiet)
+        there = (twins, chain_identities(twins, seed), chain_identities(twins, seed, legacy=True))
+        reuse_finished_steps(steps, identities, state, state_path, Path(reuse_from), there)
     ran: set[str] = set()  # the steps run this time: every step that depends on one of them runs too
     started = time.time()
     step_seconds: dict[str, float] = {}
@@ -798,7 +805,14 @@ def cli(argv=None, prog="rlhf pipeline") -> int:
         help=f"rerun this step and every step that depends on it ({', '.join(STEPS)})",
     )
     p.add_argument("--quiet", action="store_true", help="silence the stages' progress bars")
+    p.add_argument(
+        "--reuse-from",
+        default=None,
+        metavar="RUN",
+        help="another run dir: copy the steps it finished with the same settings (the first steps of a variant "
+        "experiment) instead of running them",
+    )
     a = p.parse_args(argv)
-    refuse_overlap({"--config": a.config}, {"--out": a.out})
-    run_pipeline(a.config, a.out, seed=a.seed, force=a.force, quiet=a.quiet)
+    refuse_overlap({"--config": a.config, "--reuse-from": a.reuse_from}, {"--out": a.out})
+    run_pipeline(a.config, a.out, seed=a.seed, force=a.force, quiet=a.quiet, reuse_from=a.reuse_from)
     return 0

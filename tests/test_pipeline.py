@@ -136,3 +136,72 @@ def test_a_state_file_of_raw_text_identities_is_still_up_to_date(tiny_run, monke
     again = pipeline(out)
     assert "running" not in again
     assert {name: s["identity"] for name, s in json.loads(state_path.read_text()).items()} == parsed
+
+
+def test_reuse_from_copies_the_shared_steps_and_runs_the_rest(tiny_run, tmp_path):
+    """A variant (another reward model) started with --reuse-from: the steps before the reward model are copied
+    from the finished run, not run, and give the same SFT numbers; the reward model and everything after run."""
+    out, _ = tiny_run
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(
+        f"base: {TINY}\nreward:\n  overrides: {{num_train_epochs: 1, save_strategy: 'no', learning_rate: 1.0e-4}}\n"
+    )
+    log = run_cli(
+        "pipeline", "--config", variant, "--out", tmp_path / "v", "--quiet", "--reuse-from", out, timeout=900
+    ).stdout
+    for step in ("data", "base", "sft", "pairs", "annotate"):
+        assert f"pipeline: {step}: reused from {out}" in log and f"pipeline: {step}: running" not in log
+    for step in ("reward", "ppo", "compare"):
+        assert f"pipeline: {step}: running" in log
+    assert "pipeline: reward: not reused" in log  # said why, and the steps after it follow unsaid
+    assert (tmp_path / "v" / "sft" / "model.safetensors").read_bytes() == (
+        out / "sft" / "model.safetensors"
+    ).read_bytes()
+    assert (tmp_path / "v" / "prefs.jsonl.stats.json").is_file()  # a file output's sidecar comes along
+    state = json.loads((tmp_path / "v" / "pipeline_state.json").read_text())
+    assert state["sft"]["reused_from"] == str(out) and "reused_from" not in state["reward"]
+    a = json.loads((out / "report" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "v" / "report" / "metrics.json").read_text())
+    assert a["sft.gold_accuracy"] == b["sft.gold_accuracy"]  # the same start policy, judged the same way
+    reward = json.loads((tmp_path / "v" / "reward" / "rlhf_stage.json").read_text())
+    assert reward["config"]["learning_rate"] == 1.0e-4  # the variant's own reward model
+    again = run_cli("pipeline", "--config", variant, "--out", tmp_path / "v", "--quiet").stdout
+    assert "running" not in again
+
+
+def test_reuse_stops_at_the_first_step_that_differs(tiny_run, tmp_path, monkeypatch):
+    """Another SFT config: the data and the base model are reused, the SFT step is not (its settings differ) and
+    neither is any step that reads from it, even where its own settings are equal."""
+    from rlhf.pipeline import STATE_FILE, chain_identities, load_pipeline_config, plan
+    from rlhf.pipeline_reuse import reuse_finished_steps
+
+    out, _ = tiny_run
+    monkeypatch.chdir(REPO)
+    cfg = load_pipeline_config(TINY)
+    cfg["sft"]["overrides"] = {**cfg["sft"]["overrides"], "num_train_epochs": 2}
+    here = tmp_path / "v"
+    steps = plan(cfg, here, 0, quiet=True)
+    twins = plan(cfg, out, 0, quiet=True)
+    there = (twins, chain_identities(twins, 0), chain_identities(twins, 0, legacy=True))
+    state: dict = {}
+    here.mkdir()
+    reused = reuse_finished_steps(steps, chain_identities(steps, 0), state, here / STATE_FILE, out, there)
+    assert reused == ["data", "base"]
+    assert sorted(state) == ["base", "data"] and (here / "base").is_dir() and not (here / "sft").exists()
+
+
+def test_reuse_from_refuses_a_dir_that_is_not_a_run(tmp_path):
+    (tmp_path / "other").mkdir()
+    res = run_cli(
+        "pipeline", "--config", TINY, "--out", tmp_path / "x", "--reuse-from", tmp_path / "other", check=False
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        f"error: {tmp_path / 'other' / 'pipeline_state.json'}: no pipeline state file; expected a run dir "
+        "written by `rlhf pipeline`"
+    )
+    res = run_cli(
+        "pipeline", "--config", TINY, "--out", tmp_path / "other" / "x", "--reuse-from", tmp_path / "other",
+        check=False,
+    )  # fmt: skip
+    assert res.returncode == 2 and "--reuse-from" in res.stderr
