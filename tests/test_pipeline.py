@@ -205,3 +205,24 @@ def test_reuse_from_refuses_a_dir_that_is_not_a_run(tmp_path):
         check=False,
     )  # fmt: skip
     assert res.returncode == 2 and "--reuse-from" in res.stderr
+
+
+def test_reuse_leaves_this_runs_own_outputs_alone(tiny_run, tmp_path, monkeypatch):
+    """A step with an output of its own in the new run dir is not overwritten by a copy (it runs as usual), and the
+    steps reading from it are not reused either; a step with no upstream (the base model) still is."""
+    from rlhf.pipeline import STATE_FILE, chain_identities, load_pipeline_config, plan
+    from rlhf.pipeline_reuse import reuse_finished_steps
+
+    out, _ = tiny_run
+    monkeypatch.chdir(REPO)
+    cfg = load_pipeline_config(TINY)
+    here = tmp_path / "v"
+    (here / "data").mkdir(parents=True)
+    (here / "data" / "eval.json").write_text("[]")
+    steps, twins = plan(cfg, here, 0, quiet=True), plan(cfg, out, 0, quiet=True)
+    there = (twins, chain_identities(twins, 0), chain_identities(twins, 0, legacy=True))
+    reused = reuse_finished_steps(steps, chain_identities(steps, 0), {}, here / STATE_FILE, out, there)
+    assert reused == ["base"]
+    assert (here / "data" / "eval.json").read_text() == "[]" and not (
+        here / "data" / "sft_train.json"
+    ).exists()
