@@ -742,20 +742,27 @@ def run_pipeline(
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     identities = chain_identities(steps, seed)
     legacy = chain_identities(steps, seed, legacy=True)  # as state files written before 2026-12-03 hold them
+
+    def up_to_date(step: Step) -> bool:
+        return (
+            state.get(step.name, {}).get("identity") in (identities[step.name], legacy[step.name])
+            and step.done()
+        )
+
     if reuse_from is not None:  # copy the finished steps another run made under these settings
         twins = plan(cfg, Path(reuse_from), seed, source=str(config_path), quiet=quiet)
         there = (twins, chain_identities(twins, seed), chain_identities(twins, seed, legacy=True))
-        reuse_finished_steps(steps, identities, state, state_path, Path(reuse_from), there)
+        reuse_finished_steps(steps, identities, up_to_date, state, state_path, Path(reuse_from), there)
     ran: set[str] = set()  # the steps run this time: every step that depends on one of them runs too
     started = time.time()
     step_seconds: dict[str, float] = {}
     for step in steps:
         ident = identities[step.name]
         stale = force == step.name or any(d in ran for d in step.after)
-        recorded = state.get(step.name, {}).get("identity")
-        if not stale and recorded in (ident, legacy[step.name]) and step.done():
+        if not stale and up_to_date(step):
             print(f"pipeline: {step.name}: up to date, skipped")
-            if recorded != ident:  # recorded in the legacy form: from now on the parsed one
+            # recorded in the legacy form: from now on the parsed one
+            if state[step.name]["identity"] != ident:
                 state[step.name]["identity"] = ident
                 atomic_write_json(state_path, state)
             step_seconds[step.name] = 0.0

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rlhf.errors import UserError
 from rlhf.io import atomic_write_json
@@ -44,11 +46,18 @@ def _sidecars(path: Path) -> list[Path]:
 
 
 def reuse_finished_steps(
-    steps: list, identities: dict, state: dict, state_path: Path, other: Path, there: tuple
+    steps: list,
+    identities: dict,
+    up_to_date: Callable[[Any], bool],
+    state: dict,
+    state_path: Path,
+    other: Path,
+    there: tuple,
 ) -> list[str]:
     """Copy to the outputs of `steps` those of the steps `other` finished under the identities this plan has
-    there, and record them in `state` (saved to `state_path` after each) under this run's `identities`. `there`:
-    the same plan made for `other` and its identities (current and legacy form). Returns the steps reused."""
+    there, and record them in `state` (saved to `state_path` after each) under this run's `identities`.
+    `up_to_date`: whether a step is finished here already (the pipeline's own test). `there`: the same plan made
+    for `other` and its identities (current and legacy form). Returns the steps reused."""
     other_state_path = other / state_path.name
     if not other_state_path.is_file():
         raise UserError(
@@ -62,15 +71,14 @@ def reuse_finished_steps(
     satisfied: set[str] = set()  # reused, or up to date here already
     reused: list[str] = []
     for step, twin in zip(steps, there_steps, strict=True):
-        here_ok = state.get(step.name, {}).get("identity") == identities[step.name] and step.done()
-        if here_ok:
+        if up_to_date(step):
             satisfied.add(step.name)
+            continue
+        if step.name in NEVER_REUSED:  # the report is this run's own
             continue
         recorded = other_state.get(step.name, {}).get("identity")
         why = None
-        if step.name in NEVER_REUSED:
-            why = "the report is this run's own"
-        elif any(d not in satisfied for d in step.after):
+        if any(d not in satisfied for d in step.after):
             why = "a step it reads from was not reused"
         elif recorded not in (there_ids[step.name], there_legacy[step.name]) or not twin.done():
             why = "the other run did not finish it with these settings"
@@ -79,8 +87,7 @@ def reuse_finished_steps(
         elif any(p.exists() for p, _ in step.outputs):
             why = "this run has outputs of its own there"
         if why is not None:
-            if step.name not in NEVER_REUSED:
-                print(f"pipeline: {step.name}: not reused from {other} ({why})")
+            print(f"pipeline: {step.name}: not reused from {other} ({why})")
             continue
         for (dst, _), (src, _) in zip(step.outputs, twin.outputs, strict=True):
             for extra in [src, *(_sidecars(src) if src.is_file() else [])]:

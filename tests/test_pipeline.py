@@ -185,7 +185,9 @@ def test_reuse_stops_at_the_first_step_that_differs(tiny_run, tmp_path, monkeypa
     there = (twins, chain_identities(twins, 0), chain_identities(twins, 0, legacy=True))
     state: dict = {}
     here.mkdir()
-    reused = reuse_finished_steps(steps, chain_identities(steps, 0), state, here / STATE_FILE, out, there)
+    reused = reuse_finished_steps(
+        steps, chain_identities(steps, 0), lambda step: False, state, here / STATE_FILE, out, there
+    )
     assert reused == ["data", "base"]
     assert sorted(state) == ["base", "data"] and (here / "base").is_dir() and not (here / "sft").exists()
 
@@ -221,7 +223,9 @@ def test_reuse_leaves_this_runs_own_outputs_alone(tiny_run, tmp_path, monkeypatc
     (here / "data" / "eval.json").write_text("[]")
     steps, twins = plan(cfg, here, 0, quiet=True), plan(cfg, out, 0, quiet=True)
     there = (twins, chain_identities(twins, 0), chain_identities(twins, 0, legacy=True))
-    reused = reuse_finished_steps(steps, chain_identities(steps, 0), {}, here / STATE_FILE, out, there)
+    reused = reuse_finished_steps(
+        steps, chain_identities(steps, 0), lambda step: False, {}, here / STATE_FILE, out, there
+    )
     assert reused == ["base"]
     assert (here / "data" / "eval.json").read_text() == "[]" and not (
         here / "data" / "sft_train.json"
