@@ -21,23 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.errors import UserError
-from rlhf.io import atomic_write_json
+from rlhf.io import atomic_write_bytes, atomic_write_json, replace_dir, sibling_temp_dir
 
 NEVER_REUSED = ("compare",)
 
 
 def _copy(src: Path, dst: Path) -> None:
-    """Copy a file or dir to `dst` through a temporary sibling, so a crash leaves no half-copied output."""
-    tmp = dst.with_name(f".{dst.name}.reuse-tmp")
-    if tmp.is_dir():
-        shutil.rmtree(tmp)
-    tmp.unlink(missing_ok=True)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        shutil.copytree(src, tmp)
-    else:
-        shutil.copy2(src, tmp)
-    tmp.replace(dst)
+    """Copy a file or dir to `dst` the way the kit writes every output (rlhf.io), so a crash leaves no
+    half-copied output: a file through a temp file and rename, a dir built in a sibling temp dir and moved."""
+    if not src.is_dir():
+        atomic_write_bytes(dst, src.read_bytes())
+        return
+    tmp = sibling_temp_dir(dst, "reusing")
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        replace_dir(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _sidecars(path: Path) -> list[Path]:
