@@ -44,7 +44,7 @@ from rlhf.errors import UserError, exit_on_user_error
 from rlhf.io import atomic_write_json, sha256_text
 from rlhf.judge_rewards import CREDITS
 from rlhf.paths import refuse_overlap
-from rlhf.pipeline_reuse import reuse_finished_steps
+from rlhf.pipeline_reuse import finished_under, reuse_finished_steps
 
 STEPS = ("data", "base", "sft", "pairs", "annotate", "reward", "ppo", "dpo", "rloo", "compare")
 TRAINED_METHODS = ("ppo", "dpo", "rloo")  # stages that train a policy from the shared steps
@@ -744,10 +744,7 @@ def run_pipeline(
     legacy = chain_identities(steps, seed, legacy=True)  # as state files written before 2026-12-03 hold them
 
     def up_to_date(step: Step) -> bool:
-        return (
-            state.get(step.name, {}).get("identity") in (identities[step.name], legacy[step.name])
-            and step.done()
-        )
+        return finished_under(state, step, identities, legacy)
 
     if reuse_from is not None:  # copy the finished steps another run made under these settings
         twins = plan(cfg, Path(reuse_from), seed, source=str(config_path), quiet=quiet)

@@ -26,6 +26,14 @@ from rlhf.io import atomic_write_bytes, atomic_write_json, replace_dir, sibling_
 NEVER_REUSED = ("compare",)
 
 
+def finished_under(state: dict, step, identities: dict, legacy: dict) -> bool:
+    """Whether a run's `state` records `step` as finished under its identity (in the current or the legacy form)
+    and its outputs are complete: the pipeline's test for skipping a step, and for reusing another run's."""
+    return (
+        state.get(step.name, {}).get("identity") in (identities[step.name], legacy[step.name]) and step.done()
+    )
+
+
 def _copy(src: Path, dst: Path) -> None:
     """Copy a file or dir to `dst` the way the kit writes every output (rlhf.io), so a crash leaves no
     half-copied output: a file through a temp file and rename, a dir built in a sibling temp dir and moved."""
@@ -77,11 +85,10 @@ def reuse_finished_steps(
             continue
         if step.name in NEVER_REUSED:  # the report is this run's own
             continue
-        recorded = other_state.get(step.name, {}).get("identity")
         why = None
         if any(d not in satisfied for d in step.after):
             why = "a step it reads from was not reused"
-        elif recorded not in (there_ids[step.name], there_legacy[step.name]) or not twin.done():
+        elif not finished_under(other_state, twin, there_ids, there_legacy):
             why = "the other run did not finish it with these settings"
         elif any((p / "adapter_config.json").is_file() for p, _ in twin.outputs):
             why = "a LoRA adapter names its base model by the other run's path"
